@@ -1,0 +1,131 @@
+"""The delayed cue-discrimination task (DCDT): trials, targets, loss weights and metrics.
+
+A trial is ``cue (6 steps) + delay (D) + reaction (10 steps) + post (P)`` steps of dt = 5 ms. During the cue
+the input is ``[0, 1]`` (type 0) or ``[1, 0]`` (type 1); the target is the same one-hot vector during the
+reaction steps and 0 elsewhere. A batch holds the 2 types x 64 copies (types ``[0]*64 + [1]*64``).
+No I/O here; every function is a pure function of a :class:`TaskSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import InvalidChoiceError
+
+DT_MS = 5.0
+CUE_STEPS = 6
+REACTION_STEPS = 10
+N_COPIES = 64
+
+
+def ms_to_steps(ms: float, name: str = "duration", dt_ms: float = DT_MS) -> int:
+    """Convert a duration in ms to whole time steps; refuse values that are not a multiple of dt."""
+    steps = round(float(ms) / dt_ms)
+    if abs(steps * dt_ms - float(ms)) > 1e-9 or steps < 0:
+        raise InvalidChoiceError(name, ms, hint=f"must be a non-negative multiple of dt = {dt_ms:g} ms")
+    return steps
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task variant, all durations in time steps.
+
+    ``nomemory`` is the control family: no delay, the target is the trial's label at every step, all loss
+    weights are 1, and ``reaction_steps`` is the response length.
+    """
+
+    delay_steps: int = 0
+    post_steps: int = 0
+    cue_steps: int = CUE_STEPS
+    reaction_steps: int = REACTION_STEPS
+    n_copies: int = N_COPIES
+    nomemory: bool = False
+    dt_ms: float = DT_MS
+
+    @classmethod
+    def from_ms(cls, delay_ms: float = 0, post_ms: float = 0, response_ms: float = 50, nomemory: bool = False,
+                n_copies: int = N_COPIES) -> TaskSpec:
+        return cls(delay_steps=ms_to_steps(delay_ms, "delay_ms"), post_steps=ms_to_steps(post_ms, "post_ms"),
+                   reaction_steps=ms_to_steps(response_ms, "response_ms"), nomemory=nomemory,
+                   n_copies=n_copies)
+
+    @property
+    def n_steps(self) -> int:
+        """T, the number of steps of one trial."""
+        return self.cue_steps + self.delay_steps + self.reaction_steps + self.post_steps
+
+    @property
+    def batch_size(self) -> int:
+        return 2 * self.n_copies
+
+    @property
+    def reaction_start(self) -> int:
+        return self.cue_steps + self.delay_steps
+
+    @property
+    def metric_window(self) -> tuple[int, int]:
+        """Steps ``[start, stop)`` scored by accuracy and reliability: the reaction window one step early,
+        because the readout at step t sees the state before the update of step t (integer arithmetic)."""
+        start = self.reaction_start - 1
+        return start, start + self.reaction_steps
+
+    @property
+    def weighted_steps(self) -> int:
+        """R, the number of final steps that carry the large loss weight."""
+        return self.reaction_steps + self.post_steps
+
+    def trial_types(self, device=None) -> torch.Tensor:
+        """(B,) trial type of every trial of the batch: 64 of type 0, then 64 of type 1."""
+        return torch.arange(self.batch_size, device=device) // self.n_copies
+
+    def correct_channel(self, device=None) -> torch.Tensor:
+        """(B,) the output channel that is correct on each trial (type 0 -> channel 1)."""
+        return 1 - self.trial_types(device)
+
+    def inputs(self, device=None, dtype=torch.float32, n_steps: int | None = None) -> torch.Tensor:
+        """(T, B, 2) inputs; ``n_steps`` extends the trial with zero input (for long simulations)."""
+        T = self.n_steps if n_steps is None else n_steps
+        u = torch.zeros(T, self.batch_size, 2, device=device, dtype=dtype)
+        ch = self.correct_channel(device)
+        u[: self.cue_steps, torch.arange(self.batch_size, device=device), ch] = 1.0
+        return u
+
+    def targets(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(T, B, 2) targets: one-hot in the reaction window (every step for ``nomemory``), 0 elsewhere."""
+        y = torch.zeros(self.n_steps, self.batch_size, 2, device=device, dtype=dtype)
+        ch = self.correct_channel(device)
+        lo, hi = (0, self.n_steps) if self.nomemory else (self.reaction_start, self.reaction_start + self.reaction_steps)
+        y[lo:hi, torch.arange(self.batch_size, device=device), ch] = 1.0
+        return y
+
+    def loss_weights(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(T,) per-step loss weights: the last R steps weigh 1 - R/T, the others R/T (all 1 for nomemory)."""
+        T = self.n_steps
+        if self.nomemory:
+            return torch.ones(T, device=device, dtype=dtype)
+        R = self.weighted_steps
+        w = torch.full((T,), R / T, device=device, dtype=dtype)
+        w[T - R:] = 1.0 - R / T
+        return w
+
+
+def weighted_mse(outputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over (time, batch, channel) of ``w_t (o - y)^2``. outputs/targets: (..., T, B, C); weights (T,)."""
+    return (weights[:, None, None] * (outputs - targets) ** 2).mean(dim=(-3, -2, -1))
+
+
+def accuracy_reliability(outputs: torch.Tensor, spec: TaskSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and reliability on the metric window. outputs: (..., T, B, 2) -> two tensors of shape (...).
+
+    p = o / sum(o) over channels (NaN -> 0); accuracy = fraction of (trial, step) where argmax p is the
+    correct channel; reliability = mean p on the correct channel.
+    """
+    lo, hi = spec.metric_window
+    o = outputs[..., lo:hi, :, :]
+    p = torch.nan_to_num(o / o.sum(-1, keepdim=True), nan=0.0)
+    ch = spec.correct_channel(outputs.device)  # (B,)
+    correct = (p.argmax(-1) == ch).to(outputs.dtype)
+    p_correct = p.gather(-1, ch.view(*([1] * (p.dim() - 2)), -1, 1).expand(*p.shape[:-1], 1)).squeeze(-1)
+    return correct.mean(dim=(-2, -1)), p_correct.mean(dim=(-2, -1))
