@@ -24,6 +24,7 @@ class NetConfig:
     nomemory: bool = False
     n_units: int = 100
     noise_std: float = 1e-3
+    init_state_std: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-7
     diverge_loss: float | None = None  # stop (and mark diverged) once the loss exceeds this
@@ -33,6 +34,7 @@ class NetConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(n_units=self.n_units, tau_ms=self.tau_ms, noise_std=self.noise_std,
+                           init_state_std=self.init_state_std,
                            readout="linear" if self.nomemory else "sigmoid")
 
     @property

@@ -1,0 +1,219 @@
+"""Batched trainer: many networks at once, each with its own learning rate, seed and noise stream.
+
+Weights of K networks are stacked on a leading axis and trained with batched matmuls and a hand-written
+backward pass through time (no autograd). The maths is exactly that of training one ``zoo.model.RNN`` with
+autograd and ``torch.optim.SGD(momentum=0.9, weight_decay=1e-7)``, full batch, full BPTT; the fidelity tests
+check this against an independent autograd implementation.
+
+Batch invariance: a network's initial weights come from its seed, and every noise draw from its own
+counter-based stream (:mod:`zoo.rng`), so its result does not depend on which other networks share the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import kernels, rng
+from .config import NetConfig
+from .model import PARAM_NAMES, init_state_dict
+from .task import accuracy_reliability
+
+CURVES = ("loss", "accuracy", "reliability", "grad_norm")
+#: bytes of activations kept per network per time step of a trial (R, Z and the readout gradient), float32
+_BYTES_PER_NET_STEP = 3 * 128 * 100 * 4
+
+
+@dataclass
+class TrainResult:
+    """Final weights (stacked, CPU) and per-epoch curves of the trained networks, in input order."""
+
+    configs: list[NetConfig]
+    weights: dict[str, torch.Tensor]  # name -> (K, ...) on CPU, in the training dtype
+    curves: dict[str, list[np.ndarray]]  # name -> K arrays of length epochs_run[k]
+    epochs_run: np.ndarray  # (K,)
+    diverged: np.ndarray  # (K,) bool
+    seconds: float = 0.0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: w[i] for name, w in self.weights.items()}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_batch_size(device: torch.device, n_steps: int) -> int:
+    """Networks per batch: 32 on CPU; on CUDA as many as ~70% of free memory holds."""
+    if device.type != "cuda":
+        return 32
+    free, _ = torch.cuda.mem_get_info(device)
+    per_net = _BYTES_PER_NET_STEP * (n_steps + 2) * 1.3
+    return max(1, int(0.7 * free / per_net))
+
+
+def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device | None = "cpu",
+                   batch_size: int | None = None, dtype: torch.dtype = torch.float32, tf32: bool = False,
+                   init_weights: dict[str, torch.Tensor] | None = None,
+                   progress: Callable[[int], None] | None = None) -> TrainResult:
+    """Train ``configs`` (any mix of families) and return their weights and curves.
+
+    Networks are grouped by trial shape (``NetConfig.batch_key``) and trained ``batch_size`` at a time.
+    ``init_weights`` (stacked, in the order of ``configs``) replaces the seed's initial weights, for
+    fine-tuning. ``progress`` is called with the number of network-epochs done after every epoch.
+    ``tf32`` allows TF32 matmuls on CUDA (off by default: it changes results slightly).
+    """
+    configs = list(configs)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    K = len(configs)
+    out_w: dict[str, torch.Tensor | None] = dict.fromkeys(PARAM_NAMES)
+    curves = {c: [None] * K for c in CURVES}
+    epochs_run = np.zeros(K, dtype=np.int64)
+    diverged = np.zeros(K, dtype=bool)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(c.batch_key(), []).append(i)
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    try:
+        for idx in groups.values():
+            bs = batch_size or default_batch_size(dev, configs[idx[0]].task().n_steps)
+            for s in range(0, len(idx), bs):
+                chunk = idx[s:s + bs]
+                init = None if init_weights is None else {n: w[chunk] for n, w in init_weights.items()}
+                w, cv, er, dv = _train_batch([configs[i] for i in chunk], dev, dtype, init, progress)
+                for n in PARAM_NAMES:
+                    if out_w[n] is None:
+                        out_w[n] = torch.empty((K, *w[n].shape[1:]), dtype=w[n].dtype)
+                    out_w[n][chunk] = w[n]
+                for j, i in enumerate(chunk):
+                    for c in CURVES:
+                        curves[c][i] = cv[c][j]
+                epochs_run[chunk], diverged[chunk] = er, dv
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    return TrainResult(configs, out_w, curves, epochs_run, diverged, time.perf_counter() - t0, str(dev))
+
+
+class _Batch:
+    """State of K networks of one trial shape during training."""
+
+    def __init__(self, configs: list[NetConfig], dev: torch.device, dtype: torch.dtype,
+                 init: dict[str, torch.Tensor] | None):
+        self.task, self.mc = configs[0].task(), configs[0].model_config()
+        f = lambda vals: torch.tensor(vals, dtype=dtype, device=dev)  # noqa: E731
+        states = [init_state_dict(c.seed, self.mc) for c in configs] if init is None else None
+        self.P = {n: (torch.stack([s[n] for s in states]) if init is None else init[n].clone()).to(dev, dtype)
+                  for n in PARAM_NAMES}
+        self.buf = {n: torch.zeros_like(p) for n, p in self.P.items()}
+        self.lr, self.wd, self.mom = f([c.lr for c in configs]), f([c.weight_decay for c in configs]), f(
+            [c.momentum for c in configs])
+        self.keys = rng.keys_tensor([c.seed for c in configs], dev)
+        self.epochs = torch.tensor([c.epochs for c in configs], device=dev)
+        self.diverge = f([c.diverge_loss if c.diverge_loss is not None else math.inf for c in configs])
+        self.pos = torch.arange(len(configs), device=dev)  # position of each active net in the chunk
+
+    def __len__(self) -> int:
+        return self.pos.numel()
+
+    def keep(self, mask: torch.Tensor) -> None:
+        for d in (self.P, self.buf):
+            for n in d:
+                d[n] = d[n][mask]
+        for a in ("lr", "wd", "mom", "keys", "epochs", "diverge", "pos"):
+            setattr(self, a, getattr(self, a)[mask])
+
+
+def _train_batch(configs, dev, dtype, init, progress):
+    b = _Batch(configs, dev, dtype, init)
+    task, mc = b.task, b.mc
+    T, B, N, C = task.n_steps, task.batch_size, mc.n_units, task.cue_steps
+    a, sigmoid = mc.alpha, mc.readout == "sigmoid"
+    Y = task.targets(dev, dtype).reshape(T * B, 2)  # (TB, 2)
+    wgrad = (2.0 / (T * B * 2)) * task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]  # (TB, 1)
+    wloss = task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]
+    ch = task.correct_channel(dev)  # (B,) input channel active during the cue = correct output channel
+    onehot = torch.nn.functional.one_hot(ch, 2).to(dtype)  # (B, 2)
+    Kc, E = len(configs), int(b.epochs.max())
+    hist = torch.full((Kc, E, len(CURVES)), float("nan"), dtype=torch.float32, device=dev)
+    final = {n: torch.empty((Kc, *p.shape[1:]), dtype=dtype) for n, p in b.P.items()}
+    epochs_run = np.zeros(Kc, dtype=np.int64)
+    diverged = np.zeros(Kc, dtype=bool)
+    R = Z = None
+    for e in range(E):
+        K = len(b)
+        if R is None or R.shape[0] != K:
+            R = torch.empty((K, T + 1, B, N), dtype=dtype, device=dev)  # states r[0..T]
+            Z = torch.empty((K, T, B, N), dtype=dtype, device=dev)  # tanh values, then reused for dL/dpre
+            pre = torch.empty((K, B, N), dtype=dtype, device=dev)
+        P = b.P
+        W_rec, W_out = P["W_rec.weight"], P["W_out.weight"]
+        bias = (P["W_in.bias"] + P["W_rec.bias"])[:, None, :]  # (K, 1, N)
+        drive_cue = P["W_in.weight"][:, :, ch].transpose(1, 2) + bias  # (K, B, N)
+        W_rec_T = W_rec.transpose(1, 2)
+        # ---- forward
+        R[:, 0] = kernels.initial_state(b.keys, e, (B, N), mc.init_state_std, dtype)
+        for t in range(T):
+            torch.baddbmm(drive_cue if t < C else bias, R[:, t], W_rec_T, out=pre)
+            kernels.noisy_tanh_step(pre, R[:, t], b.keys, e, t + 1, mc.noise_std, a, Z[:, t], R[:, t + 1])
+        Rf = R[:, :T].view(K, T * B, N)  # (K, TB, N) states read out at steps 0..T-1
+        O = torch.baddbmm(P["W_out.bias"][:, None, :], Rf, W_out.transpose(1, 2))  # (K, TB, 2)
+        if sigmoid:
+            O = torch.sigmoid(O)
+        diff = O - Y
+        loss = (wloss * diff * diff).mean(dim=(1, 2))  # (K,)
+        acc, rel = accuracy_reliability(O.view(K, T, B, 2), task)
+        # ---- backward
+        dlogit = diff * wgrad
+        if sigmoid:
+            dlogit = dlogit * O * (1.0 - O)
+        g_Wout = torch.bmm(dlogit.transpose(1, 2), Rf)  # (K, 2, N)
+        g_bout = dlogit.sum(1)  # (K, 2)
+        dR = torch.bmm(dlogit, W_out).view(K, T, B, N)  # (K, T, B, N) readout gradient wrt r[t]
+        g = torch.zeros((K, B, N), dtype=dtype, device=dev)  # dL/dr[t+1]
+        for t in range(T - 1, -1, -1):
+            z = Z[:, t]
+            dpre = z.mul_(z).sub_(1.0).mul_(g).mul_(-a)  # a * g * (1 - z^2), written over Z[:, t]
+            g = torch.baddbmm(torch.add(dR[:, t], g, alpha=1.0 - a), dpre, W_rec)
+        Df = Z.view(K, T * B, N)  # (K, TB, N) dL/dpre
+        g_Wrec = torch.bmm(Df.transpose(1, 2), Rf)  # (K, N, N)
+        g_b = Df.sum(1)  # (K, N) same for b_in and b_rec
+        g_Win = torch.matmul(Z[:, :C].sum(1).transpose(1, 2), onehot)  # (K, N, 2)
+        grads = {"W_in.weight": g_Win, "W_in.bias": g_b, "W_rec.weight": g_Wrec, "W_rec.bias": g_b,
+                 "W_out.weight": g_Wout, "W_out.bias": g_bout}
+        gnorm = torch.linalg.vector_norm(g_Wrec, dim=(1, 2))
+        hist[b.pos, e] = torch.stack((loss, acc, rel, gnorm), 1).float()
+        # ---- SGD with momentum and weight decay (torch.optim.SGD semantics), per-network lr
+        ok = loss <= b.diverge  # a diverging network stops before its update (NaN loss is not divergence)
+        ok |= torch.isnan(loss)
+        step = (ok[:, None].to(dtype) * b.lr[:, None])
+        for n, p in P.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            d = grads[n].add(p * b.wd.view(shape))
+            b.buf[n].mul_(b.mom.view(shape)).add_(d)
+            p.sub_(b.buf[n] * step.view(shape))
+        if progress is not None:
+            progress(K)
+        done = (~ok) | (b.epochs <= e + 1)
+        if bool(done.any()):
+            pos = b.pos[done].cpu().numpy()
+            for n, p in P.items():
+                final[n][pos] = p[done].cpu()
+            epochs_run[pos] = e + 1
+            diverged[pos] = (~ok[done]).cpu().numpy()
+            b.keep(~done)
+            if len(b) == 0:
+                break
+    hist_np = hist.cpu().numpy()
+    curves = {c: [hist_np[k, : epochs_run[k], j].copy() for k in range(Kc)] for j, c in enumerate(CURVES)}
+    return final, curves, epochs_run, diverged
