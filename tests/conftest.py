@@ -1,0 +1,54 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# -- hub_server: a local Hub-compatible server (olah) for the Hub tests ------------------------------------
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hub_server import HubServer, find_olah_cli  # noqa: E402
+
+HUB_STARTUP_TIMEOUT_S = 60.0
+_HF_ENV_CLEARED = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
+                   "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_OIDC_RESOURCE")
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """olah serving local git repos at ``hub_server.endpoint``; commit content with ``hub_server.add_dataset``.
+
+    Tests that use it also get (per test) ``HF_ENDPOINT`` pointing at it, a fresh temporary ``HF_HOME``, no
+    token and no offline flag (see ``_hub_server_env``). Skipped if olah-cli is not installed.
+    """
+    cli, how = find_olah_cli()
+    if cli is None:
+        pytest.skip(how)
+    server = HubServer(tmp_path_factory.mktemp("hub_server"), cli, startup_timeout=HUB_STARTUP_TIMEOUT_S)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _hub_server_env(request, monkeypatch, tmp_path_factory):
+    """Point huggingface_hub at the test server (env read at call time by zoo.hub) for tests using hub_server."""
+    if "hub_server" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("hub_server")
+    for name in _HF_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    monkeypatch.setenv("no_proxy", no_proxy)
+    yield

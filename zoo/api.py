@@ -1,0 +1,309 @@
+"""The loader: ``load_zoo(source, **filters)`` -> :class:`Zoo` of :class:`Network` objects.
+
+A source is a local release folder, a Hub dataset id (``ORG/NAME`` or ``ORG/NAME@REV``), or nothing (the
+sample zoo bundled with the package). The metadata table is read first; weights are read lazily, and only
+for the selected networks (from the Hub, only the shards that hold them are downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import labels, store
+from .config import NetConfig
+from .errors import InvalidChoiceError, SourceNotFoundError
+from .manifest import read_manifest, verify_file
+from .model import RNN, PARAM_NAMES
+from .task import TaskSpec
+
+#: filters with a fixed vocabulary
+_CHOICES = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES}
+#: keyword filter -> metadata column
+_COLUMNS = {"family": "family", "delay": "delay_ms", "lr": "lr", "seed": "seed", "mechanism": "mechanism",
+            "outcome": "outcome", "learned": "learned", "tau": "tau_ms", "post": "post_ms",
+            "response": "response_ms", "net_id": "net_id"}
+
+
+def bundled_sample_path() -> Path:
+    """Folder of the sample zoo shipped inside the package."""
+    return Path(str(resources.files("zoo").joinpath("sample_zoo")))
+
+
+class LocalSource:
+    """A release folder on disk; files are checked against the manifest the first time they are read."""
+
+    def __init__(self, folder: str | os.PathLike, verify: bool = True):
+        self.folder = Path(folder)
+        if not (self.folder / store.METADATA_PATH).exists():
+            hint = ""
+            if (self.folder / ".build").exists():
+                hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
+            raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {store.METADATA_PATH}){hint}")
+        self.verify = verify
+        self._checked: set[str] = set()
+        self.description = str(self.folder)
+        self.commit = None
+
+    @cached_property
+    def manifest(self) -> dict[str, str]:
+        return read_manifest(self.folder) if (self.folder / "manifest.sha256").exists() else {}
+
+    def read_info(self) -> dict:
+        p = self.folder / store.INFO_PATH
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def read_metadata(self) -> pd.DataFrame:
+        return store.read_table(self.local_path(store.METADATA_PATH))
+
+    def local_paths(self, rel_paths: Sequence[str]) -> dict[str, Path]:
+        return {rel: self.local_path(rel) for rel in rel_paths}
+
+    def local_path(self, rel: str) -> Path:
+        p = self.folder / rel
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing from the release")
+        if self.verify and rel not in self._checked and rel in self.manifest:
+            verify_file(p, self.manifest[rel], hint="the release is damaged; re-download or rebuild this file")
+            self._checked.add(rel)
+        return p
+
+
+def open_source(source: str | os.PathLike | None = None, *, revision: str | None = None,
+                local_files_only: bool | None = None, cache_dir: str | None = None, verify: bool = True):
+    """Resolve ``source`` to a local folder source or a Hub source."""
+    if source is None:
+        return LocalSource(bundled_sample_path(), verify)
+    path = Path(source).expanduser()
+    if path.exists():
+        return LocalSource(path, verify)
+    from . import hub
+
+    if isinstance(source, str) and hub.looks_like_repo_id(source):
+        repo_id, rev = hub.parse_repo_id(source)
+        return hub.HubSource(repo_id, revision or rev, cache_dir=cache_dir, local_files_only=local_files_only)
+    raise SourceNotFoundError(f"zoo source {str(source)!r} is neither an existing folder nor a Hub dataset id "
+                              "(ORG/NAME or ORG/NAME@REVISION)")
+
+
+# ---------------------------------------------------------------- filtering
+def _is_range(v) -> bool:
+    return isinstance(v, tuple) and len(v) == 2
+
+
+def _values(v) -> list:
+    return list(v) if isinstance(v, (list, set, frozenset, np.ndarray, pd.Series)) else [v]
+
+
+def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
+    """Rows of the metadata table matching every filter: a value, a list of values, or a (low, high) range
+    (inclusive). Values that the zoo does not contain raise :class:`InvalidChoiceError` with the valid ones."""
+    mask = np.ones(len(df), dtype=bool)
+    for key, want in filters.items():
+        if want is None:
+            continue
+        col = _COLUMNS.get(key, key)
+        if col not in df.columns:
+            raise InvalidChoiceError("filter", key, sorted(set(_COLUMNS) | set(df.columns)))
+        series = df[col]
+        if _is_range(want):
+            lo, hi = want
+            m = np.ones(len(df), dtype=bool)
+            if lo is not None:
+                m &= (series >= lo).to_numpy()
+            if hi is not None:
+                m &= (series <= hi).to_numpy()
+            mask &= m
+            continue
+        wanted = _values(want)
+        if key in _CHOICES:
+            for w in wanted:
+                if w not in _CHOICES[key]:
+                    raise InvalidChoiceError(key, w, _CHOICES[key])
+        present = pd.unique(series.dropna())
+        if pd.api.types.is_float_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            m = np.zeros(len(df), dtype=bool)
+            for w in wanted:
+                hit = np.isclose(series.to_numpy(dtype=float), float(w), rtol=1e-6, atol=0)
+                if not hit.any():
+                    raise InvalidChoiceError(key, w, sorted(float(x) for x in present),
+                                             hint="not in this zoo")
+                m |= hit
+        else:
+            if key not in _CHOICES:
+                for w in wanted:
+                    if w not in set(present.tolist()):
+                        raise InvalidChoiceError(key, w, sorted(present.tolist(), key=str), hint="not in this zoo")
+            m = series.isin(wanted).to_numpy()
+        mask &= m
+    return df[mask]
+
+
+# ---------------------------------------------------------------- networks
+class Network:
+    """One trained network: its metadata row, weights (loaded on first use), model and simulations."""
+
+    def __init__(self, row: pd.Series, zoo: Zoo):
+        self.row = row
+        self._zoo = zoo
+
+    def __repr__(self) -> str:
+        r = self.row
+        label = r.get("outcome", "unlabelled")
+        return (f"Network({r['net_id']!r}, family={r['family']!r}, delay_ms={r['delay_ms']}, lr={r['lr']:.4g}, "
+                f"seed={r['seed']}, outcome={label!r})")
+
+    def __getattr__(self, name):
+        row = self.__dict__.get("row")
+        if row is not None and name in row.index:
+            return row[name]
+        raise AttributeError(name)
+
+    @property
+    def metadata(self) -> dict:
+        return self.row.to_dict()
+
+    @cached_property
+    def config(self) -> NetConfig:
+        return NetConfig.from_dict(json.loads(self.row["config"]))
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.config.task()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's weights under the reference names (float32 CPU tensors)."""
+        return self._zoo._state_dict(self.row)
+
+    def model(self, device: str | torch.device = "cpu") -> RNN:
+        """A ready ``zoo.model.RNN`` holding the weights."""
+        net = RNN(self.config.model_config())
+        net.load_state_dict(self.state_dict())
+        return net.to(device).eval()
+
+    def curves(self) -> pd.DataFrame:
+        """Per-epoch loss, accuracy, reliability and W_rec gradient norm."""
+        path = self._zoo.source.local_path(self.row["curves_file"])
+        c = store.read_curves(path, [self.row["net_id"]])[self.row["net_id"]]
+        return pd.DataFrame(c).rename_axis("epoch")
+
+    @torch.no_grad()
+    def simulate(self, *, extend: int = 1, noise: bool = True, random_init: bool = True,
+                 seed: int | None = None, r0: torch.Tensor | None = None, trial_types: Sequence[int] | None = None,
+                 device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """Run the network on its task, ``extend`` times the nominal trial length (zero input after the trial).
+
+        Returns ``inputs`` (T, B, 2), ``outputs`` (T, B, 2), ``rates`` (T + 1, B, N), ``targets`` (nominal
+        T only) and ``time_ms`` (T,). By default all 128 trials of a training batch; ``trial_types`` picks
+        trials (e.g. ``[0, 1]``). With ``seed`` the noise and initial state are reproducible.
+        """
+        task = self.task
+        T = task.n_steps * extend
+        u = task.inputs(device, n_steps=T)
+        types = task.trial_types(device)
+        if trial_types is not None:
+            pick = torch.tensor([int(torch.nonzero(types == t)[0]) for t in trial_types], device=device)
+            u = u[:, pick]
+        net = self.model(device)
+        outputs, rates = net(u, r0=r0, noise=noise, random_init=random_init, seed=seed)
+        return {"inputs": u, "outputs": outputs, "rates": rates, "targets": task.targets(device),
+                "time_ms": torch.arange(T, device=device) * task.dt_ms}
+
+
+class Zoo:
+    """A filtered view of a zoo release: ``.metadata`` (DataFrame), ``len``, iteration, ``zoo[i]``."""
+
+    def __init__(self, source, metadata: pd.DataFrame, info: dict | None = None):
+        self.source = source
+        self.metadata = metadata.reset_index(drop=True)
+        self.info = info or {}
+        self._weights_cache: dict[str, dict[str, torch.Tensor]] = {}
+
+    def __repr__(self) -> str:
+        return f"Zoo({len(self)} networks from {self.source.description})"
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def __iter__(self) -> Iterator[Network]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, key) -> Network:
+        if isinstance(key, str):
+            hits = np.flatnonzero(self.metadata["net_id"].to_numpy() == key)
+            if not len(hits):
+                raise KeyError(f"no network {key!r} in this zoo")
+            key = int(hits[0])
+        if not -len(self) <= key < len(self):
+            raise IndexError(f"network index {key} out of range for a zoo of {len(self)}")
+        return Network(self.metadata.iloc[key], self)
+
+    def filter(self, **filters) -> Zoo:
+        """A sub-zoo; same filters as :func:`load_zoo`."""
+        return Zoo(self.source, select(self.metadata, **filters), self.info)
+
+    def counts(self, by: Sequence[str] = ("delay_ms", "lr"), column: str = "outcome") -> pd.DataFrame:
+        """Table of label counts per group."""
+        return self.metadata.groupby(list(by))[column].value_counts().unstack(fill_value=0)
+
+    def fetch(self, curves: bool = False) -> list[str]:
+        """Make the files of the selected networks local (download from the Hub if needed)."""
+        files = sorted(set(self.metadata["weights_file"]) | (set(self.metadata["curves_file"]) if curves else set()))
+        self.source.local_paths(files)
+        return files
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Stacked weights of every selected network, in the order of ``.metadata`` (name -> (K, ...))."""
+        out = {n: torch.empty((len(self), *s)) for n, s in _shapes(self).items()}
+        for wf, rows in self.metadata.groupby("weights_file", sort=False):
+            w = store.read_weights(self.source.local_path(wf), rows["weights_index"].tolist())
+            pos = torch.as_tensor(rows.index.to_numpy())
+            for n in PARAM_NAMES:
+                out[n][pos] = w[n]
+        return out
+
+    def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
+        w = store.read_weights(self.source.local_path(row["weights_file"]), [int(row["weights_index"])])
+        return {n: w[n][0].clone() for n in PARAM_NAMES}
+
+
+def _shapes(zoo: Zoo) -> dict[str, tuple[int, ...]]:
+    from .model import param_shapes
+
+    n = int(json.loads(zoo.metadata["config"].iloc[0]).get("n_units", 100)) if len(zoo) else 100
+    from .model import ModelConfig
+
+    return param_shapes(ModelConfig(n_units=n))
+
+
+def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = None, family=None, delay=None,
+             lr=None, seed=None, mechanism=None, outcome=None, learned=None, tau=None, post=None,
+             local_files_only: bool | None = None, cache_dir: str | None = None, verify: bool = True,
+             fetch: bool = True, **column_filters) -> Zoo:
+    """Open a zoo and select networks.
+
+    ``source``: a release folder, a Hub dataset id (``ORG/NAME``, ``ORG/NAME@REV``), or None for the bundled
+    sample zoo. Filters take a value, a list of values, or a ``(low, high)`` range: ``family``, ``delay``
+    (ms), ``lr``, ``seed``, ``mechanism`` ('limit_cycle', 'slow_point'), ``outcome`` ('no_learning',
+    'unstable', 'limit_cycle', 'slow_point'), ``learned``, ``tau`` (ms), ``post`` (ms), or any metadata column
+    by name. From the Hub, the weight shards of the selected networks are downloaded (``fetch=False`` defers
+    that to first use) and verified; with ``local_files_only`` (or HF_HUB_OFFLINE=1) nothing is requested.
+    """
+    src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
+                      verify=verify)
+    meta = src.read_metadata()
+    selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
+                      learned=learned, tau=tau, post=post, **column_filters)
+    zoo = Zoo(src, selected, src.read_info())
+    if fetch and not isinstance(src, LocalSource) and len(zoo):
+        zoo.fetch()
+    return zoo

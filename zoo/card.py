@@ -1,0 +1,54 @@
+"""The dataset card (the release's README.md), rendered from ``dataset_cards/template.md``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from string import Template
+
+import pandas as pd
+
+FILES_SECTION = """\
+| path | contents |
+|---|---|
+| `metadata/networks.parquet` | one row per network: configuration, final metrics, labels, where its weights live |
+| `weights/<family>/<shard>.safetensors` | float32 weights of up to 512 networks, stacked on axis 0 (`W_in.weight` (K, 100, 2), `W_in.bias` (K, 100), `W_rec.weight` (K, 100, 100), `W_rec.bias` (K, 100), `W_out.weight` (K, 2, 100), `W_out.bias` (K, 2)); header metadata `net_ids` lists the rows |
+| `curves/<family>/<shard>.parquet` | per-epoch `loss`, `accuracy`, `reliability`, `grad_norm` (W_rec gradient norm), lists of float32, one row per `net_id` |
+| `diagnostics/networks.parquet` | (when present) dynamics diagnostics per network: fixed points, limit-cycle period and amplitude, `dyn_mechanism` |
+| `zoo.json` | release info: format version, preset, label version, counts, whether the zoo is partial |
+| `manifest.sha256` | sha256 of every file above (`sha256sum -c manifest.sha256` checks a download) |
+
+Metadata columns: `net_id, family, seed, lr, delay_ms, post_ms, response_ms, tau_ms, nomemory, epochs,
+epochs_run, diverged, final_loss, final_accuracy, final_reliability, first_learned_epoch (-1 = never), stable,
+learned, outcome (no_learning / unstable / limit_cycle / slow_point), mechanism (limit_cycle / slow_point /
+null), psd_ratio (NaN unless learned), label_version, config (JSON of the full training configuration),
+weights_file, weights_index, curves_file` (and `reference_outcome` for zoos imported from the authors' files)."""
+
+
+def _size_category(n: int) -> str:
+    for lim, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < lim:
+            return name
+    return "100K<n<1M"
+
+
+def _count_table(s: pd.Series) -> str:
+    counts = s.fillna("(none)").value_counts().sort_index()
+    return "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
+
+
+def render_card(metadata: pd.DataFrame, info: dict) -> str:
+    template = Template(resources.files("zoo.dataset_cards").joinpath("template.md").read_text())
+    partial = info.get("partial")
+    return template.substitute(
+        pretty_name=info.get("pretty_name", "RNN short-term-memory zoo"),
+        n_networks=len(metadata),
+        size_category=_size_category(len(metadata)),
+        code_version=info.get("code_version", ""),
+        preset=info.get("preset", "custom"),
+        partial_note=" (partial: some shards of the preset are missing)" if partial else "",
+        repo_hint=info.get("repo_id", "ORG/NAME"),
+        family_table=_count_table(metadata["family"]),
+        outcome_table=_count_table(metadata["outcome"]) if "outcome" in metadata else "| (unlabelled) | - |",
+        label_version=info.get("label_version", "none"),
+        files_section=FILES_SECTION,
+    )
