@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .api import Network, Zoo, load_zoo  # noqa: E402
-
 __all__ = ["load_zoo", "Zoo", "Network", "__version__"]
+
+
+def __getattr__(name):  # lazy: `import zoo` (and every CLI call) stays cheap until the loader is used
+    if name in ("load_zoo", "Zoo", "Network"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -3,8 +3,10 @@
 State lives in ``<out>/.build/`` (never uploaded):
 
 - ``plan.json``: the preset, overrides and shard list; a re-run must ask for the same plan.
-- ``claims/<shard>``: an atomic claim (O_EXCL) by the worker training the shard; stale claims of dead
-  processes on the same host are taken over.
+- ``claims/<shard>``: an atomic claim (O_EXCL) by the worker training the shard, refreshed by a heartbeat
+  (its mtime) while the worker runs. A claim is stale, and is taken over, when its process is dead (same
+  host) or its heartbeat is older than ``ZOO_CLAIM_TTL_S`` seconds (default 600; any host). Takeovers go
+  through ``claims/<shard>.takeover`` (O_EXCL too), so two workers never both take over one claim.
 - ``work/<shard>/chunk-*.{safetensors,parquet,json}``: finished training batches of a shard in progress;
   a resumed build keeps them and trains only the remaining networks.
 - ``parts/<shard>.parquet`` + ``done/<shard>.json``: a finished shard's metadata rows and its done marker
@@ -12,6 +14,13 @@ State lives in ``<out>/.build/`` (never uploaded):
 
 Shard results go straight to their release paths (``weights/<family>/<shard>.safetensors``, ...), so
 packaging only merges the metadata parts and writes the card, ``zoo.json`` and the manifest.
+
+Every file is written atomically (temp name + rename) and the done marker last, so a process killed at any
+point leaves either a finished shard or one that a re-run finishes; see docs/scale-out.md.
+
+Fault injection (tests): ``ZOO_FAULT_POINT=<point>:<n>`` SIGKILLs the process the ``n``-th time it reaches
+``<point>`` (one of :data:`FAULT_POINTS`); with ``ZOO_FAULT_ONCE=<file>`` only the first process that gets
+there dies (it creates the file), so a retried or resumed run goes through.
 """
 
 from __future__ import annotations
@@ -19,8 +28,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
+import sys
+import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +45,62 @@ import torch
 
 from . import __version__, grids, labels, store
 from .config import NetConfig
-from .errors import BuildLockedError, ChecksumMismatchError, InvalidChoiceError, MissingShardsError, ZooError
+from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
 from .manifest import atomic_write_text, sha256_file
 from .model import PARAM_NAMES
 from .train import CURVES, train_networks
 
 STATE_DIR = ".build"
-_BYTES_PER_NETWORK = 4 * (100 * 2 + 100 + 100 * 100 + 100 + 2 * 100 + 2)  # float32 weights
+#: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
+CLAIM_TTL_S = 600.0
+#: named points where ``ZOO_FAULT_POINT`` can kill the process (tests of crash safety)
+FAULT_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "shard-weights", "shard-part",
+                "shard-done", "package")
+
+# size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression
+_BYTES_PER_NETWORK = 4 * (100 * 2 + 100 + 100 * 100 + 100 + 2 * 100 + 2)
 _BYTES_PER_CURVE_EPOCH = 4 * len(CURVES)
+_WEIGHTS_FILE_OVERHEAD = 1024  # safetensors header (+ ~40 bytes per net_id, counted per network)
+_WEIGHTS_HEADER_PER_NETWORK = 40
+_CURVES_FILE_OVERHEAD = 4096  # parquet footer, net_id column
+_METADATA_PER_NETWORK = 600  # one metadata row (config JSON, labels, paths), compressed
+_RELEASE_OVERHEAD = 24_000  # metadata schema, README.md, zoo.json, manifest
+
+
+# ---------------------------------------------------------------- fault injection (tests)
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """SIGKILL this process if ``ZOO_FAULT_POINT=<name>:<n>`` and this is the n-th time here (see module doc)."""
+    spec = os.environ.get("ZOO_FAULT_POINT")
+    if not spec:
+        return
+    point, _, n = spec.partition(":")
+    if point.strip() != name:
+        return
+    _fault_counts[name] = count = _fault_counts.get(name, 0) + 1
+    if count != int(n or 1):
+        return
+    once = os.environ.get("ZOO_FAULT_ONCE")
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None -> cuda if available, else cpu; anything else as ``torch.device``."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidChoiceError("device", device, hint="use cpu, cuda, cuda:N or auto") from None
 
 
 # ---------------------------------------------------------------- plan
@@ -62,7 +124,9 @@ class BuildPlan:
         raise InvalidChoiceError("shard", shard_id, [s.shard_id for s in self.shards])
 
     def select(self, spec: str | None) -> list[grids.Shard]:
-        """Shards of ``spec``: None (all), ``I/N`` (every N-th shard starting at I) or a shard id."""
+        """Shards of ``spec``: None (all), ``I/N`` (every N-th shard starting at I, 0-based) or a shard id.
+
+        ``I/N`` for I = 0..N-1 partitions the plan (each shard in exactly one part), whatever N is."""
         if spec is None:
             return list(self.shards)
         if "/" in spec:
@@ -79,12 +143,19 @@ class BuildPlan:
         return {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
                 "shards": {s.shard_id: s.net_ids for s in self.shards}}
 
+    @property
+    def network_epochs(self) -> int:
+        return sum(c.epochs for c in self.configs)
+
     def estimate_bytes(self) -> dict:
-        """Approximate release size: float32 weights, and curves before compression."""
-        configs = self.configs
-        w = len(configs) * _BYTES_PER_NETWORK
-        c = sum(cfg.epochs for cfg in configs) * _BYTES_PER_CURVE_EPOCH
-        return {"weights": w, "curves": c, "total": w + c}
+        """Release size estimate in bytes (an upper bound for the curves: they are counted before compression,
+        every network running all its epochs): ``weights``, ``curves``, ``metadata`` and ``total``
+        (``total`` also counts the card, ``zoo.json`` and the manifest)."""
+        n, k = len(self.configs), len(self.shards)
+        w = n * (_BYTES_PER_NETWORK + _WEIGHTS_HEADER_PER_NETWORK) + k * _WEIGHTS_FILE_OVERHEAD
+        c = self.network_epochs * _BYTES_PER_CURVE_EPOCH + k * _CURVES_FILE_OVERHEAD
+        m = n * _METADATA_PER_NETWORK
+        return {"weights": w, "curves": c, "metadata": m, "total": w + c + m + _RELEASE_OVERHEAD + 200 * k}
 
 
 def plan_build(preset: str = "sample", *, family: str | None = None, lrs: Sequence[float] | None = None,
@@ -104,6 +175,28 @@ def plan_from_dict(d: dict) -> BuildPlan:
     o = d.get("overrides", {})
     return plan_build(d["preset"], family=o.get("family"), lrs=o.get("lrs"), delays=o.get("delays"),
                       seeds=o.get("seeds"), epochs=o.get("epochs"), shard_size=d["shard_size"])
+
+
+def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:
+    """What ``zoo plan`` prints: counts, the size estimate, the shards (and free disk space at ``out``)."""
+    est = plan.estimate_bytes()
+    d = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
+         "n_shards": len(plan.shards), "n_networks": len(plan.configs), "network_epochs": plan.network_epochs,
+         "estimate_bytes": est}
+    if out is not None:
+        d["free_bytes"] = free_bytes(out)
+    if shards:
+        d["shards"] = [{"shard_id": s.shard_id, "networks": len(s), "network_epochs": sum(c.epochs for c in s.configs)}
+                       for s in plan.shards]
+    return d
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free space on the filesystem that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
 
 
 def format_bytes(n: float) -> str:
@@ -137,7 +230,6 @@ def label_frame(df: pd.DataFrame, weights: dict[str, torch.Tensor], acc: Sequenc
     """Add the label columns to rows ``df`` whose stacked weights and curves are given (same order)."""
     df = df.copy()
     cols: dict[str, list] = {}
-    order = np.arange(len(df))
     configs = [NetConfig.from_dict(json.loads(s)) for s in df["config"]]
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
@@ -147,9 +239,9 @@ def label_frame(df: pd.DataFrame, weights: dict[str, torch.Tensor], acc: Sequenc
         w = {n: weights[n][idx].to(device) for n in PARAM_NAMES}
         labs = labels.label_networks(w, mc, task, [configs[i].seed for i in idx],
                                      [acc[i] for i in idx], [rel[i] for i in idx])
-        for i, lab in zip(idx, labs):
+        for i, lab in zip(idx, labs, strict=True):
             results[i] = lab.to_dict()
-    for i in order:
+    for i in range(len(df)):
         for k, v in results[i].items():
             cols.setdefault(k, []).append(v)
     for k, v in cols.items():
@@ -157,6 +249,75 @@ def label_frame(df: pd.DataFrame, weights: dict[str, torch.Tensor], acc: Sequenc
     df["first_learned_epoch"] = df["first_learned_epoch"].astype("int64")
     df["psd_ratio"] = df["psd_ratio"].astype("float64")
     return df
+
+
+# ---------------------------------------------------------------- claims
+def claim_ttl() -> float:
+    try:
+        return float(os.environ.get("ZOO_CLAIM_TTL_S", CLAIM_TTL_S))
+    except ValueError:
+        return CLAIM_TTL_S
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` atomically, only if it does not exist (hard link: NFS-safe). False if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: fall back to O_EXCL (content written right after)
+            try:
+                fd2 = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd2, "w") as f:
+                f.write(text)
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text() or "{}")
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class _Claim:
+    """A held claim: a heartbeat thread refreshes its mtime; :meth:`release` removes it if it is still ours."""
+
+    def __init__(self, path: Path, token: str):
+        self.path, self.token = path, token
+        self._stop = threading.Event()
+        self._interval = max(0.05, min(30.0, claim_ttl() / 4))
+        self._thread = threading.Thread(target=self._beat, name=f"zoo-claim-{path.name}", daemon=True)
+        self._thread.start()
+
+    def held(self) -> bool:
+        return _read_json(self.path).get("token") == self.token
+
+    def _beat(self):
+        while not self._stop.wait(self._interval):
+            if self.held():
+                try:
+                    os.utime(self.path)
+                except OSError:
+                    pass
+
+    def release(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.held():
+            self.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the build folder
@@ -170,35 +331,68 @@ class Build:
         if plan is None:
             if not plan_file.exists():
                 raise ZooError(f"{self.out} has no build plan ({plan_file} missing); start it with `zoo build`")
-            plan = plan_from_dict(json.loads(plan_file.read_text()))
-        elif plan_file.exists():
-            old = json.loads(plan_file.read_text())
-            if old.get("fingerprint") != _jsonable(plan.fingerprint()):
-                raise ZooError(f"{self.out} holds a different build (preset {old.get('preset')!r}, overrides "
-                               f"{old.get('overrides')}); use another --out or delete {self.state}")
+            stored = self._read_plan(plan_file)
+            plan = plan_from_dict(stored)
+            if stored.get("fingerprint") != _jsonable(plan.fingerprint()):
+                raise ZooError(f"the build in {self.out} was planned from preset {stored.get('preset')!r} with "
+                               f"overrides {stored.get('overrides')}, but that preset now expands to other shards "
+                               "(the preset file changed?); restore it, or start a new build in another --out")
         else:
             payload = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
-                       "fingerprint": plan.fingerprint()}
-            atomic_write_text(plan_file, json.dumps(payload, indent=1, sort_keys=True))
+                       "code_version": __version__, "fingerprint": plan.fingerprint()}
+            if not plan_file.exists():
+                _create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
+            stored = self._read_plan(plan_file)
+            if stored.get("fingerprint") != _jsonable(plan.fingerprint()):
+                raise ZooError(
+                    f"{self.out} holds a different build: it was started with preset {stored.get('preset')!r}, "
+                    f"overrides {stored.get('overrides')}, shard size {stored.get('shard_size')}; this command asks "
+                    f"for preset {plan.preset!r}, overrides {plan.overrides}, shard size {plan.shard_size}. Repeat "
+                    f"the original options to resume it, or use another --out (or delete {self.state} to restart)")
         self.plan = plan
+
+    @staticmethod
+    def _read_plan(plan_file: Path) -> dict:
+        try:
+            return json.loads(plan_file.read_text())
+        except (OSError, ValueError) as err:
+            raise ZooError(f"cannot read the build plan {plan_file}: {err}") from None
 
     # -- status
     def _done_file(self, shard_id: str) -> Path:
         return self.state / "done" / f"{shard_id}.json"
 
-    def is_done(self, shard: grids.Shard, verify: bool = True) -> bool:
-        """True if the shard's done marker exists and (``verify``) every file it lists matches its sha256."""
+    def _part_path(self, shard_id: str) -> str:
+        return f"{STATE_DIR}/parts/{shard_id}.parquet"
+
+    def marker_problem(self, shard: grids.Shard) -> str | None:
+        """None if the shard is done: its marker exists, is readable and every file it lists matches its
+        sha256; otherwise why not ('not finished', or what is wrong)."""
         f = self._done_file(shard.shard_id)
         if not f.exists():
-            return False
-        if not verify:
-            return True
-        marker = json.loads(f.read_text())
-        for rel, digest in marker["files"].items():
+            return "not finished"
+        try:
+            marker = json.loads(f.read_text())
+            files = dict(marker["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"its done marker {f.relative_to(self.out)} is unreadable"
+        expected = {store.weights_path(shard.family, shard.shard_id), store.curves_path(shard.family, shard.shard_id),
+                    self._part_path(shard.shard_id)}
+        if set(files) != expected or marker.get("n") != len(shard):
+            return f"its done marker {f.relative_to(self.out)} does not describe this shard"
+        for rel, digest in sorted(files.items()):
             p = self.out / rel
-            if not p.exists() or sha256_file(p) != digest:
-                return False
-        return True
+            if not p.exists():
+                return f"{rel} is missing"
+            if sha256_file(p) != digest:
+                return f"{rel} does not match its checksum (corrupt or truncated)"
+        return None
+
+    def is_done(self, shard: grids.Shard, verify: bool = True) -> bool:
+        """True if the shard's done marker exists and (``verify``) every file it lists matches its sha256."""
+        if not verify:
+            return self._done_file(shard.shard_id).exists()
+        return self.marker_problem(shard) is None
 
     def status(self, verify: bool = True) -> dict[str, str]:
         """``{shard_id: 'done' | 'partial' | 'todo' | 'corrupt'}``."""
@@ -213,58 +407,96 @@ class Build:
         return out
 
     # -- claims
-    def _claim(self, shard_id: str) -> Path:
+    def _claim(self, shard_id: str) -> _Claim:
         path = self.state / "claims" / shard_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = json.loads(path.read_text() or "{}")
-                except (OSError, ValueError):
-                    holder = {}
-                if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid", -1)):
-                    path.unlink(missing_ok=True)  # stale claim of a dead process on this host
-                    continue
-                raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} "
-                                       f"({path}); delete the claim if that worker is gone") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return path
+        token = uuid.uuid4().hex
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
+        for _ in range(3):
+            if _create_exclusive(path, me):
+                return _Claim(path, token)
+            holder = _read_json(path)
+            if not _claim_is_stale(path, holder):
+                raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
+                                       "it is taken over once that worker is dead or its heartbeat is older than "
+                                       f"{claim_ttl():.0f} s")
+            self._take_over(path, holder, me)
         raise BuildLockedError(f"could not claim shard {shard_id}")
+
+    @staticmethod
+    def _take_over(path: Path, holder: dict, me: str) -> None:
+        """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
+        lock = path.with_name(path.name + ".takeover")
+        if not _create_exclusive(lock, me):
+            try:
+                if time.time() - lock.stat().st_mtime > 60:  # a taker died within the takeover itself
+                    lock.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            raise BuildLockedError(f"another worker is taking over the stale claim {path}")
+        try:
+            if _read_json(path) == holder and _claim_is_stale(path, holder):
+                print(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}", file=sys.stderr)
+                path.unlink(missing_ok=True)
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def _clear_stale_claim(self, shard_id: str) -> None:
+        """Remove a stale claim on a finished shard (its worker died after the done marker was written)."""
+        path = self.state / "claims" / shard_id
+        if path.exists():
+            holder = _read_json(path)
+            if _claim_is_stale(path, holder):
+                try:
+                    self._take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+                except BuildLockedError:
+                    pass
 
     # -- training
     def run_shard(self, shard: grids.Shard, *, device="cpu", batch_size: int | None = None,
                   label: bool = True, progress: Callable[[int], None] | None = None) -> str:
-        """Train (and label) one shard unless it is done. Returns 'done' (already), 'built' or 'locked'."""
+        """Train (and label) one shard unless it is done. Returns 'done' (already), 'built' or 'locked'
+        (another live worker holds it). A shard whose files fail verification is trained again."""
         if self.is_done(shard):
+            self._clear_stale_claim(shard.shard_id)
             return "done"
         try:
             claim = self._claim(shard.shard_id)
         except BuildLockedError:
             return "locked"
         try:
+            problem = self.marker_problem(shard)
+            if problem is None:  # finished by another worker between our check and our claim
+                return "done"
+            if problem != "not finished":
+                print(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again", file=sys.stderr)
+                self._done_file(shard.shard_id).unlink(missing_ok=True)
             self._run_shard(shard, device, batch_size, label, progress)
         finally:
-            claim.unlink(missing_ok=True)
+            claim.release()
         return "built"
 
     def _chunks(self, shard: grids.Shard) -> tuple[dict[str, dict], Path]:
-        """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info."""
+        """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info.
+        A chunk that fails its checksums (or does not belong to the shard) is deleted, with a warning."""
         work = self.state / "work" / shard.shard_id
+        ids = set(shard.net_ids)
         found: dict[str, dict] = {}
         for meta_file in sorted(work.glob("chunk-*.json")):
             try:
                 meta = json.loads(meta_file.read_text())
                 wf, cf = meta_file.with_suffix(".safetensors"), meta_file.with_suffix(".parquet")
-                if sha256_file(wf) != meta["sha256"]["weights"] or sha256_file(cf) != meta["sha256"]["curves"]:
-                    raise ChecksumMismatchError(wf, meta["sha256"]["weights"], "(differs)")
+                for kind, f in (("weights", wf), ("curves", cf)):
+                    if not f.exists():
+                        raise ValueError(f"{f.name} is missing")
+                    if sha256_file(f) != meta["sha256"][kind]:
+                        raise ValueError(f"{f.name} does not match its checksum")
+                if not set(meta["net_ids"]) <= ids or store.read_weight_ids(wf) != meta["net_ids"]:
+                    raise ValueError("it holds networks of another shard")
                 w = store.read_weights(wf)
                 cv = store.read_curves(cf)
-            except (OSError, ValueError, KeyError) as err:
-                print(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}")
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                print(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}",
+                      file=sys.stderr)
                 for p in work.glob(meta_file.stem + ".*"):
                     p.unlink(missing_ok=True)
                 continue
@@ -274,27 +506,51 @@ class Build:
         return found, work
 
     def _run_shard(self, shard, device, batch_size, label, progress):
+        dev = resolve_device(device)
+        total = sum(c.epochs for c in shard.configs)
+        reported = [0]
+
+        def report(n: int) -> None:
+            reported[0] += n
+            if progress is not None:
+                progress(n)
+
+        def on_epoch(n: int) -> None:
+            report(n)
+            fault_point("epoch")
+
         found, work = self._chunks(shard)
         todo = [c for c in shard.configs if c.net_id not in found]
         pos = {c.net_id: i for i, c in enumerate(shard.configs)}
-        if found and progress is not None:
-            progress(sum(c.epochs for c in shard.configs if c.net_id in found))
-        bs = batch_size or (len(todo) if torch.device(device).type == "cuda" else 32)
-        for s in range(0, len(todo), bs):
-            chunk = todo[s:s + bs]
-            res = train_networks(chunk, device=device, batch_size=bs, progress=progress)
+        if found:
+            report(sum(c.epochs for c in shard.configs if c.net_id in found))
+        # a chunk is one saved step of progress: on CUDA the whole rest of the shard (train_networks sizes
+        # its batches from free memory), on CPU 32 networks (or --batch-size)
+        if dev.type == "cuda":
+            chunk_size, train_bs = batch_size or max(1, len(todo)), batch_size
+        else:
+            chunk_size = train_bs = batch_size or 32
+        for s in range(0, len(todo), chunk_size):
+            chunk = todo[s:s + chunk_size]
+            res = train_networks(chunk, device=dev, batch_size=train_bs, progress=on_epoch)
+            fault_point("chunk-trained")
             ids = [c.net_id for c in chunk]
             stem = work / f"chunk-{pos[ids[0]]:05d}"
             store.write_weights(stem.with_suffix(".safetensors"), res.weights, ids)
+            fault_point("chunk-weights")
             store.write_curves(stem.with_suffix(".parquet"), ids, res.curves)
             meta = {"net_ids": ids, "epochs_run": res.epochs_run.tolist(), "diverged": res.diverged.tolist(),
                     "sha256": {"weights": sha256_file(stem.with_suffix(".safetensors")),
                                "curves": sha256_file(stem.with_suffix(".parquet"))}}
             atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
+            fault_point("chunk-written")
             for j, nid in enumerate(ids):
                 found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
                               "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j])}
-        self._finish_shard(shard, found, label, device)
+        self._finish_shard(shard, found, label, dev)
+        fault_point("shard-done")
+        if reported[0] < total:  # networks that diverged stopped early: count their epochs as done
+            report(total - reported[0])
         shutil.rmtree(work, ignore_errors=True)
 
     def _finish_shard(self, shard, found, label, device):
@@ -303,6 +559,7 @@ class Build:
         curves = {c: [found[i]["curves"][c] for i in ids] for c in CURVES}
         wf, cf = store.weights_path(shard.family, shard.shard_id), store.curves_path(shard.family, shard.shard_id)
         store.write_weights(self.out / wf, weights, ids)
+        fault_point("shard-weights")
         store.write_curves(self.out / cf, ids, curves)
         df = metadata_rows(shard.configs, [found[i]["epochs_run"] for i in ids],
                            [found[i]["diverged"] for i in ids], curves, wf, cf)
@@ -311,60 +568,97 @@ class Build:
         self._write_part(shard, df, wf, cf)
 
     def _write_part(self, shard, df, wf, cf):
-        part = f"{STATE_DIR}/parts/{shard.shard_id}.parquet"
+        part = self._part_path(shard.shard_id)
         store.write_table(self.out / part, df)
+        fault_point("shard-part")
         files = {rel: sha256_file(self.out / rel) for rel in (wf, cf, part)}
         labelled = "outcome" in df
         atomic_write_text(self._done_file(shard.shard_id),
                           json.dumps({"files": files, "labelled": labelled, "n": len(df)}, indent=1))
 
     def label_shards(self, device="cpu", force: bool = False) -> int:
-        """Label finished shards that are not labelled yet (all with ``force``); returns how many."""
+        """Label finished shards that are not labelled yet (all with ``force``); returns how many.
+        Shards whose files fail verification are skipped (a re-run of the build trains them again)."""
         n = 0
         for s in self.plan.shards:
             f = self._done_file(s.shard_id)
-            if not f.exists() or (json.loads(f.read_text()).get("labelled") and not force):
+            if not f.exists() or (_read_json(f).get("labelled") and not force):
                 continue
-            df = store.read_table(self.out / STATE_DIR / "parts" / f"{s.shard_id}.parquet")
+            problem = self.marker_problem(s)
+            if problem is not None:
+                print(f"warning: not labelling shard {s.shard_id}: {problem}; re-run the build", file=sys.stderr)
+                continue
+            df = store.read_table(self.out / self._part_path(s.shard_id))
             wf, cf = df["weights_file"].iloc[0], df["curves_file"].iloc[0]
             weights = store.read_weights(self.out / wf, df["weights_index"].tolist())
             cv = store.read_curves(self.out / cf)
             df = label_frame(df, weights, [cv[i]["accuracy"] for i in df["net_id"]],
-                             [cv[i]["reliability"] for i in df["net_id"]], device)
+                             [cv[i]["reliability"] for i in df["net_id"]], resolve_device(device))
             self._write_part(s, df, wf, cf)
             n += 1
         return n
 
     # -- packaging
     def package(self, *, partial: bool = False, extra_info: dict | None = None) -> pd.DataFrame:
-        """Merge finished shards into the release (metadata, card, zoo.json, manifest)."""
-        st = self.status()
-        missing = [s for s, v in st.items() if v != "done"]
+        """Merge finished shards into the release (metadata, card, zoo.json, manifest).
+
+        Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
+        unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
+        problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
+        missing = [sid for sid, p in problems.items() if p is not None]
         if missing and not partial:
-            raise MissingShardsError(missing, "finish them with `zoo build --out DIR` (it resumes), or "
-                                     "package what exists with `zoo package DIR --partial`")
+            bad = [f"{sid} ({p})" for sid, p in problems.items() if p not in (None, "not finished")]
+            hint = ("finish them with `zoo build --out DIR` (it resumes and retrains damaged shards), or package "
+                    "what exists with `zoo package DIR --partial`")
+            if bad:
+                hint = f"damaged: {'; '.join(bad[:10])}. " + hint
+            raise MissingShardsError(missing, hint)
         parts = []
         for s in self.plan.shards:
-            if st[s.shard_id] != "done":
+            if problems[s.shard_id] is not None:
                 continue
-            marker = json.loads(self._done_file(s.shard_id).read_text())
-            if not marker.get("labelled"):
+            if not _read_json(self._done_file(s.shard_id)).get("labelled"):
                 raise ZooError(f"shard {s.shard_id} is trained but not labelled; run `zoo label {self.out}`")
-            parts.append(store.read_table(self.out / STATE_DIR / "parts" / f"{s.shard_id}.parquet"))
+            part = store.read_table(self.out / self._part_path(s.shard_id))
+            if part["net_id"].tolist() != s.net_ids:
+                raise ZooError(f"the metadata part of shard {s.shard_id} does not list its networks; "
+                               f"delete {self._done_file(s.shard_id)} and re-run the build")
+            parts.append(part)
         if not parts:
             raise MissingShardsError(missing, "nothing to package yet")
+        fault_point("package")
         df = pd.concat(parts, ignore_index=True)
-        # a partial release must not carry files of unfinished shards
+        if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
+            raise ZooError(f"duplicate networks in the build: {df.loc[df['net_id'].duplicated(), 'net_id'].tolist()[:5]}")
+        # a partial release must not carry files of unfinished shards (temp files of live writers are left alone)
         keep = set(df["weights_file"]) | set(df["curves_file"])
         for sub in ("weights", "curves"):
-            for p in (self.out / sub).rglob("*") if (self.out / sub).exists() else []:
-                if p.is_file() and p.relative_to(self.out).as_posix() not in keep:
-                    p.unlink()
+            for p in sorted((self.out / sub).rglob("*")) if (self.out / sub).exists() else []:
+                rel = p.relative_to(self.out)
+                if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
+                    p.unlink(missing_ok=True)
         info = {"preset": self.plan.preset, "overrides": self.plan.overrides, "code_version": __version__,
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),
-                "missing_shards": missing, "n_shards": len(self.plan.shards), **(extra_info or {})}
+                "missing_shards": missing, "n_shards": len(self.plan.shards),
+                "n_networks_planned": len(self.plan.configs), **(extra_info or {})}
         store.finalize_release(self.out, df, info)
+        for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
+            if problems[s.shard_id] is None:
+                shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
+                self._clear_stale_claim(s.shard_id)
         return df
+
+
+def _claim_is_stale(path: Path, holder: dict) -> bool:
+    """A claim is stale if its heartbeat is older than the TTL, or its process is dead on this host."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    if age > claim_ttl():
+        return True
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and pid is not None and not _pid_alive(pid)
 
 
 def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
@@ -378,7 +672,7 @@ def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
         for cf in rows["curves_file"].unique():
             cv.update(store.read_curves(folder / cf, rows["net_id"].tolist()))
         out.append(label_frame(rows, weights, [cv[i]["accuracy"] for i in rows["net_id"]],
-                               [cv[i]["reliability"] for i in rows["net_id"]], device))
+                               [cv[i]["reliability"] for i in rows["net_id"]], resolve_device(device)))
     new = pd.concat(out, ignore_index=True)
     info = store.read_info(folder)
     info["label_version"] = labels.LABEL_VERSION
@@ -391,7 +685,7 @@ def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
         return False
     except PermissionError:
         return True
