@@ -20,8 +20,8 @@ import torch
 
 from . import labels, store
 from .config import NetConfig
-from .errors import InvalidChoiceError, SourceNotFoundError
-from .manifest import read_manifest, verify_file
+from .errors import ChecksumMismatchError, InvalidChoiceError, SourceNotFoundError
+from .manifest import VerifiedStamps, read_manifest
 from .model import RNN, PARAM_NAMES
 from .task import TaskSpec
 
@@ -38,17 +38,40 @@ def bundled_sample_path() -> Path:
     return Path(str(resources.files("zoo").joinpath("sample_zoo")))
 
 
-class LocalSource:
-    """A release folder on disk; files are checked against the manifest the first time they are read."""
+#: ``verify`` values: True = "auto", False = "none"
+VERIFY_MODES = ("auto", "full", "none")
+_SHARD_DIRS = ("weights/", "curves/")
 
-    def __init__(self, folder: str | os.PathLike, verify: bool = True):
+
+def _verify_mode(verify) -> str:
+    mode = {True: "auto", False: "none", None: "auto"}.get(verify, verify)
+    if mode not in VERIFY_MODES:
+        raise InvalidChoiceError("verify", verify, [True, False, *VERIFY_MODES])
+    return mode
+
+
+class LocalSource:
+    """A release folder on disk; files are checked against the manifest the first time they are read.
+
+    ``verify``: ``"auto"`` (True, the default): the metadata table (a few MB) is hashed every time it is
+    read; a weight or curve shard is hashed on its first read and then remembered (file size,
+    mtime, ctime, inode) in ``<release>/.cache/verified.json`` (:class:`zoo.manifest.VerifiedStamps`; a
+    release's own writer records its files when it writes the manifest), so later processes skip unchanged
+    shards instead of re-hashing gigabytes. ``"full"``: every file is hashed on its first read in this
+    process, stamps ignored. ``"none"`` (False): no checks. The whole folder: ``zoo.manifest.verify_folder``.
+    A verified metadata table is read from an uncompressed copy, ``.cache/metadata-<sha256[:16]>.arrow``,
+    written on the first open (:func:`zoo.store.read_table_cached`). ``.cache/`` is never part of a release.
+    """
+
+    def __init__(self, folder: str | os.PathLike, verify: bool | str = True):
         self.folder = Path(folder)
         if not (self.folder / store.METADATA_PATH).exists():
             hint = ""
             if (self.folder / ".build").exists():
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
             raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {store.METADATA_PATH}){hint}")
-        self.verify = verify
+        self.verify = _verify_mode(verify)
+        self._stamps = VerifiedStamps(self.folder)
         self._checked: set[str] = set()
         self.description = str(self.folder)
         self.commit = None
@@ -62,17 +85,35 @@ class LocalSource:
         return json.loads(p.read_text()) if p.exists() else {}
 
     def read_metadata(self) -> pd.DataFrame:
-        return store.read_table(self.local_path(store.METADATA_PATH))
+        rel = store.METADATA_PATH
+        path = self.local_path(rel)  # hashed against the manifest unless verify="none"
+        digest = self.manifest.get(rel)
+        if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
+            digest = None  # unchecked and changed since its last check: no cached copy for it
+        cache = self.folder / ".cache" / f"metadata-{digest[:16]}.arrow" if digest else None
+        return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
 
     def local_paths(self, rel_paths: Sequence[str]) -> dict[str, Path]:
-        return {rel: self.local_path(rel) for rel in rel_paths}
+        try:
+            return {rel: self._checked_path(rel) for rel in rel_paths}
+        finally:
+            self._stamps.save()
 
     def local_path(self, rel: str) -> Path:
+        return self.local_paths([rel])[rel]
+
+    def _checked_path(self, rel: str) -> Path:
         p = self.folder / rel
         if not p.exists():
             raise FileNotFoundError(f"{p} is missing from the release")
-        if self.verify and rel not in self._checked and rel in self.manifest:
-            verify_file(p, self.manifest[rel], hint="the release is damaged; re-download or rebuild this file")
+        if self.verify != "none" and rel not in self._checked and rel in self.manifest:
+            want = self.manifest[rel]
+            shard = rel.startswith(_SHARD_DIRS)
+            if not (shard and self.verify == "auto" and self._stamps.known(rel, p, want)):
+                actual = self._stamps.hash(rel, p)
+                if actual != want:
+                    raise ChecksumMismatchError(p, want, actual, "the release is damaged; re-download or rebuild "
+                                                "this file")
             self._checked.add(rel)
         return p
 
@@ -128,21 +169,22 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
             for w in wanted:
                 if w not in _CHOICES[key]:
                     raise InvalidChoiceError(key, w, _CHOICES[key])
-        present = pd.unique(series.dropna())
         if pd.api.types.is_float_dtype(series) and not pd.api.types.is_bool_dtype(series):
             m = np.zeros(len(df), dtype=bool)
             for w in wanted:
                 hit = np.isclose(series.to_numpy(dtype=float), float(w), rtol=1e-6, atol=0)
                 if not hit.any():
-                    raise InvalidChoiceError(key, w, sorted(float(x) for x in present),
+                    raise InvalidChoiceError(key, w, sorted(float(x) for x in pd.unique(series.dropna())),
                                              hint="not in this zoo")
                 m |= hit
         else:
-            if key not in _CHOICES:
-                for w in wanted:
-                    if w not in set(present.tolist()):
-                        raise InvalidChoiceError(key, w, sorted(present.tolist(), key=str), hint="not in this zoo")
             m = series.isin(wanted).to_numpy()
+            if key not in _CHOICES:
+                found = set(pd.unique(series[m]).tolist())  # the matched values only: cheap for long lists
+                for w in wanted:
+                    if w not in found:
+                        present = pd.unique(series.dropna()).tolist()
+                        raise InvalidChoiceError(key, w, sorted(present, key=str), hint="not in this zoo")
         mask &= m
     return df[mask]
 
@@ -263,13 +305,18 @@ class Zoo:
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Stacked weights of every selected network, in the order of ``.metadata`` (name -> (K, ...))."""
-        out = {n: torch.empty((len(self), *s)) for n, s in _shapes(self).items()}
-        for wf, rows in self.metadata.groupby("weights_file", sort=False):
-            w = store.read_weights(self.source.local_path(wf), rows["weights_index"].tolist())
-            pos = torch.as_tensor(rows.index.to_numpy())
+        out = {n: np.empty((len(self), *s), dtype=np.float32) for n, s in _shapes(self).items()}
+        codes, files = pd.factorize(self.metadata["weights_file"])
+        paths = self.source.local_paths(list(files))  # one batch: fetch (Hub), verify
+        index = self.metadata["weights_index"].to_numpy()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(files) + 1))
+        for j, wf in enumerate(files):
+            pos = order[bounds[j]:bounds[j + 1]]
+            w = store.read_weights(paths[wf], index[pos])
             for n in PARAM_NAMES:
-                out[n][pos] = w[n]
-        return out
+                out[n][pos] = w[n].numpy()
+        return {n: torch.from_numpy(v) for n, v in out.items()}
 
     def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
         w = store.read_weights(self.source.local_path(row["weights_file"]), [int(row["weights_index"])])
@@ -297,6 +344,7 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     'unstable', 'limit_cycle', 'slow_point'), ``learned``, ``tau`` (ms), ``post`` (ms), or any metadata column
     by name. From the Hub, the weight shards of the selected networks are downloaded (``fetch=False`` defers
     that to first use) and verified; with ``local_files_only`` (or HF_HUB_OFFLINE=1) nothing is requested.
+    ``verify`` (local folders): True / ``"auto"``, ``"full"`` or False; see :class:`LocalSource`.
     """
     src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
                       verify=verify)

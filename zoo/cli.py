@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -30,7 +31,7 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except ZooError as err:
-            err_console.print(f"[bold red]error:[/] {err}")
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # one unwrapped line
             raise typer.Exit(2) from None
 
     return wrapper
@@ -72,7 +73,7 @@ def _progress() -> Progress:
 
 
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool):
-    from .build import Build, format_bytes
+    from .build import Build, format_bytes, free_bytes
 
     b = Build(out, plan)
     shards = plan.select(shard)
@@ -82,6 +83,8 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
                   f"running {len(shards)} shard(s) ({total_nets} networks) on {device} with executor {executor}. "
                   f"Estimated release size: {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, "
                   f"curves {format_bytes(est['curves'])} before compression).")
+    if free_bytes(out) < est["total"]:
+        console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
     total_epochs = sum(c.epochs for s in shards for c in s.configs)
     check_choice("executor", executor, ("local", "ray"))
     with _progress() as prog:
@@ -117,9 +120,9 @@ def outcome_table(df: pd.DataFrame, title: str = "outcomes") -> Table:
     """Counts of slow_point / limit_cycle / no_learning / unstable per (delay, learning rate)."""
     t = Table(title=title + "  (cells: slow_point / limit_cycle / no_learning / unstable)")
     lrs = sorted(df["lr"].unique(), reverse=True)
-    t.add_column("delay ms", justify="right")
+    t.add_column("family, delay ms", justify="right", no_wrap=True)
     for lr in lrs:
-        t.add_column(f"lr {lr:.3g}", justify="center")
+        t.add_column(f"lr {lr:.3g}", justify="center", no_wrap=True)
     for (fam, d), rows in df.groupby(["family", "delay_ms"]):
         cells = []
         for lr in lrs:
@@ -128,6 +131,12 @@ def outcome_table(df: pd.DataFrame, title: str = "outcomes") -> Table:
                          if len(rows[rows["lr"] == lr]) else "")
         t.add_row(f"{fam} {d}", *cells)
     return t
+
+
+def print_outcomes(df: pd.DataFrame, title: str) -> None:
+    """Print :func:`outcome_table` wide enough for every learning-rate column (no truncated cells)."""
+    width = 30 + 11 * df["lr"].nunique()
+    Console(width=max(console.width, width)).print(outcome_table(df, title))
 
 
 # ---------------------------------------------------------------- commands
@@ -147,7 +156,7 @@ def build(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay
         console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
     df = b.package()
-    console.print(outcome_table(df, f"{plan.preset}: {len(df)} networks"))
+    print_outcomes(df, f"{plan.preset}: {len(df)} networks")
     console.print(f"release written to [bold]{out}[/]")
 
 
@@ -176,7 +185,7 @@ def label(source: Annotated[Path, typer.Argument(help="a build folder or a packa
         console.print(f"labelled {n} shard(s)")
     elif (source / METADATA_PATH).exists():
         df = relabel_release(source, device)
-        console.print(outcome_table(df, f"relabelled {len(df)} networks"))
+        print_outcomes(df, f"relabelled {len(df)} networks")
     else:
         raise ZooError(f"{source} is neither a build folder nor a zoo release")
 
@@ -189,7 +198,58 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
     from .build import Build
 
     df = Build(out).package(partial=partial)
-    console.print(outcome_table(df, f"{len(df)} networks packaged"))
+    print_outcomes(df, f"{len(df)} networks packaged")
+
+
+@app.command(name="plan")
+@_friendly
+def plan_(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+          epochs: Epochs = None, shard_size: Annotated[Optional[int], typer.Option(help="networks per shard")] = None,
+          out: Annotated[Optional[Path], typer.Option(help="also report free disk space there")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False):
+    """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
+    import json
+
+    from .build import format_bytes, plan_summary
+
+    s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size), out)
+    if as_json:
+        print(json.dumps(s, indent=1))
+        return
+    est = s["estimate_bytes"]
+    console.print(f"[bold]{s['preset']}[/] {s['overrides'] or ''}: {s['n_shards']} shards of up to {s['shard_size']} "
+                  f"networks, {s['n_networks']} networks, {s['network_epochs']:,} network-epochs; estimated release "
+                  f"size {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, curves "
+                  f"{format_bytes(est['curves'])} before compression)"
+                  + (f"; free at {out}: {format_bytes(s['free_bytes'])}" if out is not None else ""))
+
+
+@app.command()
+@_friendly
+def verify(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+           sample: Annotated[int, typer.Option(help="networks to retrain (0 = all)")] = 4,
+           seed: Annotated[int, typer.Option(help="seed of the random choice")] = 0,
+           net_id: Annotated[Optional[list[str]], typer.Option("--net-id", help="retrain these (repeatable)")] = None,
+           device: Device = "cpu",
+           atol: Annotated[float, typer.Option(help="tolerance for weights and curves (0 = bitwise)")] = 0.0):
+    """Retrain a random sample of networks from their recorded config and seed; compare weights, curves, labels."""
+    from .verify import verify_zoo
+
+    rep = verify_zoo(source, sample=sample, seed=seed, net_ids=net_id or None, device=device, atol=atol)
+    t = Table(title=f"retrained {len(rep.checks)} of {rep.n_networks} networks")
+    for c in ("net_id", "weights", "max |dw|", "max |d curve|", "labels", "result"):
+        t.add_column(c)
+    for c in rep.checks:
+        t.add_row(c.net_id, "bitwise" if c.weights_bitwise else "differ", f"{c.weights_max_abs_diff:.3g}",
+                  f"{max(c.curves_max_abs_diff.values(), default=0.0):.3g}",
+                  ("equal" if not c.label_diffs else "differ") if c.labels_checked else "skipped",
+                  "[green]OK[/]" if c.ok else "[bold red]MISMATCH[/]: " + escape("; ".join(c.problems)))
+    console.print(t)
+    for note in rep.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(escape(rep.summary()))
+    if not rep.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -247,6 +307,156 @@ def presets():
         s = grid_summary(p.configs())
         t.add_row(name, str(s["networks"]), f"{s['network_epochs']:.3g}", p.description)
     console.print(t)
+
+
+@app.command(name="import-reference")
+@_friendly
+def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' results folder (lr*_delay_*/process_*/), or its parent")],
+                      family: Annotated[str, typer.Option(help="the family these networks belong to")],
+                      out: Annotated[Path, typer.Option(help="new release folder")],
+                      label: Annotated[bool, typer.Option(help="recompute our labels (simulates learned networks)")] = True,
+                      device: Device = "cpu",
+                      show: Annotated[int, typer.Option(help="problems to print (0 = all)")] = 50):
+    """Import the authors' original per-network files into a release (their label kept as reference_outcome)."""
+    from .reference import import_reference
+
+    rep = import_reference(src, family, out, label=label, device=device,
+                           progress=lambda sid, n: console.print(f"  {sid}: {n} networks"))
+    console.print(rep.summary())
+    if rep.problems:
+        shown = rep.problems if show == 0 else rep.problems[:show]
+        t = Table(title=f"{len(rep.problems)} problem(s) (all in {out}/zoo.json import_problems)")
+        for c in ("folder", "problem", "action"):
+            t.add_column(c)
+        for p in shown:
+            t.add_row(p["folder"], p["problem"], p["action"])
+        console.print(t)
+    console.print(f"reference labels: {rep.reference_outcomes}; ours: {rep.outcomes}")
+
+
+@app.command()
+@_friendly
+def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
+         repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
+         revision: Annotated[Optional[str], typer.Option(help="tag the upload (e.g. v1.0)")] = None,
+         private: Annotated[bool, typer.Option(help="create the dataset private")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False):
+    """Upload a release folder to a Hub dataset (manifest verified first)."""
+    from . import hub
+    from .build import format_bytes
+
+    files = hub.push(folder, repo, revision=revision, private=private, dry_run=dry_run)
+    total = sum((folder / f).stat().st_size for f in files)
+    if dry_run:
+        for f in files:
+            console.print(f"{(folder / f).stat().st_size:>14,d}  {f}", highlight=False)
+        console.print(f"dry run: {len(files)} files, {format_bytes(total)} ({total:,d} bytes) would be uploaded "
+                      f"to {repo}" + (f" and tagged {revision}" if revision else ""))
+    else:
+        console.print(f"uploaded {len(files)} files ({format_bytes(total)}) to {repo}"
+                      + (f", tagged {revision}" if revision else ""))
+
+
+@app.command()
+@_friendly
+def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")], family: Family = None,
+         delay: Delay = None, lr: Lr = None, mechanism: Annotated[Optional[str], typer.Option()] = None,
+         outcome: Annotated[Optional[str], typer.Option()] = None,
+         seed: Annotated[Optional[list[int]], typer.Option()] = None,
+         out: Annotated[Optional[Path], typer.Option(help="write a (partial) release folder here")] = None,
+         revision: Annotated[Optional[str], typer.Option(help="tag, branch or commit")] = None):
+    """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
+    from . import hub
+    from .api import select
+    from .build import format_bytes
+
+    rid, _ = hub.parse_repo_id(repo)
+    blobs = hub.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"
+    before = {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
+    src = hub.HubSource(repo, revision)
+    meta = src.read_metadata()
+    filters = dict(family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
+                   seed=seed or None)
+    ids = None
+    if any(v is not None for v in filters.values()):
+        ids = list(select(meta, **filters)["net_id"])
+        if not ids:
+            raise ZooError(f"no network of {src.label} matches the filters")
+    manifest = src.read_manifest()
+    files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
+                   + hub.files_for_networks(meta, ids)) + [hub.MANIFEST_NAME]
+    path = hub.pull(repo, revision=revision, out=out, net_ids=ids)
+    sizes = {f: (src.root / f).stat().st_size for f in files}
+    new = [f for f in files if (src.root / f).resolve().name not in before]
+    n_sel = len(ids) if ids is not None else len(meta)
+    console.print(f"{src.label} (commit {src.commit[:12]}): {n_sel} of {len(meta)} networks, {len(files)} files, "
+                  f"{format_bytes(sum(sizes.values()))}; downloaded now: {len(new)} files, "
+                  f"{format_bytes(sum(sizes.get(f, 0) for f in new))}")
+    for f in files:
+        console.print(f"{sizes.get(f, 0):>14,d}  {f}" + ("" if f in new else "  (cached)"), highlight=False)
+    console.print(f"{'release folder' if out else 'cache snapshot'}: {path}")
+
+
+@app.command()
+@_friendly
+def figures(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+            family: Family = None,
+            out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
+            fmt: Annotated[Optional[list[str]], typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
+            n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates for the exponents' CIs")] = 200):
+    """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories."""
+    from .figures import make_figures
+
+    rep = make_figures(source, out, family=family, formats=tuple(fmt or ("png", "pdf")), n_boot=n_boot,
+                       log=lambda line: console.print(line, highlight=False))
+    console.print(f"{len(rep.written)} file(s) written to {out}; {len(rep.skipped)} figure(s) skipped")
+
+
+@app.command()
+@_friendly
+def diagnose(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+             family: Family = None, delay: Delay = None, lr: Lr = None,
+             learned: Annotated[Optional[bool], typer.Option("--learned/--all-outcomes", help="only learned networks")] = None,
+             write: Annotated[bool, typer.Option(help="store diagnostics/networks.parquet in the release folder and refresh its manifest")] = False,
+             out: Annotated[Optional[Path], typer.Option(help="also save the table (.parquet or .csv)")] = None,
+             device: Device = "cpu",
+             chunk_size: Annotated[int, typer.Option("--chunk-size", help="networks simulated together")] = 32):
+    """Dynamics diagnostics per network (fixed points, limit cycles, dyn_mechanism) and their agreement
+    with the reference labels."""
+    from .analysis import diagnose_zoo, mechanism_agreement, mechanism_confusion, write_diagnostics
+    from .api import LocalSource, load_zoo
+
+    z = load_zoo(source, family=family, delay=delay or None, lr=lr or None, learned=learned)
+    if write and not isinstance(z.source, LocalSource):
+        raise ZooError("--write needs a local release folder (download it with `zoo pull --out DIR` first)")
+    with Progress(TextColumn("[bold]diagnosing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as prog:
+        task = prog.add_task("diagnose", total=len(z))
+        df = diagnose_zoo(z, chunk_size=chunk_size, device=None if device == "cpu" else device,
+                          progress=lambda n: prog.advance(task, n))
+    counts = Table(title=f"{len(df)} networks by dyn_state")
+    counts.add_column("dyn_state")
+    counts.add_column("networks", justify="right")
+    for k, v in df["dyn_state"].value_counts().sort_index().items():
+        counts.add_row(str(k), str(v))
+    console.print(counts)
+    if z.metadata["mechanism"].notna().any():
+        conf = mechanism_confusion(df, z.metadata)
+        t = Table(title="reference mechanism (rows) vs dyn_mechanism (columns), learned networks")
+        t.add_column("reference")
+        for c in conf.columns:
+            t.add_column(str(c), justify="right")
+        for idx, r in conf.iterrows():
+            t.add_row(str(idx), *[str(int(v)) for v in r])
+        console.print(t)
+        console.print(f"agreement: {mechanism_agreement(df, z.metadata):.1%}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False) if out.suffix == ".csv" else df.to_parquet(out, index=False)
+        console.print(f"table written to {out}")
+    if write:
+        path = write_diagnostics(z.source.folder, df)
+        console.print(f"stored {path} and refreshed the manifest")
 
 
 def run():  # pragma: no cover - console entry point for `python -m zoo`

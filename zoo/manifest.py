@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from .errors import ChecksumMismatchError
 
 MANIFEST_NAME = "manifest.sha256"
+STAMPS_PATH = ".cache/verified.json"  # see VerifiedStamps; hidden, so never in a manifest or an upload
 _CHUNK = 1 << 20
 
 
@@ -83,8 +85,12 @@ def write_manifest(folder: str | os.PathLike, files: list[str] | None = None) ->
     if files is None:
         files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
                  if p.is_file() and p.name != MANIFEST_NAME and not _is_private(p.relative_to(folder))]
-    entries = {rel: sha256_file(folder / rel) for rel in files}
+    stamps = VerifiedStamps(folder)
+    entries = {}
+    for rel in files:
+        entries[rel] = stamps.hash(rel, folder / rel)
     atomic_write_text(folder / MANIFEST_NAME, format_manifest(entries))
+    stamps.save()
     return entries
 
 
@@ -109,3 +115,57 @@ def verify_folder(folder: str | os.PathLike, files: list[str] | None = None) -> 
             raise FileNotFoundError(f"{p} is listed in the manifest but missing")
         verify_file(p, manifest[rel], hint="the file is corrupt or truncated; re-download or rebuild it")
     return list(files if files is not None else manifest)
+
+
+def _file_stamp(path: str | os.PathLike) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class VerifiedStamps:
+    """Files of a release folder whose sha256 is known, remembered across processes in ``.cache/verified.json``.
+
+    An entry is ``rel -> [sha256, size, mtime_ns, ctime_ns, inode]`` of the file when it was hashed (the stat
+    taken before and after hashing must agree). A file whose stat still matches is not hashed again: any write,
+    copy or replacement changes its mtime/ctime/inode. Silent on-disk corruption that keeps the stat (bit rot)
+    is not caught this way; ``verify="full"`` (zoo.api) or :func:`verify_folder` re-hash everything.
+    An unwritable folder just keeps the stamps in memory.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / STAMPS_PATH
+        self._data: dict | None = None
+        self._new: dict[str, list] = {}
+
+    def _load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def known(self, rel: str, path: str | os.PathLike, digest: str) -> bool:
+        """True if ``path`` was hashed to ``digest`` and has not changed since."""
+        if self._data is None:
+            self._data = self._load()
+        rec = self._new.get(rel) or self._data.get(rel)
+        try:
+            return isinstance(rec, list) and rec[0] == digest and rec[1:] == _file_stamp(path)
+        except OSError:
+            return False
+
+    def hash(self, rel: str, path: str | os.PathLike) -> str:
+        """sha256 of ``path``, remembered (call :meth:`save`) if the file did not change while being hashed."""
+        before = _file_stamp(path)
+        digest = sha256_file(path)
+        if _file_stamp(path) == before:
+            self._new[rel] = [digest, *before]
+        return digest
+
+    def save(self) -> None:
+        if not self._new:
+            return
+        data = {**self._load(), **self._new}  # merge with what other processes recorded meanwhile
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.path, json.dumps(data, separators=(",", ":")))
+        self._data, self._new = data, {}

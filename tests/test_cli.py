@@ -1,0 +1,84 @@
+"""The `zoo` command line on the smoke zoo (typer's CliRunner): output and error handling."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import zoo.cli as cli
+from zoo import load_zoo
+from zoo.grids import list_presets
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """A wide console, so table cells (net ids) are not cut."""
+    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False, color_system=None))
+
+
+def _invoke(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def _one_line_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)  # typer.Exit(2), not a crash
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_info(smoke_zoo):
+    res = _invoke("info", smoke_zoo)
+    assert res.exit_code == 0, res.output
+    assert "Zoo(8 networks" in res.output and "smoke" in res.output
+    for title in ("by family", "by outcome", "by delay_ms"):
+        assert title in res.output
+    meta = load_zoo(smoke_zoo).metadata
+    for outcome, n in meta.outcome.value_counts().items():
+        assert any(outcome in ln and ln.rstrip(" │|").endswith(str(n)) for ln in res.output.splitlines())
+
+
+def test_ls_delay(smoke_zoo):
+    res = _invoke("ls", smoke_zoo, "--delay", 40)
+    assert res.exit_code == 0, res.output
+    assert "4 networks" in res.output
+    want = load_zoo(smoke_zoo, delay=40).metadata.net_id
+    for nid in want:
+        assert nid in res.output
+    for nid in load_zoo(smoke_zoo, delay=0).metadata.net_id:
+        assert nid not in res.output
+    res = _invoke("ls", smoke_zoo, "--delay", 40, "--lr", 0.1, "--seed", 1, "--limit", 0)
+    assert res.exit_code == 0 and "1 networks" in res.output
+
+
+def test_presets():
+    res = _invoke("presets")
+    assert res.exit_code == 0, res.output
+    for name in list_presets():
+        assert name in res.output
+    assert "81500" in res.output  # the paper preset
+
+
+def test_errors_are_one_line(smoke_zoo, tmp_path):
+    _one_line_error(_invoke("ls", smoke_zoo, "--mechanism", "limitcycle"), "invalid mechanism", "'limit_cycle'",
+                    "'slow_point'")
+    _one_line_error(_invoke("ls", smoke_zoo, "--delay", 42), "invalid delay: 42", "0, 40")
+    _one_line_error(_invoke("info", tmp_path / "nothing"), "neither an existing folder nor a Hub dataset id")
+    _one_line_error(_invoke("info", tmp_path), "not a zoo release")
+    _one_line_error(_invoke("push", tmp_path, "--repo", "org/x", "--dry-run"), "no manifest.sha256")
+    _one_line_error(_invoke("import-reference", tmp_path, "--family", "nopost", "--out", tmp_path / "o"),
+                    "holds no network folders")
+    _one_line_error(_invoke("import-reference", tmp_path, "--family", "nosuch", "--out", tmp_path / "o"),
+                    "invalid family")
+
+
+def test_push_dry_run(smoke_zoo):
+    res = _invoke("push", smoke_zoo, "--repo", "org/smoke", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "weights/nopost/nopost-d040-000.safetensors" in res.output and "dry run: 8 files" in res.output
+    assert ".build" not in res.output and ".cache" not in res.output
