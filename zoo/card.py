@@ -36,8 +36,17 @@ def _count_table(s: pd.Series) -> str:
     return "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
 
 
+def _template_text() -> str:
+    try:
+        return resources.files("zoo.dataset_cards").joinpath("template.md").read_text()
+    except ModuleNotFoundError:  # running from a checkout that was not pip-installed
+        from pathlib import Path
+
+        return (Path(__file__).resolve().parents[1] / "dataset_cards" / "template.md").read_text()
+
+
 def render_card(metadata: pd.DataFrame, info: dict) -> str:
-    template = Template(resources.files("zoo.dataset_cards").joinpath("template.md").read_text())
+    template = Template(_template_text())
     partial = info.get("partial")
     return template.substitute(
         pretty_name=info.get("pretty_name", "RNN short-term-memory zoo"),

@@ -1,0 +1,293 @@
+"""zoo.analysis: phase diagrams, exponent fits, theory, and the dynamics diagnostics on hand-built networks."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from zoo.analysis import (
+    DYN_MECHANISM,
+    SUMMARY_COLUMNS,
+    analyse_tail,
+    critical_delay_steps,
+    critical_delays,
+    critical_lr,
+    diagnose_network,
+    diagnose_stacked,
+    diagnose_zoo,
+    eta_c_limit_cycle,
+    eta_c_slow_point,
+    find_fixed_points,
+    fit_critical_delay,
+    logistic_curve,
+    mechanism_agreement,
+    mechanism_confusion,
+    ms_to_steps,
+    onset_curve,
+    phase_diagram,
+    psd_ratio_histogram,
+    read_diagnostics,
+    scaling_exponent,
+    slow_point_boundaries,
+    steps_to_ms,
+    write_diagnostics,
+)
+from zoo.model import ModelConfig
+from zoo.task import TaskSpec
+
+
+# ---------------------------------------------------------------- hand-built networks
+def _state(*Ws: torch.Tensor, biases=None) -> dict[str, torch.Tensor]:
+    """Stacked state of networks with the given W_rec (zero input weights and readout)."""
+    K, N = len(Ws), Ws[0].shape[0]
+    b = torch.zeros(K, N) if biases is None else torch.stack(biases)
+    return {"W_in.weight": torch.zeros(K, N, 2), "W_in.bias": torch.zeros(K, N),
+            "W_rec.weight": torch.stack(Ws).float(), "W_rec.bias": b.float(),
+            "W_out.weight": torch.zeros(K, 2, N), "W_out.bias": torch.zeros(K, 2)}
+
+
+def _contraction(N=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(N, N, generator=g, dtype=torch.float64))
+    W = (0.5 * Q).float()  # the network holds float32 weights: iterate with exactly those
+    b = (0.5 * torch.randn(N, generator=g, dtype=torch.float64)).float()
+    x = torch.zeros(N, dtype=torch.float64)
+    for _ in range(400):  # x -> tanh(W x + b) contracts with factor 0.5
+        x = torch.tanh(W.double() @ x + b.double())
+    return W, b, x
+
+
+def _bistable(N=6, w=2.0):
+    return torch.full((N, N), w / N)
+
+
+def test_fixed_points_batched_contraction_and_bistable():
+    N, w, alpha = 6, 2.0, 0.5
+    Wc, bc, xc = _contraction(N)
+    Wb = _bistable(N, w)
+    state = _state(Wc, Wb, biases=[bc, torch.zeros(N)])
+    g = torch.Generator().manual_seed(1)
+    starts = torch.rand(2, 24, N, generator=g) * 2 - 1
+    # bistable net: starts spread along (1, ..., 1) around all three points, with some scatter
+    starts[1] = torch.linspace(-1, 1, 24)[:, None] + 0.1 * starts[1]
+    fc, fb = find_fixed_points(state, starts, alpha=alpha)
+
+    # contraction: exactly one fixed point, stable, where iteration converges
+    assert fc.is_fixed.sum() == 1
+    assert np.abs(fc.points[0] - xc.numpy()).max() < 1e-8
+    assert fc.stable[0] and fc.spectral_radius[0] < 1
+
+    # bistable: +-x* (1, ..., 1) stable, 0 unstable; x* solves x = tanh(w x)
+    xs = brentq(lambda v: v - math.tanh(w * v), 0.1, 1.0)
+    pts = fb.points[fb.is_fixed]
+    assert len(pts) == 3
+    stable = pts[fb.stable[fb.is_fixed]]
+    assert len(stable) == 2
+    assert np.allclose(np.sort(stable.mean(1)), [-xs, xs], atol=1e-8)
+    assert np.allclose(np.abs(stable), xs, atol=1e-8)
+    origin = pts[~fb.stable[fb.is_fixed]]
+    assert np.abs(origin).max() < 1e-8
+    # leading eigenvalue along (1, ..., 1): (1 - a) + a (1 - x*^2) w at +-x*, (1 - a) + a w at 0
+    rho = fb.spectral_radius[fb.is_fixed]
+    assert np.allclose(np.sort(rho), sorted([1 - alpha + alpha * (1 - xs**2) * w] * 2 + [1 - alpha + alpha * w]),
+                       atol=1e-8)
+    ct = fb.ct_eigvals()
+    assert np.allclose(ct, (fb.eigvals - 1) / 5.0)
+    frame = fb.to_frame()
+    assert list(frame["kind"]) == ["fixed"] * 3 and frame["stable"].sum() == 2
+
+
+def test_limit_cycle_period_of_rotation_oscillator():
+    # alpha = 1 (tau = dt): x -> tanh(g R(theta) x); g > 1 destabilises the origin, tanh bounds the orbit
+    P, g, N = 16, 1.1, 4
+    th = 2 * math.pi / P
+    W = torch.zeros(N, N)
+    W[:2, :2] = g * torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    W[2, 2], W[3, 3] = 0.5, -0.3  # decaying extra units
+    cfg = ModelConfig(n_units=N, tau_ms=5.0)
+    df, (d,) = diagnose_stacked(_state(W), cfg, TaskSpec(), seeds=[0], keep=True)
+    row = df.iloc[0]
+    assert row["dyn_state"] == "limit_cycle" and row["dyn_mechanism"] == "limit_cycle"
+    assert abs(row["cycle_period_steps"] - P) < 0.08 * P
+    assert row["cycle_period_ms"] == pytest.approx(5.0 * row["cycle_period_steps"])
+    assert row["cycle_amplitude"] > 0.1
+    assert row["n_fixed_points"] == 1 and row["n_stable"] == 0  # the origin, inside the cycle
+    assert d.fixed_points.spectral_radius[0] == pytest.approx(g)
+    assert list(df.columns) == list(SUMMARY_COLUMNS)
+
+
+def test_bistable_network_is_a_fixed_point_network():
+    cfg = ModelConfig(n_units=6)
+    df, _ = diagnose_stacked(_state(_bistable(6, 2.0)), cfg, TaskSpec(), seeds=[3])
+    row = df.iloc[0]
+    assert row["dyn_state"] == "fixed_point" and row["dyn_mechanism"] == "slow_point"
+    assert row["n_stable"] >= 1 and row["end_fixed_distance"] < 1e-4
+    assert np.isnan(row["cycle_period_steps"])
+
+
+def test_analyse_tail_vocabulary():
+    t = np.arange(600)
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 2)))[0].T  # (2, 10)
+    P = 17.3
+    cyc = np.stack([np.cos(2 * np.pi * t / P), np.sin(2 * np.pi * t / P)], 1) @ basis
+    out = analyse_tail(cyc)
+    assert out["state"] == "limit_cycle" and abs(out["period_steps"] - P) < 0.1
+    assert out["amplitude"] == pytest.approx(1.0, rel=0.05)
+    damped = cyc * (0.99**t)[:, None]
+    assert analyse_tail(damped)["state"] in ("slow_point", "fixed_point")
+    assert analyse_tail(np.ones((600, 10)))["state"] == "fixed_point"
+    drift = np.outer(1 - np.exp(-t / 3000.0), np.ones(10))
+    assert analyse_tail(drift)["state"] == "slow_point"
+    assert analyse_tail(np.full((600, 10), np.nan))["state"] == "irregular"
+    assert set(DYN_MECHANISM) == {"fixed_point", "slow_point", "limit_cycle", "irregular"}
+
+
+# ---------------------------------------------------------------- theory
+def test_theory_curves_and_units():
+    assert eta_c_slow_point(10, 10) == pytest.approx(math.pi**4 / 4 * 10 * 10**-5)
+    assert eta_c_limit_cycle(10, 10) == pytest.approx(10 * 10**-3 / 4)
+    # with T_r = T: (3 pi^4 / 32) T^-4 is not the same formula; check the paper's reduction numerically
+    T = 20.0
+    assert critical_lr(T, "limit_cycle", response_steps=T) == pytest.approx(T**-2 / 4)
+    for mech in ("slow_point", "limit_cycle"):
+        lr = critical_lr(30.0, mech)
+        assert critical_delay_steps(lr, mech) == pytest.approx(30.0)
+    assert np.isinf(critical_lr(0, "slow_point"))
+    assert ms_to_steps(400) == 80 and steps_to_ms(80) == 400
+    assert np.allclose(ms_to_steps(np.array([0, 20, 35])), [0, 4, 7])
+    with pytest.raises(ValueError):
+        critical_lr(10, "ghost")
+
+
+# ---------------------------------------------------------------- tables and fits
+def _synthetic(beta=2.5, d0_top=50.0, a=0.03, seeds=30, lrs=None, seed=0, slow_beta=None, slow_mid_top=100.0):
+    """Outcome table with not-learned fractions from the spec's f(D) and D0(lr) = c lr^(-1/beta), binomial
+    draws per network; learned networks are slow points with a logistic probability if ``slow_beta``."""
+    rng = np.random.default_rng(seed)
+    lrs = np.logspace(-1, -3, 8) if lrs is None else lrs
+    delays = np.arange(0, 401, 20)
+    c = d0_top * 0.1 ** (1 / beta)
+    rows = []
+    for lr in lrs:
+        d0 = c * lr ** (-1 / beta)
+        mid = slow_mid_top * (lr / 0.1) ** (-1 / slow_beta) if slow_beta else None
+        for D in delays:
+            p_nl = onset_curve(D, d0, a)
+            p_sp = logistic_curve(D, mid, 25.0) if slow_beta else 0.5
+            for s in range(seeds):
+                if rng.random() < p_nl:
+                    o = "unstable" if rng.random() < 0.3 else "no_learning"
+                else:
+                    o = "slow_point" if rng.random() < p_sp else "limit_cycle"
+                rows.append({"family": "nopost", "lr": lr, "delay_ms": int(D), "seed": s, "outcome": o,
+                             "mechanism": o if o in ("slow_point", "limit_cycle") else None,
+                             "psd_ratio": rng.uniform(0.5, 1) if o == "slow_point" else
+                             (rng.uniform(0, 0.5) if o == "limit_cycle" else np.nan)})
+    return pd.DataFrame(rows)
+
+
+def test_phase_diagram_and_histogram():
+    df = _synthetic(seeds=5)
+    pd_ = phase_diagram(df)
+    assert len(pd_) == 8 * 21
+    assert np.allclose(pd_[["no_learning", "unstable", "limit_cycle", "slow_point"]].sum(axis=1), 1.0)
+    assert (pd_["n"] == 5).all()
+    assert pd_["lr"].is_monotonic_decreasing
+    h = psd_ratio_histogram(df, bins=10)
+    assert h["limit_cycle"].sum() == (df["mechanism"] == "limit_cycle").sum()
+    assert h.loc[h["bin_lo"] >= 0.5, "limit_cycle"].sum() == 0
+    with pytest.raises(ValueError):
+        phase_diagram(df, family="post")
+
+
+def test_fit_critical_delay_exact_and_step():
+    D = np.arange(0, 401, 20.0)
+    fit = fit_critical_delay(D, onset_curve(D, 130.0, 0.02))
+    assert fit["d0"] == pytest.approx(130.0, abs=1e-3) and fit["a"] == pytest.approx(0.02, rel=1e-3)
+    step = (D >= 200).astype(float)  # a step between 180 and 200: D0 is taken in the middle of the gap
+    assert 180.0 <= fit_critical_delay(D, step)["d0"] < 200.0
+
+
+def test_exponent_recovered_from_synthetic_outcomes():
+    df = _synthetic(beta=2.5)
+    fit = scaling_exponent(df, n_boot=60)
+    assert fit.ok and fit.ci_method == "bootstrap" and fit.n_rates == 8
+    assert abs(fit.beta - 2.5) < 0.3
+    assert fit.ci[0] < 2.5 < fit.ci[1]
+    assert fit.ci_regression[0] < fit.beta < fit.ci_regression[1]
+    t = critical_delays(df)
+    assert t["used"].all() and (t["d0_steps"] == t["d0_ms"] / 5).all()
+    assert np.allclose(fit.lr_at(fit.delay_at(0.01)), 0.01)
+    reg = scaling_exponent(df, ci="regression")
+    assert reg.ci_method == "regression" and reg.ci == reg.ci_regression
+
+
+def test_slow_point_boundary_exponent():
+    df = _synthetic(beta=2.5, d0_top=250.0, slow_beta=4.5, slow_mid_top=60.0, seeds=40)
+    t = slow_point_boundaries(df, among="learned")
+    assert t["used"].sum() >= 6
+    fit = scaling_exponent(df, kind="slow_point", among="learned", n_boot=40)
+    assert abs(fit.beta - 4.5) < 0.8, fit.summary()
+
+
+def test_exponent_degenerate_cases():
+    # every network learned: no rate reaches a not-learned fraction of 0.1
+    df = _synthetic(d0_top=10_000.0, seeds=3)
+    fit = scaling_exponent(df, n_boot=10)
+    assert not fit.ok and "usable" in fit.reason
+    assert (critical_delays(df)["reason"].str.contains("largest fraction")).all()
+    # a single delay
+    one = _synthetic(seeds=3)
+    one = one[one["delay_ms"] == 200]
+    assert not scaling_exponent(one, n_boot=10).ok
+    # empty
+    assert not scaling_exponent(one.iloc[:0], n_boot=10).ok
+
+
+# ---------------------------------------------------------------- on a real (smoke) release
+def test_diagnose_smoke_zoo_and_store(smoke_zoo, tmp_path):
+    from zoo.api import load_zoo
+    from zoo.manifest import verify_folder
+
+    rel = tmp_path / "zoo"
+    shutil.copytree(smoke_zoo, rel)
+    z = load_zoo(rel)
+    df = diagnose_zoo(z, chunk_size=5)
+    assert len(df) == len(z) and list(df["net_id"]) == list(z.metadata["net_id"])
+    assert set(df["dyn_state"]) <= {"fixed_point", "slow_point", "limit_cycle", "irregular"}
+    assert (df["n_fixed_points"] >= 0).all()
+    path = write_diagnostics(rel, df)
+    assert path.exists()
+    assert "diagnostics/networks.parquet" in verify_folder(rel)
+    back = read_diagnostics(load_zoo(rel, learned=True))
+    assert len(back) == int(z.metadata["learned"].sum())
+    conf = mechanism_confusion(df, z.metadata)
+    assert conf.loc["total", "total"] == int(z.metadata["mechanism"].notna().sum())
+    agree = mechanism_agreement(df, z.metadata)
+    assert np.isnan(agree) or 0 <= agree <= 1
+    d = diagnose_network(z[0])
+    assert d.summary["net_id"] == z[0].row["net_id"]
+    assert d.rates.shape[1] == 2 and d.time_ms[1] == 5.0
+
+
+def test_cli_diagnose_writes_into_release(smoke_zoo, tmp_path):
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    rel = tmp_path / "zoo"
+    shutil.copytree(smoke_zoo, rel)
+    res = CliRunner().invoke(app, ["diagnose", str(rel), "--learned", "--write", "--out", str(tmp_path / "d.csv")])
+    assert res.exit_code == 0, res.output
+    assert "agreement" in res.output and (tmp_path / "d.csv").exists()
+    first = read_diagnostics(rel)
+    res = CliRunner().invoke(app, ["diagnose", str(rel), "--lr", "0.03", "--write"])
+    assert res.exit_code == 0, res.output
+    merged = read_diagnostics(rel)  # the second call's rows are added to the first's, none dropped
+    assert set(first["net_id"]) <= set(merged["net_id"]) and len(merged) >= len(first)

@@ -1,0 +1,66 @@
+"""zoo.figures and `zoo figures`: every figure the zoo allows is written, the others are skipped with a reason."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+from typer.testing import CliRunner
+
+from zoo.cli import app
+from zoo.figures import FigureSkipped, make_figures, plot_phase_diagram, plot_psd_ratio, plot_scaling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_analysis import _synthetic  # noqa: E402
+
+
+def _png_ok(path: Path) -> None:
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+
+
+def test_cli_figures_on_smoke_zoo(smoke_zoo, tmp_path):
+    out = tmp_path / "figs"
+    res = CliRunner().invoke(app, ["figures", str(smoke_zoo), "--out", str(out), "--n-boot", "10"])
+    assert res.exit_code == 0, res.output
+    for name in ("phase_diagram_nopost", "psd_ratio_nopost", "trajectories_nopost"):
+        for ext in ("png", "pdf"):
+            assert (out / f"{name}.{ext}").stat().st_size > 1000
+        _png_ok(out / f"{name}.png")
+    # 2 delays and one rate with a not-learned network: no exponent can be fitted
+    assert not (out / "scaling_nopost.png").exists()
+    assert "skipped scaling_nopost" in res.output
+    assert "no limit cycle network" in res.output  # the smoke zoo's learned networks are all slow points
+
+
+def test_cli_figures_family_and_format(smoke_zoo, tmp_path):
+    res = CliRunner().invoke(app, ["figures", str(smoke_zoo), "--family", "nopost", "--out", str(tmp_path),
+                                   "--format", "png", "--n-boot", "5"])
+    assert res.exit_code == 0, res.output
+    assert not list(tmp_path.glob("*.pdf")) and list(tmp_path.glob("*.png"))
+    bad = CliRunner().invoke(app, ["figures", str(smoke_zoo), "--family", "post", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "post" in bad.output
+
+
+def test_figures_from_synthetic_metadata(tmp_path):
+    df = _synthetic(seeds=6)
+    fig = plot_scaling(df, n_boot=10)
+    fig.savefig(tmp_path / "s.png")
+    _png_ok(tmp_path / "s.png")
+    plot_phase_diagram(df).savefig(tmp_path / "p.png")
+    plot_psd_ratio(df).savefig(tmp_path / "h.png")
+    with pytest.raises(FigureSkipped):
+        plot_psd_ratio(df[df["mechanism"].isna()])
+    with pytest.raises(FigureSkipped):
+        plot_scaling(df[df["delay_ms"] == 100], n_boot=5)
+
+
+def test_make_figures_on_empty_selection(smoke_zoo, tmp_path):
+    from zoo.api import load_zoo
+
+    z = load_zoo(smoke_zoo, learned=False)
+    rep = make_figures(z, tmp_path, formats=("png",), n_boot=5, log=None)
+    assert "trajectories_nopost" in rep.skipped and "psd_ratio_nopost" in rep.skipped
+    assert (tmp_path / "phase_diagram_nopost.png").exists()

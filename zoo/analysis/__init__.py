@@ -1,0 +1,71 @@
+"""Analyses of a zoo: phase diagrams, critical delays and scaling exponents, and dynamics diagnostics.
+
+- :mod:`zoo.analysis.phases`: outcome fractions per (lr, delay) cell, critical delays, slow-point
+  boundaries, scaling exponents with confidence intervals, psd_ratio histograms (metadata only).
+- :mod:`zoo.analysis.theory`: the paper's critical-learning-rate curves and ms <-> step conversions.
+- :mod:`zoo.analysis.dynamics`: fixed/slow points, Jacobian spectra, limit cycles, ``dyn_mechanism``,
+  per-network diagnostics tables stored as ``diagnostics/networks.parquet``.
+"""
+
+from .dynamics import (
+    DEFAULT_CONFIG,
+    DIAGNOSTICS_VERSION,
+    DYN_MECHANISM,
+    DYN_STATES,
+    SUMMARY_COLUMNS,
+    DiagnosticsConfig,
+    FixedPoints,
+    NetworkDiagnosis,
+    analyse_tail,
+    autonomous_trajectories,
+    diagnose_network,
+    diagnose_stacked,
+    diagnose_zoo,
+    find_fixed_points,
+    jacobian,
+    mechanism_agreement,
+    mechanism_confusion,
+    read_diagnostics,
+    speed,
+    step_map,
+    torch_threads,
+    with_config,
+    write_diagnostics,
+)
+from .phases import (
+    FitError,
+    ScalingFit,
+    critical_delays,
+    fit_critical_delay,
+    fit_slow_point_midpoint,
+    logistic_curve,
+    loglog_regression,
+    onset_curve,
+    phase_diagram,
+    psd_ratio_histogram,
+    scaling_exponent,
+    slow_point_boundaries,
+)
+from .theory import (
+    DT_MS,
+    RESPONSE_STEPS,
+    THEORY_BETA,
+    critical_delay_steps,
+    critical_lr,
+    eta_c_limit_cycle,
+    eta_c_slow_point,
+    ms_to_steps,
+    steps_to_ms,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
+    "SUMMARY_COLUMNS", "THEORY_BETA", "DiagnosticsConfig", "FitError", "FixedPoints", "NetworkDiagnosis",
+    "ScalingFit", "analyse_tail", "autonomous_trajectories", "critical_delay_steps", "critical_delays",
+    "critical_lr", "diagnose_network", "diagnose_stacked", "diagnose_zoo", "eta_c_limit_cycle",
+    "eta_c_slow_point", "find_fixed_points", "fit_critical_delay", "fit_slow_point_midpoint", "jacobian",
+    "logistic_curve", "loglog_regression", "mechanism_agreement", "mechanism_confusion", "ms_to_steps",
+    "onset_curve", "phase_diagram", "psd_ratio_histogram", "read_diagnostics", "scaling_exponent",
+    "slow_point_boundaries", "speed", "step_map", "steps_to_ms", "torch_threads", "with_config",
+    "write_diagnostics",
+]

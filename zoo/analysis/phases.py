@@ -1,0 +1,509 @@
+"""Phase diagrams, critical delays and scaling exponents from a zoo's outcome labels.
+
+Everything here works on the metadata table alone (a :class:`pandas.DataFrame` with the columns of
+``metadata/networks.parquet``, or a :class:`zoo.api.Zoo`, whose ``.metadata`` is used); no weights are read.
+
+Critical delay (the spec's procedure). For one family and one learning rate, the not-learned fraction
+(``no_learning`` + ``unstable``) per delay is fitted with
+
+    f(D) = 0                        for D < D0
+    f(D) = 1 - exp(-a (D - D0))     for D >= D0
+
+by weighted least squares (weights = networks per cell). Rates whose largest not-learned fraction is below
+0.1 are skipped. ``D0`` (ms) is the critical delay. The fit is a grid search over (D0, a) followed by
+``scipy.optimize.least_squares``; where the data do not pin D0 down (a step between two delays fits equally
+well for any D0 in between), the middle of the set of equally good D0 is taken, not an end of it.
+
+Slow-point boundary. Per learning rate, the slow-point fraction (of all networks of the cell by default, or
+of the learned ones) is fitted with a decreasing logistic ``A / (1 + exp((D - Dm) / s))``; the midpoint Dm
+(ms) is the boundary. Rates whose largest slow-point fraction is below 0.1 are skipped, and so are midpoints
+outside the sampled delays (extrapolated).
+
+Scaling exponent. ``log(lr) = c - beta * log(D*)`` by ordinary least squares over the rates with a usable
+D* > 0 (D* = D0 or Dm, in ms; beta does not depend on the unit); at least 2 rates are needed.
+Confidence interval (``ci=``):
+
+- ``"bootstrap"`` (default): a percentile interval from resampling *seeds* with replacement. A seed is one
+  network index, with the same initial weights in every (lr, delay) cell, so resampling whole seeds keeps
+  the correlation between cells; every replicate recomputes all cell fractions, refits every rate and
+  regresses again. Replicates with fewer than 2 usable rates are dropped (their number is reported).
+  With a single seed it falls back to ``"regression"``.
+- ``"regression"``: ``beta +- t(1 - (1 - level) / 2, n - 2) * SE(slope)`` from the OLS fit (needs >= 3
+  rates; NaN otherwise). It treats the fitted D* as exact, so it ignores their own uncertainty.
+
+Both are computed when possible: ``ScalingFit.ci`` is the requested one, ``ScalingFit.ci_regression`` the
+OLS one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from .. import labels
+from .theory import DT_MS
+
+NOT_LEARNED = ("no_learning", "unstable")
+MIN_FRACTION = 0.1  # rates whose largest fraction is below this are not fitted
+KINDS = ("critical_delay", "slow_point")
+
+
+class FitError(ValueError):
+    """A curve that cannot be fitted (too few delays, no signal)."""
+
+
+# ---------------------------------------------------------------- tables
+def _metadata(obj) -> pd.DataFrame:
+    df = getattr(obj, "metadata", obj)
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a metadata DataFrame or a Zoo, got {type(obj).__name__}")
+    return df
+
+
+def _one_family(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str | None]:
+    if "family" not in df.columns:
+        return df, family
+    fams = sorted(df["family"].dropna().unique().tolist())
+    if family is not None:
+        if family not in fams:
+            raise ValueError(f"family {family!r} is not in this zoo; it has {fams}")
+        return df[df["family"] == family], family
+    if len(fams) > 1:
+        raise ValueError(f"the table mixes families {fams}: pass family=...")
+    return df, fams[0] if fams else None
+
+
+def phase_diagram(metadata, family: str | None = None, *, x: str = "delay_ms") -> pd.DataFrame:
+    """Fraction of each outcome per (family, lr, delay) cell.
+
+    One row per cell: ``family``, ``lr``, ``delay_ms`` (or the column ``x``), ``n`` (networks), one column per
+    outcome (``no_learning``, ``unstable``, ``limit_cycle``, ``slow_point``: fractions of ``n``), ``learned``
+    and ``not_learned`` (fractions) and ``unlabelled`` (fraction with no outcome). Sorted by family, lr
+    (descending), delay. ``family`` restricts to one family; by default all families are kept.
+    """
+    df = _metadata(metadata)
+    if family is not None:
+        df, _ = _one_family(df, family)
+    keys = [k for k in ("family", "lr", x) if k in df.columns]
+    if x not in df.columns or "lr" not in df.columns:
+        raise KeyError(f"the metadata needs the columns 'lr' and {x!r}")
+    out = df.assign(_o=df["outcome"].fillna("unlabelled") if "outcome" in df.columns else "unlabelled")
+    counts = out.groupby(keys)["_o"].value_counts().unstack(fill_value=0)
+    n = counts.sum(axis=1)
+    table = pd.DataFrame({"n": n})
+    for o in (*labels.OUTCOMES, "unlabelled"):
+        table[o] = (counts[o] / n) if o in counts.columns else 0.0
+    table["not_learned"] = table["no_learning"] + table["unstable"]
+    table["learned"] = table["limit_cycle"] + table["slow_point"]
+    table = table.reset_index()
+    if "family" in keys:
+        table = table.sort_values(["family", "lr", x], ascending=[True, False, True])
+    else:
+        table = table.sort_values(["lr", x], ascending=[False, True])
+    return table.reset_index(drop=True)
+
+
+def psd_ratio_histogram(metadata, family: str | None = None, *, bins: int | np.ndarray = 20,
+                        value_range: tuple[float, float] = (0.0, 1.0)) -> pd.DataFrame:
+    """Histogram of the reference ``psd_ratio`` per mechanism (learned networks with a finite ratio).
+
+    One row per bin: ``bin_lo``, ``bin_hi``, ``bin_center`` and the counts ``limit_cycle``, ``slow_point``
+    (by the stored label, so with the default 0.5 threshold on a bin edge the two never share a bin).
+    """
+    df = _metadata(metadata)
+    if family is not None:
+        df, _ = _one_family(df, family)
+    edges = np.histogram_bin_edges([], bins=bins, range=value_range)
+    out = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2})
+    for m in labels.MECHANISMS:
+        if "mechanism" in df.columns and "psd_ratio" in df.columns:
+            v = df.loc[df["mechanism"] == m, "psd_ratio"].to_numpy(dtype=float)
+        else:
+            v = np.empty(0)
+        v = v[np.isfinite(v)]
+        out[m] = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0]
+    return out
+
+
+# ---------------------------------------------------------------- one curve
+def onset_curve(delays, d0: float, a: float) -> np.ndarray:
+    """The spec's not-learned curve: 0 below ``d0``, ``1 - exp(-a (D - d0))`` above."""
+    D = np.asarray(delays, dtype=float)
+    return np.where(D > d0, 1.0 - np.exp(-a * np.maximum(D - d0, 0.0)), 0.0)
+
+
+def logistic_curve(delays, midpoint: float, width: float, amplitude: float = 1.0) -> np.ndarray:
+    """Decreasing logistic ``amplitude / (1 + exp((D - midpoint) / width))``."""
+    D = np.asarray(delays, dtype=float)
+    return amplitude / (1.0 + np.exp(np.clip((D - midpoint) / width, -60, 60)))
+
+
+def _prepare(delays, fractions, weights):
+    D = np.asarray(delays, dtype=float)
+    f = np.asarray(fractions, dtype=float)
+    w = np.ones_like(D) if weights is None else np.asarray(weights, dtype=float)
+    if not (D.shape == f.shape == w.shape) or D.ndim != 1:
+        raise ValueError("delays, fractions and weights must be 1-D arrays of the same length")
+    ok = np.isfinite(D) & np.isfinite(f) & (w > 0)
+    D, f, w = D[ok], f[ok], w[ok]
+    order = np.argsort(D)
+    D, f, w = D[order], f[order], w[order]
+    if np.unique(D).size < 2:
+        raise FitError("fewer than 2 delays")
+    w = w / w.mean()
+    return D, f, w
+
+
+def _middle_of_flat(profile: np.ndarray) -> int:
+    """Index of the middle of the contiguous run of (near-)minimal values that holds the first minimum:
+    where the data cannot tell the location apart (a step between two delays), take the middle."""
+    best = profile.min()
+    flat = profile <= best + 1e-9 * max(1.0, abs(best)) + 1e-12
+    i = int(np.argmax(flat))
+    j = i
+    while j + 1 < len(flat) and flat[j + 1]:
+        j += 1
+    return (i + j) // 2
+
+
+def _zoom_search(sse_fn, g1: np.ndarray, g2: np.ndarray, bounds1, bounds2, levels: int = 3, points: int = 11):
+    """Minimise ``sse_fn(g1, g2) -> (len(g1), len(g2))`` over a linear grid ``g1`` and a geometric grid
+    ``g2``, then zoom ``levels`` times into +-1 cell of the optimum (``points`` x ``points`` each)."""
+    sse = sse_fn(g1, g2)
+    i = _middle_of_flat(sse.min(axis=1))
+    j = int(np.argmin(sse[i]))
+    for _ in range(levels):
+        d1 = g1[1] - g1[0]
+        r2 = g2[1] / g2[0]
+        c1, c2 = g1[i], g2[j]
+        g1 = np.linspace(max(bounds1[0], c1 - d1), min(bounds1[1], c1 + d1), points)
+        g2 = np.geomspace(max(bounds2[0], c2 / r2), min(bounds2[1], c2 * r2), points)
+        sse = sse_fn(g1, g2)
+        i = _middle_of_flat(sse.min(axis=1))
+        j = int(np.argmin(sse[i]))
+    return float(g1[i]), float(g2[j]), float(sse[i, j])
+
+
+def fit_critical_delay(delays, fractions, weights=None, *, polish: bool = True) -> dict:
+    """Fit :func:`onset_curve` to not-learned ``fractions`` at ``delays`` (ms); ``weights`` e.g. the
+    networks per cell. Returns ``{"d0", "a", "sse"}`` (D0 in the unit of ``delays``, ``a`` per that unit).
+
+    D0 is searched in ``[min(D) - step, max(D)]`` (step = smallest delay spacing), a in
+    ``[0.02 / span, 50 / step]``: a grid search with two zoom levels, then (``polish``) a
+    ``scipy.optimize.least_squares`` refinement. Raises :class:`FitError` with fewer than 2 distinct delays."""
+    D, f, w = _prepare(delays, fractions, weights)
+    step = float(np.diff(np.unique(D)).min())
+    span = float(D[-1] - D[0])
+    b1, b2 = (D[0] - step, D[-1]), (0.02 / span, 50.0 / step)
+
+    def sse_fn(d0s, As):
+        x = D[None, :] - d0s[:, None]  # (G, n)
+        pos = x > 0
+        e = np.exp(-As[None, :, None] * np.where(pos, x, 0.0)[:, None, :])  # (G, A, n)
+        return (((1.0 - e) * pos[:, None, :] - f) ** 2 * w).sum(-1)
+
+    d0, a, sse = _zoom_search(sse_fn, np.linspace(*b1, 41), np.geomspace(*b2, 16), b1, b2)
+    best = (sse, np.array([d0, np.log(a)]))
+    if polish:
+        sw = np.sqrt(w)
+
+        def resid(p):
+            return sw * (onset_curve(D, p[0], np.exp(p[1])) - f)
+
+        def jac(p):
+            a_ = np.exp(p[1])
+            xx = np.maximum(D - p[0], 0.0)
+            ee = np.where(D > p[0], np.exp(-a_ * xx), 0.0)
+            return np.stack([-sw * a_ * ee, sw * a_ * xx * ee], axis=1)
+
+        try:
+            r = optimize.least_squares(resid, best[1], jac=jac, bounds=([b1[0], np.log(b2[0])], [b1[1], np.log(b2[1])]),
+                                       x_scale=[step, 1.0])
+            s = float(np.sum(r.fun**2))
+            if s < best[0] - 1e-12:
+                best = (s, r.x)
+        except (ValueError, np.linalg.LinAlgError):  # pragma: no cover - keep the grid optimum
+            pass
+    return {"d0": float(best[1][0]), "a": float(np.exp(best[1][1])), "sse": float(best[0])}
+
+
+def fit_slow_point_midpoint(delays, fractions, weights=None, *, polish: bool = True) -> dict:
+    """Fit the decreasing :func:`logistic_curve` to slow-point ``fractions`` at ``delays`` (ms).
+    Returns ``{"midpoint", "width", "amplitude", "sse"}``.
+
+    The midpoint is searched within one span of the sampled delays on either side (callers decide whether an
+    extrapolated midpoint is usable), the width in ``[step / 20, 2 span]``, the amplitude in [0, 1] (solved
+    in closed form on the grid): a grid search with two zoom levels, then (``polish``) least squares."""
+    D, f, w = _prepare(delays, fractions, weights)
+    step = float(np.diff(np.unique(D)).min())
+    span = float(D[-1] - D[0])
+    b1, b2 = (D[0] - span, D[-1] + span), (step / 20.0, 2.0 * span)
+
+    def shapes(ms, ss):
+        return 1.0 / (1.0 + np.exp(np.clip((D[None, None, :] - ms[:, None, None]) / ss[None, :, None], -60, 60)))
+
+    def amplitude(g):
+        return np.clip((g * f * w).sum(-1) / np.maximum((g * g * w).sum(-1), 1e-300), 0.0, 1.0)
+
+    def sse_fn(ms, ss):
+        g = shapes(ms, ss)
+        return ((amplitude(g)[..., None] * g - f) ** 2 * w).sum(-1)
+
+    m, s_, sse = _zoom_search(sse_fn, np.linspace(*b1, 61), np.geomspace(*b2, 16), b1, b2)
+    A = float(amplitude(shapes(np.array([m]), np.array([s_])))[0, 0])
+    best = (sse, np.array([m, np.log(s_), A]))
+    if polish:
+        sw = np.sqrt(w)
+
+        def resid(p):
+            return sw * (logistic_curve(D, p[0], np.exp(p[1]), p[2]) - f)
+
+        def jac(p):
+            width = np.exp(p[1])
+            z = np.clip((D - p[0]) / width, -60, 60)
+            gg = 1.0 / (1.0 + np.exp(z))
+            dg = gg * (1.0 - gg)
+            return np.stack([sw * p[2] * dg / width, sw * p[2] * dg * z, sw * gg], axis=1)
+
+        try:
+            r = optimize.least_squares(resid, best[1], jac=jac,
+                                       bounds=([b1[0], np.log(b2[0]), 0.0], [b1[1], np.log(b2[1]), 1.0]),
+                                       x_scale=[step, 1.0, 0.1])
+            s = float(np.sum(r.fun**2))
+            if s < best[0] - 1e-12:
+                best = (s, r.x)
+        except (ValueError, np.linalg.LinAlgError):  # pragma: no cover
+            pass
+    return {"midpoint": float(best[1][0]), "width": float(np.exp(best[1][1])), "amplitude": float(best[1][2]),
+            "sse": float(best[0])}
+
+
+# ---------------------------------------------------------------- per-rate tables
+@dataclass
+class _Cells:
+    """Counts per (lr, delay, seed): ``k`` events among ``n`` networks."""
+
+    lrs: np.ndarray  # (R,) descending
+    delays: np.ndarray  # (D,)
+    seeds: np.ndarray  # (S,)
+    n: np.ndarray  # (R, D, S)
+    k: np.ndarray  # (R, D, S)
+
+    def fractions(self, seed_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        w = np.ones(len(self.seeds)) if seed_weights is None else seed_weights
+        n = self.n @ w
+        k = self.k @ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan), n
+
+
+def _cells(df: pd.DataFrame, kind: str, among: str, x: str) -> _Cells:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if among not in ("all", "learned"):
+        raise ValueError(f"among must be 'all' or 'learned', got {among!r}")
+    df = df[df["outcome"].notna()] if "outcome" in df.columns else df.iloc[:0]
+    if kind == "critical_delay":
+        event = df["outcome"].isin(NOT_LEARNED).to_numpy()
+        member = np.ones(len(df), dtype=bool)
+    else:
+        event = (df["outcome"] == "slow_point").to_numpy()
+        member = np.ones(len(df), dtype=bool) if among == "all" else df["outcome"].isin(labels.MECHANISMS).to_numpy()
+    seeds_col = df["seed"].to_numpy() if "seed" in df.columns else np.zeros(len(df), dtype=int)
+    lrs = np.sort(df["lr"].unique())[::-1]
+    delays = np.sort(df[x].unique()).astype(float)
+    seeds = np.unique(seeds_col)
+    li = {v: i for i, v in enumerate(lrs)}
+    di = {v: i for i, v in enumerate(delays)}
+    si = {v: i for i, v in enumerate(seeds)}
+    n = np.zeros((len(lrs), len(delays), len(seeds)))
+    k = np.zeros_like(n)
+    for lr, d, s, e, m in zip(df["lr"].to_numpy(), df[x].to_numpy(dtype=float), seeds_col, event, member,
+                              strict=True):
+        if m:
+            idx = li[lr], di[d], si[s]
+            n[idx] += 1
+            k[idx] += e
+    return _Cells(lrs, delays, seeds, n, k)
+
+
+def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
+               table: bool = True, polish: bool = True) -> pd.DataFrame | tuple[np.ndarray, np.ndarray]:
+    """Fit every rate of ``cells``: a per-rate table, or (with ``table=False``, for the bootstrap) the arrays
+    ``(value_ms, used)``."""
+    frac, n = cells.fractions(seed_weights)
+    rows = []
+    values = np.full(len(cells.lrs), np.nan)
+    used = np.zeros(len(cells.lrs), dtype=bool)
+    for i, lr in enumerate(cells.lrs):
+        ok = np.isfinite(frac[i])
+        D, f, w = cells.delays[ok], frac[i][ok], n[i][ok]
+        row = {"lr": float(lr), "n_delays": int(ok.sum()), "n_networks": int(round(w.sum())),
+               "max_fraction": float(f.max()) if f.size else np.nan, "value_ms": np.nan, "used": False,
+               "reason": ""}
+        if kind == "critical_delay":
+            row.update(rate_per_ms=np.nan)
+        else:
+            row.update(width_ms=np.nan, amplitude=np.nan)
+        if f.size == 0 or not f.max() >= min_fraction:
+            row["reason"] = f"largest fraction < {min_fraction:g}"
+        elif np.unique(D).size < 2:
+            row["reason"] = "fewer than 2 delays"
+        elif kind == "critical_delay":
+            fit = fit_critical_delay(D, f, w, polish=polish)
+            row.update(value_ms=fit["d0"], rate_per_ms=fit["a"])
+            if fit["d0"] > 0:
+                row["used"] = True
+            else:
+                row["reason"] = "D0 <= 0 (not learned already at the shortest delay)"
+        else:
+            fit = fit_slow_point_midpoint(D, f, w, polish=polish)
+            row.update(value_ms=fit["midpoint"], width_ms=fit["width"], amplitude=fit["amplitude"])
+            if not (D[0] <= fit["midpoint"] <= D[-1]):
+                row["reason"] = "midpoint outside the sampled delays (extrapolated)"
+            elif fit["midpoint"] <= 0:
+                row["reason"] = "midpoint <= 0"
+            else:
+                row["used"] = True
+        values[i], used[i] = row["value_ms"], row["used"]
+        rows.append(row)
+    if not table:
+        return values, used
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["value_steps"] = out["value_ms"] / DT_MS
+    return out
+
+
+def critical_delays(metadata, family: str | None = None, *, min_fraction: float = MIN_FRACTION,
+                    x: str = "delay_ms") -> pd.DataFrame:
+    """Per learning rate, the critical delay D0 of the not-learned fraction (see the module docstring).
+
+    Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``d0_ms``, ``d0_steps``,
+    ``rate_per_ms`` (a), ``used`` (enters the regression), ``reason`` (why not)."""
+    df, _ = _one_family(_metadata(metadata), family)
+    t = _fit_rates(_cells(df, "critical_delay", "all", x), "critical_delay", min_fraction)
+    return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
+
+
+def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "all",
+                          min_fraction: float = MIN_FRACTION, x: str = "delay_ms") -> pd.DataFrame:
+    """Per learning rate, the midpoint of a decreasing logistic fit of the slow-point fraction vs delay.
+    ``among="all"`` (default) divides by all networks of the cell, ``"learned"`` by the learned ones.
+
+    Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``midpoint_ms``, ``midpoint_steps``,
+    ``width_ms``, ``amplitude``, ``used``, ``reason``."""
+    df, _ = _one_family(_metadata(metadata), family)
+    t = _fit_rates(_cells(df, "slow_point", among, x), "slow_point", min_fraction)
+    return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
+
+
+# ---------------------------------------------------------------- regression
+def loglog_regression(lr, delay_ms) -> dict:
+    """OLS of ``log(lr)`` on ``log(delay)``: ``{"beta": -slope, "intercept", "slope_se", "n"}``
+    (``slope_se`` NaN with fewer than 3 points)."""
+    X = np.log(np.asarray(delay_ms, dtype=float))
+    Y = np.log(np.asarray(lr, dtype=float))
+    n = X.size
+    if n < 2 or np.ptp(X) == 0:
+        return {"beta": np.nan, "intercept": np.nan, "slope_se": np.nan, "n": n}
+    Xm, Ym = X.mean(), Y.mean()
+    sxx = float(((X - Xm) ** 2).sum())
+    slope = float(((X - Xm) * (Y - Ym)).sum() / sxx)
+    intercept = float(Ym - slope * Xm)
+    se = np.nan
+    if n >= 3:
+        res = Y - (intercept + slope * X)
+        se = float(np.sqrt((res**2).sum() / (n - 2) / sxx))
+    return {"beta": -slope, "intercept": intercept, "slope_se": se, "n": n}
+
+
+@dataclass
+class ScalingFit:
+    """``log(lr) = intercept - beta * log(D*/ms)`` over the usable rates, with a confidence interval."""
+
+    kind: str  # "critical_delay" or "slow_point"
+    family: str | None
+    beta: float
+    intercept: float
+    ci: tuple[float, float]
+    ci_method: str  # "bootstrap" or "regression"
+    level: float
+    slope_se: float
+    ci_regression: tuple[float, float]
+    n_rates: int
+    rates: pd.DataFrame  # the per-rate table (critical_delays / slow_point_boundaries)
+    bootstrap: np.ndarray = field(default_factory=lambda: np.empty(0))  # betas of the valid replicates
+    n_boot_failed: int = 0
+    reason: str = ""  # why beta is NaN
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.beta))
+
+    def lr_at(self, delay_ms):
+        """The fitted critical learning rate at ``delay_ms``."""
+        return np.exp(self.intercept) * np.asarray(delay_ms, dtype=float) ** (-self.beta)
+
+    def delay_at(self, lr):
+        """The fitted critical delay (ms) at learning rate ``lr``."""
+        return (np.asarray(lr, dtype=float) / np.exp(self.intercept)) ** (-1.0 / self.beta)
+
+    def summary(self) -> str:
+        what = "critical delay" if self.kind == "critical_delay" else "slow-point boundary"
+        if not self.ok:
+            return f"{what}: no exponent ({self.reason})"
+        lo, hi = self.ci
+        return (f"{what}: beta = {self.beta:.2f}  [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI), "
+                f"from {self.n_rates} learning rates")
+
+
+def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critical_delay", ci: str = "bootstrap",
+                     n_boot: int = 200, level: float = 0.95, seed: int = 0, min_fraction: float = MIN_FRACTION,
+                     among: str = "all", x: str = "delay_ms") -> ScalingFit:
+    """The exponent beta of ``lr_c ~ D^-beta`` for the critical delay (``kind="critical_delay"``) or the
+    slow-point boundary (``kind="slow_point"``), with a confidence interval (see the module docstring).
+    Never raises on degenerate data: ``ScalingFit.reason`` says why beta is NaN."""
+    if ci not in ("bootstrap", "regression"):
+        raise ValueError(f"ci must be 'bootstrap' or 'regression', got {ci!r}")
+    df, fam = _one_family(_metadata(metadata), family)
+    cells = _cells(df, kind, among, x)
+    rates = _fit_rates(cells, kind, min_fraction)
+    col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
+    table = rates.rename(columns={"value_ms": col, "value_steps": col.replace("_ms", "_steps")})
+    nan2 = (np.nan, np.nan)
+    if len(rates) == 0:
+        return ScalingFit(kind, fam, np.nan, np.nan, nan2, ci, level, np.nan, nan2, 0, table,
+                          reason="no labelled networks")
+    used = rates[rates["used"]]
+    reg = loglog_regression(used["lr"], used["value_ms"])
+    t = stats.t.ppf(1 - (1 - level) / 2, reg["n"] - 2) if reg["n"] >= 3 else np.nan
+    ci_reg = (reg["beta"] - t * reg["slope_se"], reg["beta"] + t * reg["slope_se"]) if reg["n"] >= 3 else nan2
+    fit = ScalingFit(kind, fam, reg["beta"], reg["intercept"], ci_reg, "regression", level, reg["slope_se"],
+                     ci_reg, int(reg["n"]), table)
+    if reg["n"] < 2:
+        fit.reason = f"only {reg['n']} learning rate(s) with a usable fit (need 2)"
+        return fit
+    if ci == "bootstrap" and len(cells.seeds) > 1 and n_boot > 0:
+        rng = np.random.default_rng(seed)
+        S = len(cells.seeds)
+        betas = []
+        failed = 0
+        for _ in range(int(n_boot)):
+            wts = rng.multinomial(S, np.full(S, 1.0 / S)).astype(float)
+            vals, ok = _fit_rates(cells, kind, min_fraction, wts, table=False, polish=False)
+            b = loglog_regression(cells.lrs[ok], vals[ok])["beta"] if ok.sum() >= 2 else np.nan
+            if np.isfinite(b):
+                betas.append(b)
+            else:
+                failed += 1
+        fit.bootstrap = np.asarray(betas)
+        fit.n_boot_failed = failed
+        if len(betas) >= 10:
+            q = (1 - level) / 2
+            fit.ci = (float(np.quantile(betas, q)), float(np.quantile(betas, 1 - q)))
+            fit.ci_method = "bootstrap"
+    return fit

@@ -1,0 +1,71 @@
+"""Closed-form theory of the paper (critical learning rate vs delay) and ms <-> step conversions.
+
+Both the delay T and the response length T_r are in time steps (dt = 5 ms):
+
+- slow-point (ghost) mechanism: ``eta_c = (pi^4 / 4) T_r T^-5``
+- limit-cycle mechanism:        ``eta_c = T_r T^-3 / 4``
+
+so with T_r fixed the critical delay scales as ``T_c ~ eta^(-1/beta)`` with beta = 5 (slow point) and
+beta = 3 (limit cycle); with T_r = T the exponents are 4 and 2 (the paper's range beta_SP in [4, 5],
+beta_LC in [2, 3]). Below both curves both mechanisms can appear, between them only limit cycles, above the
+limit-cycle curve no learning. The constants come from a reduced model: compare exponents with a zoo, not
+absolute positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DT_MS = 5.0  #: time step of every family (ms)
+RESPONSE_STEPS = 10  #: T_r, the reaction window (50 ms)
+MECHANISMS = ("slow_point", "limit_cycle")
+#: exponent beta of eta_c ~ T^-beta for a fixed response length
+THEORY_BETA = {"slow_point": 5.0, "limit_cycle": 3.0}
+_PREFACTOR = {"slow_point": math.pi**4 / 4.0, "limit_cycle": 0.25}
+
+
+def ms_to_steps(ms, dt_ms: float = DT_MS):
+    """Duration(s) in ms -> time steps, as floats (no rounding; ``zoo.task.ms_to_steps`` is the strict
+    integer version used to build trials)."""
+    return np.asarray(ms, dtype=float) / dt_ms if np.ndim(ms) else float(ms) / dt_ms
+
+
+def steps_to_ms(steps, dt_ms: float = DT_MS):
+    """Time steps -> ms (floats)."""
+    return np.asarray(steps, dtype=float) * dt_ms if np.ndim(steps) else float(steps) * dt_ms
+
+
+def _check(mechanism: str) -> None:
+    if mechanism not in _PREFACTOR:
+        raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
+
+
+def critical_lr(delay_steps, mechanism: str, response_steps: float = RESPONSE_STEPS):
+    """eta_c(T): the largest learning rate at which ``mechanism`` can hold a memory over T steps.
+    ``delay_steps`` may be an array; T <= 0 gives +inf."""
+    _check(mechanism)
+    T = np.asarray(delay_steps, dtype=float)
+    with np.errstate(divide="ignore"):
+        out = np.where(T > 0, _PREFACTOR[mechanism] * response_steps * np.abs(T) ** -THEORY_BETA[mechanism],
+                       np.inf)
+    return out if out.ndim else float(out)
+
+
+def critical_delay_steps(lr, mechanism: str, response_steps: float = RESPONSE_STEPS):
+    """T_c(eta), the inverse of :func:`critical_lr`: the longest delay (steps) learnable at rate ``lr``."""
+    _check(mechanism)
+    eta = np.asarray(lr, dtype=float)
+    out = (_PREFACTOR[mechanism] * response_steps / eta) ** (1.0 / THEORY_BETA[mechanism])
+    return out if out.ndim else float(out)
+
+
+def eta_c_slow_point(T, T_r: float = RESPONSE_STEPS):
+    """``(pi^4 / 4) T_r T^-5`` (T, T_r in steps)."""
+    return critical_lr(T, "slow_point", T_r)
+
+
+def eta_c_limit_cycle(T, T_r: float = RESPONSE_STEPS):
+    """``T_r T^-3 / 4`` (T, T_r in steps)."""
+    return critical_lr(T, "limit_cycle", T_r)

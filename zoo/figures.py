@@ -1,0 +1,369 @@
+"""Figures of a zoo (matplotlib, Agg backend): phase diagrams, scaling of critical delays, psd_ratio
+histograms and example trajectories. ``make_figures`` (and ``zoo figures``) writes every figure it can and
+skips the others with a reason (a zoo without a mechanism, too few delays for a fit, ...).
+
+Colours: the Okabe-Ito palette for categories and ``cividis`` / ``viridis`` for continuous values, all
+readable with the common forms of colour blindness.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # noqa: E402 - before pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+
+from .analysis import phases, theory  # noqa: E402
+
+OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
+             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
+OUTCOME_COLORS = {"slow_point": OKABE_ITO["blue"], "limit_cycle": OKABE_ITO["orange"],
+                  "no_learning": "#7F7F7F", "unstable": OKABE_ITO["vermillion"]}
+OUTCOME_TITLES = {"slow_point": "slow point", "limit_cycle": "limit cycle", "no_learning": "no learning",
+                  "unstable": "unstable"}
+#: theory curves on white axes (scaling plot)
+THEORY_STYLE = {"slow_point": {"color": OKABE_ITO["sky_blue"], "ls": "--"},
+                "limit_cycle": {"color": OKABE_ITO["orange"], "ls": ":"}}
+#: theory curves over the cividis phase diagram: white lines with a black outline, told apart by dashes
+THEORY_STYLE_MAP = {"slow_point": {"color": "white", "ls": "--"}, "limit_cycle": {"color": "white", "ls": ":"}}
+FIGURES = ("phase_diagram", "scaling", "psd_ratio", "trajectories")
+
+
+class FigureSkipped(Exception):
+    """A figure that cannot be drawn for this zoo (the message says why)."""
+
+
+def _style():
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
+                         "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 150})
+
+
+def _meta(obj) -> pd.DataFrame:
+    return getattr(obj, "metadata", obj)
+
+
+def _family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str]:
+    fams = sorted(df["family"].dropna().unique().tolist()) if "family" in df.columns else []
+    if family is None:
+        if len(fams) > 1:
+            raise ValueError(f"the zoo holds families {fams}: pass family=...")
+        family = fams[0] if fams else ""
+    elif family not in fams:
+        raise ValueError(f"family {family!r} is not in this zoo; it has {fams}")
+    return (df[df["family"] == family] if fams else df), family
+
+
+def _x_column(df: pd.DataFrame) -> tuple[str, str]:
+    """The delay axis: delay_ms, or the response length for the no-memory control family."""
+    if "nomemory" in df.columns and len(df) and bool(df["nomemory"].all()):
+        return "response_ms", "response length (ms)"
+    return "delay_ms", "delay (ms)"
+
+
+def _edges(values: np.ndarray, log: bool) -> np.ndarray:
+    v = np.sort(np.unique(np.asarray(values, dtype=float)))
+    t = np.log(v) if log else v
+    if len(t) == 1:
+        half = np.log(1.5) if log else 10.0
+        e = np.array([t[0] - half, t[0] + half])
+    else:
+        mid = (t[1:] + t[:-1]) / 2
+        e = np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
+def _response_steps(df: pd.DataFrame) -> float:
+    if "response_ms" in df.columns and len(df):
+        return float(df["response_ms"].median()) / theory.DT_MS
+    return float(theory.RESPONSE_STEPS)
+
+
+# ---------------------------------------------------------------- phase diagram
+def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True) -> Figure:
+    """2 x 2 panels: the fraction of each outcome per (learning rate, delay) cell of one family, learning
+    rate on a log axis, delay in ms; the theory's critical learning rates are overlaid."""
+    _style()
+    df, family = _family_rows(_meta(metadata), family)
+    if not len(df) or "outcome" not in df.columns or df["outcome"].isna().all():
+        raise FigureSkipped("no labelled networks")
+    x, xlabel = _x_column(df)
+    table = phases.phase_diagram(df, x=x)
+    xs = np.sort(table[x].unique())
+    lrs = np.sort(table["lr"].unique())
+    xe, ye = _edges(xs, log=False), _edges(lrs, log=True)
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.2), sharex=True, sharey=True, constrained_layout=True)
+    mesh = None
+    for ax, outcome in zip(axes.flat, ("slow_point", "limit_cycle", "no_learning", "unstable"), strict=True):
+        grid = table.pivot(index="lr", columns=x, values=outcome).reindex(index=lrs, columns=xs).to_numpy()
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(grid), cmap="cividis", vmin=0, vmax=1, shading="flat")
+        ax.set_yscale("log")
+        ax.set_title(OUTCOME_TITLES[outcome], color=OUTCOME_COLORS[outcome] if outcome != "no_learning" else "black")
+        if show_theory and x == "delay_ms":
+            D = np.linspace(max(xe[0], 1e-3), xe[-1], 400)
+            outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
+            for mech, style in THEORY_STYLE_MAP.items():
+                lr_c = theory.critical_lr(theory.ms_to_steps(D), mech, _response_steps(df))
+                ax.plot(D, lr_c, lw=1.8, label=f"theory: {OUTCOME_TITLES[mech]}", path_effects=outline, **style)
+            ax.set_ylim(ye[0], ye[-1])
+            ax.set_xlim(xe[0], xe[-1])
+        if len(xs) <= 12:
+            ax.set_xticks(xs)
+        if len(lrs) <= 8:
+            ax.yaxis.set_major_locator(FixedLocator(lrs))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.set_yticklabels([f"{v:.3g}" for v in lrs])
+    for ax in axes[1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("learning rate")
+    if show_theory and x == "delay_ms":
+        axes[0, 0].legend(loc="upper right", framealpha=0.85)
+    cb = fig.colorbar(mesh, ax=axes, shrink=0.8, label="fraction of networks")
+    cb.ax.tick_params(labelsize=9)
+    n = int(table["n"].sum())
+    fig.suptitle(f"Phase diagram: {family} ({n} networks, {int(table['n'].median())} per cell)")
+    return fig
+
+
+# ---------------------------------------------------------------- scaling
+def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
+                 fits: Sequence[phases.ScalingFit] | None = None) -> Figure:
+    """Critical delay (not-learned onset) and slow-point boundary vs learning rate (log-log), with the
+    fitted power laws (beta and its CI in the legend) and the theory's critical delays."""
+    _style()
+    df, family = _family_rows(_meta(metadata), family)
+    x, _ = _x_column(df)
+    if x != "delay_ms":
+        raise FigureSkipped("no delay axis (no-memory control family)")
+    if fits is None:
+        fits = [phases.scaling_exponent(df, kind=k, n_boot=n_boot) for k in phases.KINDS]
+    usable = [f for f in fits if f.ok]
+    if not usable:
+        raise FigureSkipped("; ".join(f.summary() for f in fits))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    lrs = np.sort(df["lr"].unique())
+    lr_line = np.geomspace(lrs.min() / 1.3, lrs.max() * 1.3, 100)
+    style = {"critical_delay": (OKABE_ITO["black"], "o", "critical delay D0 (not-learned onset)"),
+             "slow_point": (OKABE_ITO["blue"], "s", "slow-point boundary (logistic midpoint)")}
+    for f in fits:
+        color, marker, label = style[f.kind]
+        col = "d0_ms" if f.kind == "critical_delay" else "midpoint_ms"
+        used = f.rates[f.rates["used"]]
+        if not len(used):
+            continue
+        ax.plot(used["lr"], used[col], marker, color=color, ms=6, label=label, zorder=3)
+        if f.ok:
+            lo, hi = f.ci
+            ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5,
+                    label=f"fit: beta = {f.beta:.2f} [{lo:.2f}, {hi:.2f}] ({f.level:.0%} {f.ci_method} CI)")
+    tr = _response_steps(df)
+    for mech, st in THEORY_STYLE.items():
+        ax.plot(lr_line, theory.steps_to_ms(theory.critical_delay_steps(lr_line, mech, tr)), lw=2,
+                label=f"theory {OUTCOME_TITLES[mech]} (beta = {theory.THEORY_BETA[mech]:g}, T_r = {tr:g} steps)", **st)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("critical delay (ms)")
+    ax.set_title(f"Critical delay vs learning rate: {family}")
+    ax.legend(loc="best", framealpha=0.9)
+    skipped = [f.summary() for f in fits if not f.ok]
+    if skipped:
+        ax.text(0.01, 0.01, "\n".join(skipped), transform=ax.transAxes, fontsize=7.5, va="bottom", color="#555555")
+    return fig
+
+
+# ---------------------------------------------------------------- psd ratio
+def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Figure:
+    """Histogram of the reference spectral index per mechanism, with the 0.5 threshold."""
+    _style()
+    df, family = _family_rows(_meta(metadata), family)
+    h = phases.psd_ratio_histogram(df, bins=bins)
+    total = int(h[["limit_cycle", "slow_point"]].to_numpy().sum())
+    if total == 0:
+        raise FigureSkipped("no learned network with a psd_ratio")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    width = h["bin_hi"] - h["bin_lo"]
+    for mech in ("slow_point", "limit_cycle"):
+        n = int(h[mech].sum())
+        ax.bar(h["bin_lo"], h[mech], width=width, align="edge", color=OUTCOME_COLORS[mech], alpha=0.85,
+               edgecolor="white", linewidth=0.5, label=f"{OUTCOME_TITLES[mech]} (n = {n})")
+    ax.axvline(0.5, color="black", ls="--", lw=1, label="threshold 0.5")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("psd_ratio (fraction of spectral power within radius 3)")
+    ax.set_ylabel("networks")
+    ax.set_title(f"Spectral index of learned networks: {family}")
+    ax.legend(loc="upper center", framealpha=0.9)
+    return fig
+
+
+# ---------------------------------------------------------------- trajectories
+def pick_examples(metadata, family: str | None = None) -> dict[str, str]:
+    """One net_id per mechanism present: the longest delay, then the most typical index (lowest psd_ratio
+    for a limit cycle, highest for a slow point), then the smallest net_id."""
+    df, _ = _family_rows(_meta(metadata), family)
+    out = {}
+    for mech in ("slow_point", "limit_cycle"):
+        rows = df[df["mechanism"] == mech] if "mechanism" in df.columns else df.iloc[:0]
+        if not len(rows):
+            continue
+        key = rows["psd_ratio"].fillna(0.5) * (1 if mech == "limit_cycle" else -1)
+        rows = rows.assign(_k=key).sort_values(["delay_ms", "_k", "net_id"], ascending=[False, True, True])
+        out[mech] = str(rows["net_id"].iloc[0])
+    return out
+
+
+def simulate_example(net, extend: int = 9) -> dict[str, np.ndarray]:
+    """Trial 0 (and the first trial of type 1) of ``net`` on a trial ``extend`` times the nominal length,
+    noise on, from its reproducible stream (as the labels): time_ms (L,), outputs (L, 2, 2), rates (L, 2, N)."""
+    import torch
+
+    from .analysis.dynamics import torch_threads
+    from .simulate import extended_inputs
+
+    task = net.task
+    u = extended_inputs(task, extend)
+    pick = [int(torch.nonzero(task.trial_types() == t)[0]) for t in (0, 1)]
+    with torch.no_grad(), torch_threads(1):  # a small sequential problem: one thread is fastest
+        outputs, rates = net.model()(u[:, pick], seed=int(net.row["seed"]))
+    return {"time_ms": np.arange(u.shape[0]) * task.dt_ms, "outputs": outputs.numpy(),
+            "rates": rates[1:].numpy(), "cue_ms": task.cue_steps * task.dt_ms,
+            "reaction_ms": (task.reaction_start * task.dt_ms, (task.reaction_start + task.reaction_steps) * task.dt_ms)}
+
+
+def _shade(ax, sim):
+    ax.axvspan(0, sim["cue_ms"], color="#BBBBBB", alpha=0.5, lw=0, label="cue")
+    ax.axvspan(*sim["reaction_ms"], color=OKABE_ITO["green"], alpha=0.2, lw=0, label="reaction window")
+
+
+def plot_network(net, *, extend: int = 9, axes=None, legend: bool = True) -> Figure:
+    """Outputs (trial types 0 and 1) and firing rates (trial 0, units sorted by the time of their peak,
+    min-max normalised per unit) of one network over a trial ``extend`` times the nominal length."""
+    _style()
+    sim = simulate_example(net, extend)
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(7, 6.2), sharex=True, constrained_layout=True,
+                                 gridspec_kw={"height_ratios": [1, 1.6]})
+    else:
+        fig = axes[0].figure
+    t = sim["time_ms"]
+    ax = axes[0]
+    _shade(ax, sim)
+    ch_colors = (OKABE_ITO["vermillion"], OKABE_ITO["blue"])
+    for ch in (0, 1):
+        ax.plot(t, sim["outputs"][:, 0, ch], color=ch_colors[ch], lw=1.4, label=f"output {ch} (trial type 0)")
+        ax.plot(t, sim["outputs"][:, 1, ch], color=ch_colors[ch], lw=1.0, ls="--", alpha=0.8,
+                label=f"output {ch} (trial type 1)")
+    ax.set_ylabel("output")
+    ax.set_ylim(-0.05, 1.05)
+    if legend:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    r = sim["rates"][:, 0, :]  # (L, N)
+    lo, hi = r.min(0), r.max(0)
+    norm = (r - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
+    order = np.argsort(np.argmax(r, axis=0), kind="stable")
+    im = axes[1].imshow(norm[:, order].T, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
+                        extent=(t[0], t[-1] + (t[1] - t[0] if len(t) > 1 else 5.0), 0, r.shape[1]),
+                        interpolation="nearest")
+    axes[1].set_ylabel("unit (sorted by peak time)")
+    axes[1].set_xlabel("time (ms)")
+    fig.colorbar(im, ax=axes[1], label="rate (min-max per unit)", pad=0.01)
+    row = net.row
+    ratio = row.get("psd_ratio", np.nan)
+    label = OUTCOME_TITLES.get(row.get("outcome"), str(row.get("outcome", "?")))
+    axes[0].set_title(f"{label}: {row['net_id']}\n(delay {row['delay_ms']} ms, lr {row['lr']:.3g}"
+                      + (f", psd_ratio {ratio:.2f})" if pd.notna(ratio) else ")"), fontsize=9.5,
+                      color=OUTCOME_COLORS.get(row.get("outcome"), "black"))
+    return fig
+
+
+def plot_trajectories(zoo, family: str | None = None, *, extend: int = 9) -> tuple[Figure, list[str]]:
+    """Example trajectories of a slow-point and a limit-cycle network of ``zoo`` (one column each). Returns
+    the figure and the mechanisms that the zoo lacks."""
+    _style()
+    examples = pick_examples(zoo.metadata, family)
+    missing = [m for m in ("slow_point", "limit_cycle") if m not in examples]
+    if not examples:
+        raise FigureSkipped("no learned network (neither mechanism present)")
+    n = len(examples)
+    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 6.4), sharex="col", squeeze=False, constrained_layout=True,
+                             gridspec_kw={"height_ratios": [1, 1.6]})
+    for j, net_id in enumerate(examples.values()):
+        plot_network(zoo[net_id], extend=extend, axes=axes[:, j], legend=j == 0)
+    fig.suptitle(f"Example trajectories over a {extend}x extended trial"
+                 + (f" (no {', '.join(OUTCOME_TITLES[m] for m in missing)} network in this zoo)" if missing else ""))
+    return fig, missing
+
+
+# ---------------------------------------------------------------- all of them
+@dataclass
+class FigureReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _save(fig: Figure, out: Path, stem: str, formats: Sequence[str], report: FigureReport) -> None:
+    for ext in formats:
+        p = out / f"{stem}.{ext}"
+        fig.savefig(p, bbox_inches="tight")
+        report.written.append(p)
+    plt.close(fig)
+
+
+def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str | None = None,
+                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200,
+                 log: Callable[[str], None] | None = print) -> FigureReport:
+    """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, or None for
+    the bundled sample) allows into ``out``: ``phase_diagram_<family>``, ``scaling_<family>``,
+    ``psd_ratio_<family>`` and ``trajectories_<family>``, each in every format of ``formats``. Figures that
+    cannot be drawn are skipped; ``log`` gets one line per written file and per skipped figure."""
+    from .api import Zoo, load_zoo
+
+    zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
+    if family is not None:
+        zoo = zoo.filter(family=family)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = FigureReport()
+    say = log or (lambda s: None)
+    fams = sorted(zoo.metadata["family"].dropna().unique().tolist()) if len(zoo) else []
+    if not fams:
+        report.skipped["all"] = "the zoo selection is empty"
+        say("skipped all figures: the zoo selection is empty")
+        return report
+    for fam in fams:
+        sub = zoo.filter(family=fam)
+        jobs = {
+            "phase_diagram": lambda s=sub, f=fam: plot_phase_diagram(s.metadata, f),
+            "scaling": lambda s=sub, f=fam: plot_scaling(s.metadata, f, n_boot=n_boot),
+            "psd_ratio": lambda s=sub, f=fam: plot_psd_ratio(s.metadata, f),
+            "trajectories": lambda s=sub, f=fam: plot_trajectories(s, f),
+        }
+        for name, job in jobs.items():
+            stem = f"{name}_{fam}"
+            try:
+                fig = job()
+            except FigureSkipped as why:
+                report.skipped[stem] = str(why)
+                say(f"skipped {stem}: {why}")
+                continue
+            if isinstance(fig, tuple):
+                fig, missing = fig
+                if missing:
+                    note = f"{stem}: no {' or '.join(OUTCOME_TITLES[m] for m in missing)} network to show"
+                    report.notes.append(note)
+                    say(f"note: {note}")
+            _save(fig, out, stem, formats, report)
+            for ext in formats:
+                say(f"wrote {out / f'{stem}.{ext}'}")
+    return report
