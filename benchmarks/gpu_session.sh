@@ -3,12 +3,11 @@
 #   1. benchmarks/bench_gpu.py   -> gpu_bench.json (throughput, largest batch, projected paper-zoo time)
 #   2. the `validation` preset (2,520 networks, 8 shard processes sharing the GPU) + `zoo figures`
 #      -> validation.tar.gz (metadata, card, manifest, two weight shards, figures)
-#   3. the `sample-candidates` grid (200 networks) -> candidates.parquet (used to choose the `sample` preset)
 # SMOKE=1 runs every step with 2 epochs on the CPU, to check the script itself.
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
-DEV=cuda; EXTRA=""; BENCH_T=170; BUILD_T=330
+DEV=cuda; EXTRA=""; BENCH_T=140; BUILD_T=290
 if [ "${SMOKE:-0}" = 1 ]; then DEV=cpu; EXTRA="--epochs 2 --seeds 1"; BENCH_T=5; BUILD_T=300; fi
 W=${WORK:-/tmp/zoo-gpu}; rm -rf "$W"; mkdir -p "$W"
 zoo() { python3 -m zoo.cli "$@"; }
@@ -16,20 +15,16 @@ zoo() { python3 -m zoo.cli "$@"; }
   date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
   python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -1
-  echo "== 1. bench_gpu"; [ "$DEV" = cuda ] && timeout $BENCH_T python3 benchmarks/bench_gpu.py --json "$OUT/gpu_bench.json"
-  echo "== 2/3. validation + sample candidates ($(date +%T))"
+  echo "== 1. bench_gpu"; [ "$DEV" = cuda ] && timeout $BENCH_T python3 benchmarks/bench_gpu.py --budget-s $((BENCH_T - 25))
+  echo "== 2. validation ($(date +%T))"
   for i in 0 1 2 3 4 5 6 7; do
     timeout $BUILD_T python3 -m zoo.cli build --preset validation --device $DEV $EXTRA --out "$W/val" --shard $i/8 > "$W/val-$i.log" 2>&1 &
   done
-  for i in 0 1 2 3 4; do
-    timeout $BUILD_T python3 -m zoo.cli build --preset sample-candidates --device $DEV $EXTRA --out "$W/cand" --shard $i/5 > "$W/cand-$i.log" 2>&1 &
-  done
-  wait; date +%T; tail -n 3 "$W"/val-0.log "$W"/cand-0.log
-  zoo package "$W/cand" --partial && cp "$W/cand/metadata/networks.parquet" "$OUT/candidates.parquet"
+  wait; date +%T; tail -n 3 "$W"/val-0.log
   zoo package "$W/val" --partial
-  timeout 120 python3 -m zoo.cli figures "$W/val" --out "$W/figures" || echo "figures failed"
+  timeout 90 python3 -m zoo.cli figures "$W/val" --out "$W/figures" || echo "figures failed"
   (cd "$W" && tar czf "$OUT/validation.tar.gz" val/metadata val/zoo.json val/README.md val/manifest.sha256 \
      val/weights/nopost-narrow/nopost-narrow-d040-000.safetensors val/weights/nopost-narrow/nopost-narrow-d200-000.safetensors \
-     $(ls -d figures 2>/dev/null) val-*.log cand-*.log)
+     $(ls -d figures 2>/dev/null) val-*.log)
   date
 } 2>&1 | tee "$OUT/session.log"

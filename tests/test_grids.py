@@ -38,7 +38,9 @@ def test_presets_discovered():
     assert grids.list_presets() == list(grids.PRESETS)
     for name in grids.PRESETS:
         p = load_preset(name)
-        assert p.name == name and p.description and p.shard_size == 512 and p.families
+        assert p.name == name and p.description and p.shard_size >= 1 and p.families
+        if name in FAMILIES or name in ('paper', 'smoke', 'sample'):
+            assert p.shard_size == 512
     assert FAMILIES == ("nopost", "nopost-narrow", "post", "longtau", "nomemory")
 
 
@@ -147,8 +149,9 @@ def test_smoke_and_sample():
         (lr, d, s, 30) for lr in (0.1, 0.03) for d in (0, 40) for s in (0, 1)}
     assert all(c.family == "nopost" and c.post_ms == 0 and c.tau_ms == 10.0 for c in smoke)
     sample = make_grid("sample")
-    assert len(sample) == 3 * 4 * 8 and {c.epochs for c in sample} == {1000}
-    assert {c.delay_ms for c in sample} == {0, 40, 100, 200} and {c.lr for c in sample} == {0.1, 0.03, 0.01}
+    assert len(sample) == 4 * 8 + 3 * 2 * 6 and {c.epochs for c in sample} == {1000}
+    assert {c.delay_ms for c in sample} == {40, 100, 200}
+    assert {c.lr for c in sample} == {0.3, 0.2, 0.1, 0.05, 0.03}
     assert make_grid() == sample  # the default preset
 
 

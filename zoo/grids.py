@@ -470,14 +470,20 @@ def make_grid(preset: str | Preset = "sample", *, family: str | None = None, lrs
     ``lrs`` (floats) replace the learning rates; ``delays`` (ms, multiples of 5) replace the delays, or the
     response lengths for nomemory; ``seeds`` N gives seeds 0..N-1; ``epochs`` N replaces the epoch rule.
     Order: family block (preset order), delay (response length), learning rate (as given), seed.
-    Raises :class:`InvalidChoiceError` for unknown names, off-grid durations, bad values and duplicates.
+    Overrides apply to every block; networks that several overridden blocks then share appear once.
+    Raises :class:`InvalidChoiceError` for unknown names, off-grid durations, bad values and (without
+    overrides) blocks of a preset that overlap.
     """
     grids = preset_grids(preset, family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs)
     configs: list[NetConfig] = []
     for g in grids:
         configs.extend(g.configs())
     if len({g.family for g in grids}) < len(grids):  # each grid alone has no duplicates; blocks may overlap
-        _check_no_duplicates(configs)
+        if any(v is not None for v in (lrs, delays, seeds, epochs)):
+            # overrides can make blocks of one family overlap: the grid is the set of networks, keep the first
+            configs = list(dict.fromkeys(configs))
+        else:
+            _check_no_duplicates(configs)
     return configs
 
 
