@@ -172,6 +172,11 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
                 label=f"theory {OUTCOME_TITLES[mech]} (beta = {theory.THEORY_BETA[mech]:g}, T_r = {tr:g} steps)", **st)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    measured = np.concatenate([f.rates.loc[f.rates["used"], "d0_ms" if f.kind == "critical_delay" else "midpoint_ms"]
+                               .to_numpy(float) for f in fits] + [np.array([])])
+    measured = measured[np.isfinite(measured) & (measured > 0)]
+    if len(measured):  # frame the measurements; a poorly determined fit line must not set the scale
+        ax.set_ylim(min(measured.min(), 20.0) / 3, max(measured.max(), 20.0) * 3)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("critical delay (ms)")
     ax.set_title(f"Critical delay vs learning rate: {family}")
