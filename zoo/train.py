@@ -25,8 +25,11 @@ from .model import PARAM_NAMES, init_state_dict
 from .task import accuracy_reliability
 
 CURVES = ("loss", "accuracy", "reliability", "grad_norm")
-#: bytes of activations kept per network per time step of a trial (R, Z and the readout gradient), float32
-_BYTES_PER_NET_STEP = 3 * 128 * 100 * 4
+#: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (128 x 100
+#: each) and ~8 (128 x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
+_BYTES_PER_NET_STEP = 2 * 128 * 100 * 4 + 8 * 128 * 2 * 4
+#: bytes per network independent of the trial length: per-step buffers (pre, g, h, ping-pong states, ...)
+_BYTES_PER_NET = 8 * 128 * 100 * 4
 
 
 @dataclass
@@ -52,13 +55,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def default_batch_size(device: torch.device, n_steps: int) -> int:
-    """Networks per batch: 32 on CPU; on CUDA as many as ~70% of free memory holds."""
+def default_batch_size(device: torch.device, n_steps: int, fraction: float = 0.85) -> int:
+    """Networks per batch: 32 on CPU; on CUDA as many as ``fraction`` of the free memory holds.
+
+    The CUDA estimate counts the activations kept for the backward pass (:data:`_BYTES_PER_NET_STEP` per step)
+    plus per-network buffers, with 10% slack for the allocator's fragmentation and cuBLAS workspaces
+    (``benchmarks/bench_gpu.py`` measures the largest batch that really fits).
+    """
     if device.type != "cuda":
         return 32
     free, _ = torch.cuda.mem_get_info(device)
-    per_net = _BYTES_PER_NET_STEP * (n_steps + 2) * 1.3
-    return max(1, int(0.7 * free / per_net))
+    per_net = (_BYTES_PER_NET_STEP * (n_steps + 1) + _BYTES_PER_NET) * 1.1
+    return max(1, int(fraction * free / per_net))
 
 
 def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device | None = "cpu",
@@ -102,7 +110,9 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
                 epochs_run[chunk], diverged[chunk] = er, dv
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
-    return TrainResult(configs, out_w, curves, epochs_run, diverged, time.perf_counter() - t0, str(dev))
+    backend = kernels.backend_for(torch.empty(0, dtype=dtype, device=dev))
+    return TrainResult(configs, out_w, curves, epochs_run, diverged, time.perf_counter() - t0, str(dev),
+                       extra={"kernels": backend})
 
 
 class _Batch:
@@ -122,6 +132,7 @@ class _Batch:
         self.epochs = torch.tensor([c.epochs for c in configs], device=dev)
         self.diverge = f([c.diverge_loss if c.diverge_loss is not None else math.inf for c in configs])
         self.pos = torch.arange(len(configs), device=dev)  # position of each active net in the chunk
+        self.pos_cpu = self.pos.cpu()
 
     def __len__(self) -> int:
         return self.pos.numel()
@@ -132,6 +143,7 @@ class _Batch:
                 d[n] = d[n][mask]
         for a in ("lr", "wd", "mom", "keys", "epochs", "diverge", "pos"):
             setattr(self, a, getattr(self, a)[mask])
+        self.pos_cpu = self.pos.cpu()
 
 
 def _train_batch(configs, dev, dtype, init, progress):
@@ -145,54 +157,41 @@ def _train_batch(configs, dev, dtype, init, progress):
     ch = task.correct_channel(dev)  # (B,) input channel active during the cue = correct output channel
     onehot = torch.nn.functional.one_hot(ch, 2).to(dtype)  # (B, 2)
     Kc, E = len(configs), int(b.epochs.max())
-    hist = torch.full((Kc, E, len(CURVES)), float("nan"), dtype=torch.float32, device=dev)
+    hist = torch.full((Kc, E, len(CURVES)), float("nan"), dtype=torch.float32)  # on the CPU: E may be 30,000
     final = {n: torch.empty((Kc, *p.shape[1:]), dtype=dtype) for n, p in b.P.items()}
     epochs_run = np.zeros(Kc, dtype=np.int64)
     diverged = np.zeros(Kc, dtype=bool)
+    u_cue = onehot  # (B, 2) input of each trial during the cue steps
     R = Z = None
     for e in range(E):
         K = len(b)
         if R is None or R.shape[0] != K:
             R = torch.empty((K, T + 1, B, N), dtype=dtype, device=dev)  # states r[0..T]
-            Z = torch.empty((K, T, B, N), dtype=dtype, device=dev)  # tanh values, then reused for dL/dpre
-            pre = torch.empty((K, B, N), dtype=dtype, device=dev)
+            Z = torch.empty((K, T, B, N), dtype=dtype, device=dev)  # tanh values (scratch of the backward pass)
+            L = torch.empty((K, T, B, 2), dtype=dtype, device=dev)  # readout logits of r[0..T-1]
         P = b.P
         W_rec, W_out = P["W_rec.weight"], P["W_out.weight"]
-        bias = (P["W_in.bias"] + P["W_rec.bias"])[:, None, :]  # (K, 1, N)
-        drive_cue = P["W_in.weight"][:, :, ch].transpose(1, 2) + bias  # (K, B, N)
-        W_rec_T = W_rec.transpose(1, 2)
+        bias = P["W_in.bias"] + P["W_rec.bias"]  # (K, N)
+        drive_cue = P["W_in.weight"][:, :, ch].transpose(1, 2) + bias[:, None, :]  # (K, B, N)
         # ---- forward
-        R[:, 0] = kernels.initial_state(b.keys, e, (B, N), mc.init_state_std, dtype)
-        for t in range(T):
-            torch.baddbmm(drive_cue if t < C else bias, R[:, t], W_rec_T, out=pre)
-            kernels.noisy_tanh_step(pre, R[:, t], b.keys, e, t + 1, mc.noise_std, a, Z[:, t], R[:, t + 1])
-        Rf = R[:, :T].view(K, T * B, N)  # (K, TB, N) states read out at steps 0..T-1
-        O = torch.baddbmm(P["W_out.bias"][:, None, :], Rf, W_out.transpose(1, 2))  # (K, TB, 2)
+        kernels.forward_pass(W_rec, drive_cue, bias, C, W_out, P["W_out.bias"], b.keys, e, mc.noise_std, a,
+                             mc.init_state_std, R, Z, L)
+        Y_hat = L.view(K, T * B, 2)
         if sigmoid:
-            O = torch.sigmoid(O)
-        diff = O - Y
+            Y_hat = torch.sigmoid(Y_hat)
+        diff = Y_hat - Y
         loss = (wloss * diff * diff).mean(dim=(1, 2))  # (K,)
-        acc, rel = accuracy_reliability(O.view(K, T, B, 2), task)
+        acc, rel = accuracy_reliability(Y_hat.view(K, T, B, 2), task)
         # ---- backward
         dlogit = diff * wgrad
         if sigmoid:
-            dlogit = dlogit * O * (1.0 - O)
-        g_Wout = torch.bmm(dlogit.transpose(1, 2), Rf)  # (K, 2, N)
-        g_bout = dlogit.sum(1)  # (K, 2)
-        dR = torch.bmm(dlogit, W_out).view(K, T, B, N)  # (K, T, B, N) readout gradient wrt r[t]
-        g = torch.zeros((K, B, N), dtype=dtype, device=dev)  # dL/dr[t+1]
-        for t in range(T - 1, -1, -1):
-            z = Z[:, t]
-            dpre = z.mul_(z).sub_(1.0).mul_(g).mul_(-a)  # a * g * (1 - z^2), written over Z[:, t]
-            g = torch.baddbmm(torch.add(dR[:, t], g, alpha=1.0 - a), dpre, W_rec)
-        Df = Z.view(K, T * B, N)  # (K, TB, N) dL/dpre
-        g_Wrec = torch.bmm(Df.transpose(1, 2), Rf)  # (K, N, N)
-        g_b = Df.sum(1)  # (K, N) same for b_in and b_rec
-        g_Win = torch.matmul(Z[:, :C].sum(1).transpose(1, 2), onehot)  # (K, N, 2)
-        grads = {"W_in.weight": g_Win, "W_in.bias": g_b, "W_rec.weight": g_Wrec, "W_rec.bias": g_b,
-                 "W_out.weight": g_Wout, "W_out.bias": g_bout}
+            dlogit = dlogit * Y_hat * (1.0 - Y_hat)
+        gr = kernels.backward_pass(W_rec, W_out, u_cue, C, a, R, Z, dlogit.view(K, T, B, 2))
+        g_Wrec = gr["W_rec"].to(dev)
+        grads = {"W_in.weight": gr["W_in"].to(dev), "W_in.bias": gr["b"].to(dev), "W_rec.weight": g_Wrec,
+                 "W_rec.bias": gr["b"].to(dev), "W_out.weight": gr["W_out"].to(dev), "W_out.bias": dlogit.sum(1)}
         gnorm = torch.linalg.vector_norm(g_Wrec, dim=(1, 2))
-        hist[b.pos, e] = torch.stack((loss, acc, rel, gnorm), 1).float()
+        hist[b.pos_cpu, e] = torch.stack((loss, acc, rel, gnorm), 1).float().cpu()
         # ---- SGD with momentum and weight decay (torch.optim.SGD semantics), per-network lr
         ok = loss <= b.diverge  # a diverging network stops before its update (NaN loss is not divergence)
         ok |= torch.isnan(loss)
@@ -206,7 +205,7 @@ def _train_batch(configs, dev, dtype, init, progress):
             progress(K)
         done = (~ok) | (b.epochs <= e + 1)
         if bool(done.any()):
-            pos = b.pos[done].cpu().numpy()
+            pos = b.pos_cpu[done.cpu()].numpy()
             for n, p in P.items():
                 final[n][pos] = p[done].cpu()
             epochs_run[pos] = e + 1

@@ -1,0 +1,481 @@
+"""GPU training throughput and projections for the paper's zoo (one CUDA device; torch + numpy only).
+
+    PYTHONPATH=. python benchmarks/bench_gpu.py [--tf32] [--budget-s 330]
+
+Runs ``zoo.train.train_networks`` on CUDA with thousands of networks per batch and records, as JSON in
+``$OUT/gpu_results.json`` (``$OUT`` a folder; a file path is used as is; default ``./gpu_results.json``):
+
+1. diagnostics: device, memory, torch / triton versions, whether the fused ``torch.compile`` kernels work
+   (``zoo.kernels`` backend ``compile``), and the compile (warm-up) time;
+2. correctness: a few networks trained with the compiled kernels vs the eager torch kernels on the GPU and
+   vs the CPU (max weight difference), and batch invariance on the GPU (a network in a batch of 2 vs 64);
+3. the largest batch that fits at delay 400 ms (T = 96), found by trying (1 epoch per try; OOM -> smaller),
+   and the measured bytes per network;
+4. network-epochs/s at delays 40, 200, 400 ms (largest fitting batch, capped by ``--max-batch``), a small
+   batch (to model the per-step latency floor), and one representative shape per paper family;
+5. TF32: the same small grid trained with and without TF32 (max weight difference; how many final
+   accuracy > 0.8 decisions and "learned" decisions differ); with ``--tf32`` the throughput runs use TF32;
+6. projected wall time of each paper family and of the whole ``paper`` preset (81,500 networks): the sum over
+   networks of epochs x T network-steps at the measured rate, and a batch-by-batch simulation in which a
+   batch shrinks as its networks finish (``train_networks`` groups by trial shape and chunks in order).
+
+Everything prints as it goes; optional parts are skipped when ``--budget-s`` is about to run out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from zoo import kernels  # noqa: E402
+from zoo.config import NetConfig  # noqa: E402
+from zoo.model import PARAM_NAMES, init_state_dict  # noqa: E402
+from zoo.train import _BYTES_PER_NET, _BYTES_PER_NET_STEP, default_batch_size, train_networks  # noqa: E402
+
+FLOP_PER_NET_STEP = 3 * 2 * 128 * 100 * 100
+T0 = time.perf_counter()
+RESULTS: dict = {}
+DEV = torch.device("cuda")
+#: --dry-run-cpu: the whole script on the CPU with tiny sizes (pretends that batches above this K do not fit)
+DRY_LIMIT = 48
+
+
+def dry() -> bool:
+    return DEV.type != "cuda"
+
+
+def sync() -> None:
+    if not dry():
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if not dry():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mem() -> int:
+    return torch.cuda.max_memory_allocated() if not dry() else 0
+
+
+def free_cache() -> None:
+    gc.collect()
+    if not dry():
+        torch.cuda.empty_cache()
+
+
+OOM = (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", flush=True)
+
+
+def out_path() -> str:
+    out = os.environ.get("OUT")
+    if not out:
+        return os.path.abspath("gpu_results.json")
+    if os.path.isdir(out) or out.endswith(os.sep):
+        os.makedirs(out, exist_ok=True)
+        return os.path.join(out, "gpu_results.json")
+    return out
+
+
+def save() -> None:
+    RESULTS["elapsed_s"] = time.perf_counter() - T0
+    with open(out_path(), "w") as f:
+        json.dump(RESULTS, f, indent=2, default=str)
+
+
+def family_config(family: str, delay_ms: int, seed: int = 0, lr: float = 0.01, epochs: int = 4) -> NetConfig:
+    """A representative network of each paper family (fields as in the family definitions)."""
+    if family in ("nopost", "nopost-narrow"):
+        return NetConfig(family, seed=seed, lr=lr, delay_ms=delay_ms, epochs=epochs)
+    if family == "post":
+        return NetConfig(family, seed=seed, lr=lr, delay_ms=delay_ms, epochs=epochs, post_ms=30)
+    if family == "longtau":
+        return NetConfig(family, seed=seed, lr=lr, delay_ms=delay_ms, epochs=epochs, tau_ms=20.0)
+    if family == "nomemory":  # delay_ms here = the response length
+        return NetConfig(family, seed=seed, lr=lr, delay_ms=0, epochs=epochs, response_ms=delay_ms, nomemory=True,
+                         diverge_loss=100.0)
+    raise ValueError(family)
+
+
+def stacked_init(cfg: NetConfig, K: int, dev) -> dict[str, torch.Tensor]:
+    """K copies of one network's initial weights (skips K separate CPU initialisations in timing runs)."""
+    sd = init_state_dict(cfg.seed, cfg.model_config())
+    return {n: sd[n].to(dev).expand(K, *sd[n].shape).clone() for n in PARAM_NAMES}
+
+
+def timed_run(cfg: NetConfig, K: int, *, warm: int = 1, timed: int = 3, tf32: bool = False) -> dict:
+    """Train K copies of ``cfg`` (distinct seeds -> distinct noise) for warm + timed epochs; time the timed ones."""
+    dev = DEV
+    if dry() and K > DRY_LIMIT:
+        raise torch.cuda.OutOfMemoryError(f"dry run: pretending that {K} > {DRY_LIMIT} networks do not fit")
+    cfgs = [dataclasses.replace(cfg, seed=i, epochs=warm + timed) for i in range(K)]
+    stamps: list[float] = []
+
+    def progress(_k):
+        sync()
+        stamps.append(time.perf_counter())
+
+    reset_peak()
+    t0 = time.perf_counter()
+    train_networks(cfgs, device=dev, batch_size=K, tf32=tf32, init_weights=stacked_init(cfg, K, "cpu"),
+                   progress=progress)
+    total = time.perf_counter() - t0
+    durations = [b - a for a, b in zip(stamps[warm - 1:], stamps[warm:], strict=False)] if warm else []
+    epoch_s = statistics.median(durations) if durations else total / (warm + timed)
+    T = cfg.task().n_steps
+    return {"family": cfg.family, "T": T, "K": K, "epoch_s": epoch_s, "first_epoch_s": stamps[0] - t0 if stamps else None,
+            "net_epochs_per_s": K / epoch_s, "net_steps_per_s": K * T / epoch_s,
+            "tflops": K * T * FLOP_PER_NET_STEP / epoch_s / 1e12,
+            "peak_mem_bytes": peak_mem(), "tf32": tf32}
+
+
+def run_fitting(cfg: NetConfig, K: int, tries: int = 6, **kw) -> dict:
+    """timed_run with K networks, or 0.8 K, 0.64 K, ... if that runs out of memory."""
+    for _ in range(tries - 1):
+        try:
+            return timed_run(cfg, K, **kw)
+        except OOM:
+            free_cache()
+            log(f"  batch {K} ran out of memory at T = {cfg.task().n_steps}; trying {int(K * 0.8)}")
+            K = max(1, int(K * 0.8))
+    return timed_run(cfg, K, **kw)
+
+
+def fits(cfg: NetConfig, K: int) -> tuple[bool, int]:
+    """Does one epoch of K networks of ``cfg`` fit in memory? (ok, peak bytes)"""
+    try:
+        r = timed_run(dataclasses.replace(cfg, epochs=1), K, warm=0, timed=1)
+        return True, r["peak_mem_bytes"] or K * 1000
+    except OOM:
+        return False, 0
+    except RuntimeError as exc:  # some allocator failures surface as plain RuntimeErrors
+        if "out of memory" not in str(exc).lower():
+            raise
+        return False, 0
+    finally:
+        free_cache()
+
+
+def largest_batch(cfg: NetConfig, start: int, tries: int = 7) -> dict:
+    """Largest K that trains one epoch without running out of memory (grow x1.25 / shrink x0.8 from start)."""
+    T = cfg.task().n_steps
+    ok_k, bad_k, peak_at_ok, log_rows = 0, None, 0, []
+    K = max(1, start)
+    for _ in range(tries):
+        ok, peak = fits(cfg, K)
+        log_rows.append({"K": K, "fits": ok, "peak_mem_bytes": peak})
+        log(f"  batch {K}: {'fits' if ok else 'out of memory'}" + (f" (peak {peak / 2**30:.1f} GiB)" if ok else ""))
+        if ok:
+            ok_k, peak_at_ok = max(ok_k, K), peak if K >= ok_k else peak_at_ok
+            nxt = int(K * 1.25) if bad_k is None else (K + bad_k) // 2
+        else:
+            bad_k = K if bad_k is None else min(bad_k, K)
+            nxt = int(K * 0.8) if ok_k == 0 else (ok_k + K) // 2
+        if nxt in (K, ok_k) or (bad_k is not None and bad_k - ok_k <= max(64, ok_k // 50)):
+            break
+        K = nxt
+    per_net = peak_at_ok / ok_k if ok_k else None
+    return {"T": T, "largest_fitting": ok_k, "first_failing": bad_k, "tries": log_rows,
+            "measured_bytes_per_net": per_net,
+            "model_bytes_per_net": _BYTES_PER_NET_STEP * (T + 1) + _BYTES_PER_NET,
+            "default_batch_size": default_batch_size(DEV, T)}
+
+
+def kmax_for(T: int, lb: dict, total_mem: int) -> int:
+    """Largest batch at trial length T, scaled from the measured one (memory ~ bytes_per_step x (T + 1) + c)."""
+    model_T = lambda t: _BYTES_PER_NET_STEP * (t + 1) + _BYTES_PER_NET  # noqa: E731
+    if lb.get("largest_fitting"):
+        return max(1, int(lb["largest_fitting"] * model_T(lb["T"]) / model_T(T)))
+    return max(1, int(0.8 * total_mem / model_T(T) / 1.1))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# projections
+
+
+def paper_configs() -> tuple[list[NetConfig], str]:
+    try:
+        from zoo import grids
+
+        return grids.make_grid("paper"), "zoo.grids.make_grid('paper')"
+    except Exception as exc:  # noqa: BLE001 - fall back to the spec table of the paper-method page
+        log(f"zoo.grids unavailable ({type(exc).__name__}: {exc}); using the spec table")
+    out = []
+
+    def logspace(a, b, n):
+        return [10 ** (a + k * (b - a) / (n - 1)) for k in range(n)]
+
+    fams = [("nopost", logspace(-1, -3, 15), range(0, 401, 20), 100, 30, {}),
+            ("nopost-narrow", logspace(-0.5, -2, 20)[:15], range(0, 401, 20), 100, 30, {}),
+            ("post", logspace(-1, -3, 15), range(0, 401, 20), 20, 100, {"post_ms": 30}),
+            ("longtau", logspace(-1, -3, 10), range(0, 801, 40), 20, 30, {"tau_ms": 20.0})]
+    for fam, lrs, delays, seeds, scale, kw in fams:
+        for d in delays:
+            for lr in lrs:
+                for s in range(seeds):
+                    out.append(NetConfig(fam, seed=s, lr=lr, delay_ms=d, epochs=max(1000, int(scale / lr)), **kw))
+    for resp in range(20, 401, 20):
+        for lr in logspace(0, -3, 20):
+            for s in range(20):
+                out.append(NetConfig("nomemory", seed=s, lr=lr, delay_ms=0, epochs=3000, response_ms=resp,
+                                     nomemory=True, diverge_loss=100.0))
+    return out, "spec table (paper-method page)"
+
+
+def project(configs: list[NetConfig], rate_model, kmax_model) -> dict:
+    """Per family: networks, network-epoch-steps, ideal hours (full batches at the saturated rate) and simulated
+    hours (train_networks' grouping and chunking; batches shrink as networks finish)."""
+    fams: dict[str, dict] = {}
+    groups: dict[tuple, list[NetConfig]] = {}
+    for c in configs:
+        groups.setdefault((c.family, c.batch_key()), []).append(c)  # a build trains each family separately
+        f = fams.setdefault(c.family, {"networks": 0, "network_epoch_steps": 0, "ideal_s": 0.0, "simulated_s": 0.0})
+        T = c.task().n_steps
+        f["networks"] += 1
+        f["network_epoch_steps"] += c.epochs * T
+        a, cpn = rate_model(c.family, T)
+        f["ideal_s"] += c.epochs * T * cpn
+    for cs in groups.values():
+        T = cs[0].task().n_steps
+        fam = cs[0].family
+        a, cpn = rate_model(fam, T)
+        bs = kmax_model(T)
+        for s in range(0, len(cs), bs):
+            eps = sorted(c.epochs for c in cs[s:s + bs])
+            prev, t = 0, 0.0
+            for i, e in enumerate(eps):
+                k_active = len(eps) - i
+                t += (e - prev) * T * (a + cpn * k_active)
+                prev = e
+            fams[fam]["simulated_s"] += t
+    tot = {"networks": sum(f["networks"] for f in fams.values()),
+           "network_epoch_steps": sum(f["network_epoch_steps"] for f in fams.values()),
+           "ideal_s": sum(f["ideal_s"] for f in fams.values()),
+           "simulated_s": sum(f["simulated_s"] for f in fams.values())}
+    for f in (*fams.values(), tot):
+        f["ideal_h"] = f["ideal_s"] / 3600
+        f["simulated_h"] = f["simulated_s"] / 3600
+    return {"families": fams, "paper": tot}
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tf32", action="store_true", help="measure throughput with TF32 matmuls")
+    ap.add_argument("--budget-s", type=float, default=330.0, help="skip optional parts after this many seconds")
+    ap.add_argument("--max-batch", type=int, default=16384, help="cap on networks per batch in throughput runs")
+    ap.add_argument("--tf32-epochs", type=int, default=600, help="epochs of the TF32 outcome comparison")
+    ap.add_argument("--dry-run-cpu", action="store_true",
+                    help="check the script on the CPU with tiny sizes (numbers meaningless)")
+    args = ap.parse_args(argv)
+    global DEV
+    if args.dry_run_cpu:
+        DEV = torch.device("cpu")
+        args.max_batch, args.tf32_epochs = min(args.max_batch, 64), min(args.tf32_epochs, 3)
+    RESULTS["args"] = vars(args)
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "cuda_available": torch.cuda.is_available(), "kernels_requested": kernels.requested_backend()}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except Exception as exc:  # noqa: BLE001
+        env["triton"] = f"unavailable ({type(exc).__name__})"
+    RESULTS["env"] = env
+    log(f"torch {torch.__version__}, triton {env['triton']}, cuda available: {env['cuda_available']}")
+    if not torch.cuda.is_available() and not dry():
+        RESULTS["error"] = "CUDA is not available: nothing to measure (try --dry-run-cpu to check the script)"
+        log(RESULTS["error"])
+        save()
+        return 2
+    dev = DEV
+    if dry():
+        free = total = 2 * 2**30
+        env.update(device="cpu (dry run)", total_mem_bytes=total, free_mem_bytes=free)
+    else:
+        props = torch.cuda.get_device_properties(dev)
+        free, total = torch.cuda.mem_get_info(dev)
+        env.update(device=props.name, total_mem_bytes=total, free_mem_bytes=free,
+                   sm_count=props.multi_processor_count, cuda=torch.version.cuda,
+                   capability=f"{props.major}.{props.minor}")
+        log(f"device {props.name}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} free), "
+            f"{props.multi_processor_count} SMs")
+    save()
+
+    # 1-2. warm-up (compile) and correctness
+    small = [family_config("nopost", 40, seed=s, lr=lr, epochs=3) for s in range(8) for lr in (0.1, 0.01)]
+    t = time.perf_counter()
+    gpu = train_networks(small, device=dev, batch_size=len(small))
+    sync()
+    RESULTS["compile"] = {"warmup_s": time.perf_counter() - t, "backend": gpu.extra.get("kernels"),
+                          **kernels.compile_info()}
+    log(f"warm-up / compile: {RESULTS['compile']['warmup_s']:.1f} s, backend {gpu.extra.get('kernels')}, "
+        f"compile info {kernels.compile_info()}")
+    check = {}
+    with kernels.use_backend("torch"):
+        eager = train_networks(small, device=dev, batch_size=len(small))
+    check["compiled_vs_eager_gpu_max_abs"] = max((gpu.weights[n] - eager.weights[n]).abs().max().item()
+                                                 for n in PARAM_NAMES)
+    cpu = train_networks(small, device="cpu", batch_size=len(small))
+    check["cpu_backend"] = cpu.extra.get("kernels")
+    check["gpu_vs_cpu_max_abs"] = max((gpu.weights[n] - cpu.weights[n]).abs().max().item() for n in PARAM_NAMES)
+    check["gpu_vs_cpu_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b)))
+                                           for a, b in zip(gpu.curves["loss"], cpu.curves["loss"], strict=True))
+    pair = train_networks(small[:2], device=dev, batch_size=2)
+    big = [*small, *[family_config("nopost", 40, seed=100 + s, epochs=3) for s in range(48)]]
+    big_res = train_networks(big[::-1], device=dev, batch_size=len(big))  # reversed: other positions
+    j = len(big) - 1  # small[0] is last in the reversed list
+    check["batch_invariance_max_abs"] = max((pair.weights[n][0] - big_res.weights[n][j]).abs().max().item()
+                                            for n in PARAM_NAMES)
+    check["batch_invariant_bitwise"] = all(torch.equal(pair.weights[n][0], big_res.weights[n][j]) for n in PARAM_NAMES)
+    RESULTS["correctness"] = check
+    log(f"correctness: {check}")
+    save()
+
+    # 3. largest batch at T = 96
+    ref400 = family_config("nopost", 400)
+    start = default_batch_size(dev, ref400.task().n_steps) if not dry() else 40
+    log(f"largest batch at T = 96: starting from default_batch_size = {start}")
+    lb = largest_batch(ref400, start)
+    RESULTS["largest_batch"] = lb
+    log(f"largest batch that fits at T = 96: {lb['largest_fitting']} (measured {lb['measured_bytes_per_net'] or 0:.3g} "
+        f"bytes/network, model {lb['model_bytes_per_net']:.3g})")
+    save()
+
+    # 4. throughput
+    rows = []
+    for d in (40, 200, 400):
+        cfg = family_config("nopost", d)
+        K = min(args.max_batch, kmax_for(cfg.task().n_steps, lb, total))
+        r = run_fitting(cfg, K, tf32=args.tf32)
+        K = r["K"]
+        r["delay_ms"] = d
+        rows.append(r)
+        log(f"delay {d} ms (T = {r['T']}), batch {K}: {r['net_epochs_per_s']:.0f} network-epochs/s, "
+            f"{r['net_steps_per_s'] / 1e6:.2f} M network-steps/s, {r['tflops']:.1f} TFLOP/s in the 3 GEMMs")
+        free_cache()
+    RESULTS["throughput"] = rows
+    save()
+    small_k = timed_run(family_config("nopost", 200), 256 if not dry() else 8, timed=4, tf32=args.tf32)
+    RESULTS["throughput_small_batch"] = small_k
+    log(f"small batch ({small_k['K']}, T = 56): {small_k['net_epochs_per_s']:.0f} network-epochs/s, "
+        f"epoch {small_k['epoch_s'] * 1e3:.1f} ms")
+    if not args.tf32:
+        r = run_fitting(family_config("nopost", 400), rows[-1]["K"], tf32=True)
+        RESULTS["throughput_tf32_delay400"] = r
+        log(f"with TF32, delay 400: {r['net_epochs_per_s']:.0f} network-epochs/s "
+            f"({r['net_epochs_per_s'] / rows[-1]['net_epochs_per_s']:.2f}x FP32)")
+    fam_rows = {}
+    for fam, d in (("nopost", 200), ("nopost-narrow", 200), ("post", 200), ("longtau", 400), ("nomemory", 200)):
+        if time.perf_counter() - T0 > args.budget_s - 60:
+            log(f"budget: skipping family {fam}")
+            continue
+        cfg = family_config(fam, d)
+        K = min(args.max_batch, 8192, kmax_for(cfg.task().n_steps, lb, total))
+        try:
+            r = run_fitting(cfg, K, timed=2, tf32=args.tf32)
+        except OOM:
+            free_cache()
+            continue
+        K = r["K"]
+        fam_rows[fam] = r
+        log(f"family {fam} (T = {r['T']}), batch {K}: {r['net_epochs_per_s']:.0f} network-epochs/s")
+        free_cache()
+    RESULTS["families"] = fam_rows
+    save()
+
+    # 6. projections (before the optional TF32 experiment, so that they exist if time runs out)
+    Ts = [r["T"] for r in rows]
+    cs = [r["epoch_s"] / (r["T"] * r["K"]) for r in rows]  # s per network-step at saturation
+    a = max(0.0, small_k["epoch_s"] / small_k["T"] - float(np.interp(small_k["T"], Ts, cs)) * small_k["K"])
+
+    def rate_model(fam, T):
+        c = float(np.interp(T, Ts, cs))
+        if fam in fam_rows:  # family-specific correction at its representative length
+            fr = fam_rows[fam]
+            c *= (fr["epoch_s"] / (fr["T"] * fr["K"])) / float(np.interp(fr["T"], Ts, cs))
+        return a, c
+
+    configs, source = paper_configs()
+    proj = project(configs, rate_model, lambda T: min(args.max_batch, kmax_for(T, lb, total)))
+    proj["source"] = source
+    proj["model"] = {"latency_s_per_step": a, "s_per_network_step_at_T": dict(zip(Ts, cs, strict=True)),
+                     "note": "epoch time = T x (latency + s_per_network_step x active networks)"}
+    RESULTS["projection"] = proj
+    for fam, f in proj["families"].items():
+        log(f"projection {fam}: {f['networks']} networks, {f['network_epoch_steps']:.3g} network-steps, "
+            f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated")
+    p = proj["paper"]
+    log(f"projection paper preset: {p['networks']} networks, {p['network_epoch_steps']:.3g} network-steps, "
+        f"{p['ideal_h']:.2f} h at full batches, {p['simulated_h']:.2f} h simulated (one GPU)")
+    save()
+
+    # 5. TF32 effect on outcomes
+    if time.perf_counter() - T0 > args.budget_s - 45:
+        log("budget: skipping the TF32 outcome comparison")
+    else:
+        lrs = [10 ** (-1 - k / 7) for k in range(8)]  # 0.1 .. 0.01
+        grid = [family_config("nopost", d, seed=s, lr=lr, epochs=args.tf32_epochs)
+                for d in (40, 200) for lr in lrs for s in range(16 if not dry() else 1)]
+        res = {}
+        for flag in (False, True):
+            t = time.perf_counter()
+            res[flag] = train_networks(grid, device=dev, batch_size=len(grid), tf32=flag)
+            log(f"TF32={flag}: {len(grid)} networks x {args.tf32_epochs} epochs in {time.perf_counter() - t:.1f} s")
+
+        def decisions(r):
+            last = np.array([a[-1] > 0.8 for a in r.curves["accuracy"]])
+            n10 = max(1, args.tf32_epochs // 10)
+            learned = np.array([(a[-n10:].mean() > 0.8) and (b[-n10:].mean() > 0.8)
+                                for a, b in zip(r.curves["accuracy"], r.curves["reliability"], strict=True)])
+            return last, learned
+
+        (l0, g0), (l1, g1) = decisions(res[False]), decisions(res[True])
+        RESULTS["tf32_effect"] = {
+            "networks": len(grid), "epochs": args.tf32_epochs, "delays_ms": [40, 200], "lrs": lrs,
+            "max_abs_weight_diff": max((res[False].weights[n] - res[True].weights[n]).abs().max().item()
+                                       for n in PARAM_NAMES),
+            "max_abs_W_rec_diff": (res[False].weights["W_rec.weight"] - res[True].weights["W_rec.weight"]).abs().max().item(),
+            "final_accuracy_gt_0.8": {"fp32": int(l0.sum()), "tf32": int(l1.sum()), "differ": int((l0 != l1).sum())},
+            "learned_last10pct": {"fp32": int(g0.sum()), "tf32": int(g1.sum()), "differ": int((g0 != g1).sum())},
+        }
+        log(f"TF32 effect: {RESULTS['tf32_effect']}")
+    save()
+    log(f"done; results in {out_path()}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except Exception as exc:  # noqa: BLE001 - keep what was measured, print the failure clearly
+        RESULTS["error"] = f"{type(exc).__name__}: {exc}"
+        RESULTS["traceback"] = traceback.format_exc()
+        print(RESULTS["traceback"], flush=True)
+        save()
+        code = 1
+    summary = {k: RESULTS.get(k) for k in ("largest_batch", "throughput", "projection")}
+    print(json.dumps({"summary": {"largest_batch": (summary["largest_batch"] or {}).get("largest_fitting"),
+                                  "paper_hours_simulated": ((summary["projection"] or {}).get("paper") or {}).get("simulated_h"),
+                                  "throughput": [(r["delay_ms"], round(r["net_epochs_per_s"])) for r in summary["throughput"] or []]}}),
+          flush=True)
+    sys.exit(code)

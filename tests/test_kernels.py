@@ -1,0 +1,250 @@
+"""The elementwise kernel backends: C vs torch equivalence, noise statistics, invariance, fallback."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zoo import kernels, rng
+from zoo.config import NetConfig
+from zoo.train import train_networks
+
+HAS_C = kernels.c_library() is not None
+needs_c = pytest.mark.skipif(not HAS_C, reason=f"C kernels unavailable: {kernels.c_backend_info()['error']}")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _step(backend, pre, r, keys, epoch, slot, sigma, alpha, w_out=None, b_out=None):
+    z, rn = torch.empty_like(pre), torch.empty_like(pre)
+    logits = None if w_out is None else torch.empty(pre.shape[0], pre.shape[1], w_out.shape[1])
+    with kernels.use_backend(backend):
+        kernels.noisy_tanh_step(pre.clone(), r, keys, epoch, slot, sigma, alpha, z, rn, w_out=w_out, b_out=b_out,
+                                logits_out=logits)
+    return z, rn, logits
+
+
+def test_backend_selection():
+    with kernels.use_backend("torch"):
+        assert kernels.backend_for(torch.empty(1)) == "torch"
+    with kernels.use_backend("c"):
+        assert kernels.backend_for(torch.empty(1, dtype=torch.float64)) == "torch"  # float64: torch
+        assert kernels.backend_for(torch.empty(1, device="meta")) == "torch"
+    with pytest.raises(ValueError):
+        kernels.set_backend("fortran")
+    if HAS_C:
+        with kernels.use_backend("auto"):
+            assert kernels.backend_for(torch.empty(1)) == "c"
+
+
+def test_counter_formula_is_rng_normal():
+    """The tensor-counter formula (what torch.compile fuses on CUDA) is rng.normal, bitwise."""
+    keys = rng.keys_tensor([0, 5, 123456789])
+    for epoch, slot in ((0, 0), (7, 33), (rng.ANALYSIS_EPOCH, 1000)):
+        base = torch.tensor(rng.counter(epoch, slot))
+        got = kernels._normal_from_counter(keys, base, 600)
+        assert torch.equal(got, rng.normal(keys, epoch, slot, (600,)))
+
+
+@needs_c
+@pytest.mark.parametrize("epoch,slot,n", [(0, 0, 12800), (3, 17, 12800), (999, 81, 200), (rng.ANALYSIS_EPOCH, 700, 6),
+                                          (12, 5, 12802)])
+def test_c_normal_matches_rng(epoch, slot, n):
+    keys = rng.keys_tensor(range(7))
+    ref = rng.normal(keys, epoch, slot, (n,))
+    with kernels.use_backend("c"):
+        got = kernels.normal(keys, epoch, slot, (n,))
+    assert (got - ref).abs().max().item() < 2e-6  # float32 rounding of log/sin/cos, |z| < 6
+    assert (got == ref).float().mean().item() > 0.5  # most draws are bitwise equal
+
+
+@needs_c
+def test_c_noise_statistics():
+    """Mean, std, Kolmogorov-Smirnov distance to N(0, 1), and no correlation within pairs or across streams."""
+    keys = rng.keys_tensor(range(16))
+    with kernels.use_backend("c"):
+        z = torch.cat([kernels.normal(keys, e, s, (12800,)).double() for e, s in ((0, 1), (1, 50), (9, 7))], 1)
+    x = z.flatten()
+    n = x.numel()  # 614,400
+    assert abs(x.mean().item()) < 5 / math.sqrt(n)
+    assert abs(x.std().item() - 1) < 5 * math.sqrt(0.5 / n)
+    xs = x.sort().values
+    cdf = 0.5 * (1 + torch.erf(xs / math.sqrt(2)))
+    emp = torch.arange(1, n + 1, dtype=torch.float64) / n
+    ks = torch.maximum((emp - cdf).abs(), (emp - 1 / n - cdf).abs()).max().item()
+    assert ks < 1.95 / math.sqrt(n)  # p > 0.001
+    assert abs(((x**4).mean() - 3).item()) < 0.05  # Gaussian kurtosis (tails, not just the middle)
+    even, odd = z[:, 0::2].flatten(), z[:, 1::2].flatten()
+    assert abs(torch.corrcoef(torch.stack((even, odd)))[0, 1].item()) < 5 / math.sqrt(even.numel())
+    c = torch.corrcoef(z[:, :12800])
+    off = c[~torch.eye(16, dtype=torch.bool)]
+    assert off.abs().max().item() < 5 / math.sqrt(12800)
+
+
+@needs_c
+def test_c_tanh_accuracy():
+    x = torch.cat([torch.linspace(-12, 12, 200001), torch.logspace(-30, 1.2, 20001), -torch.logspace(-8, 1, 2001)])
+    with kernels.use_backend("c"):
+        y = kernels.tanh(x)
+    ref = torch.tanh(x.double())
+    ulp = torch.from_numpy(np.spacing(ref.abs().float().numpy())).double()
+    assert ((y.double() - ref).abs() / ulp).max().item() <= 2.0
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, 20.0, -20.0])
+    with kernels.use_backend("c"):
+        ys = kernels.tanh(special)
+    assert math.isnan(ys[0]) and ys[1:].tolist() == [1.0, -1.0, 0.0, 1.0, -1.0]
+
+
+@needs_c
+@pytest.mark.parametrize("sigma", [1e-3, 0.0, 0.5])
+def test_c_step_matches_torch(sigma):
+    g = torch.Generator().manual_seed(0)
+    K, B, N = 5, 128, 100
+    pre = 2 * torch.randn(K, B, N, generator=g)
+    r = torch.randn(K, B, N, generator=g).tanh()
+    keys = rng.keys_tensor([3, 1, 4, 1, 5])
+    w_out, b_out = 0.1 * torch.randn(K, 2, N, generator=g), torch.randn(K, 2, generator=g)
+    zc, rc, lc = _step("c", pre, r, keys, 4, 9, sigma, 0.5, w_out, b_out)
+    zt, rt, lt = _step("torch", pre, r, keys, 4, 9, sigma, 0.5, w_out, b_out)
+    # pre-activations agree within ~sigma * 1e-6; tanh within ~1 ulp
+    assert (zc - zt).abs().max().item() < 1e-5
+    assert (rc - rt).abs().max().item() < 1e-5
+    assert (lc - lt).abs().max().item() < 1e-5
+
+
+@needs_c
+def test_c_step_strided_and_thread_invariant():
+    """Strided K views (as R[:, t] in the trainer) and any thread count give bitwise the same numbers."""
+    K, T, B, N = 3, 4, 128, 100
+    R = torch.randn(K, T, B, N).tanh()
+    pre = torch.randn(K, B, N)
+    keys = rng.keys_tensor([11, 12, 13])
+    outs = []
+    for threads in (1, 2):
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            Z = torch.zeros(K, T, B, N)
+            with kernels.use_backend("c"):
+                kernels.noisy_tanh_step(pre.clone(), R[:, 0], keys, 2, 3, 1e-3, 0.25, Z[:, 1], R[:, 2], stream_z=True)
+            outs.append((Z[:, 1].clone(), R[:, 2].clone()))
+        finally:
+            torch.set_num_threads(prev)
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    z1, r1, _ = _step("c", pre[1:2].contiguous(), R[1:2, 0].contiguous(), keys[1:2], 2, 3, 1e-3, 0.25)
+    assert torch.equal(z1[0], outs[0][0][1]) and torch.equal(r1[0], outs[0][1][1])
+
+
+@needs_c
+def test_c_backward_step_matches_torch():
+    gen = torch.Generator().manual_seed(1)
+    K, B, N = 4, 128, 100
+    g, z = torch.randn(K, B, N, generator=gen), torch.randn(K, B, N, generator=gen).tanh()
+    dl, w = torch.randn(K, B, 2, generator=gen), torch.randn(K, 2, N, generator=gen)
+    res = {}
+    for be in ("c", "torch"):
+        with kernels.use_backend(be):
+            zz, h = z.clone(), torch.empty(K, B, N)
+            acc = kernels.bias_accumulator(K, B, N)
+            kernels.backward_step(g, zz, dl, w, 0.5, h, acc)
+            kernels.backward_step(g, zz.clone(), dl, w, 0.5, torch.empty(K, B, N), acc)
+            res[be] = (zz, h, kernels.bias_total(acc))
+    for a, b in zip(res["c"], res["torch"], strict=True):
+        assert (a - b).abs().max().item() < 1e-5
+
+
+@needs_c
+def test_c_initial_state_matches_torch():
+    keys = rng.keys_tensor([0, 9])
+    with kernels.use_backend("c"):
+        c = kernels.initial_state(keys, 5, (128, 100), 0.1, torch.float32)
+    with kernels.use_backend("torch"):
+        t = kernels.initial_state(keys, 5, (128, 100), 0.1, torch.float32)
+    assert (c - t).abs().max().item() < 1e-6
+
+
+@needs_c
+def test_c_training_batch_invariant_and_close_to_torch():
+    cfgs = [NetConfig("post", seed=s, lr=0.05, delay_ms=0, post_ms=30, epochs=2 + s % 2) for s in range(4)]
+    with kernels.use_backend("c"):
+        batch = train_networks(cfgs, batch_size=4)
+        alone = train_networks([cfgs[3]])
+        again = train_networks(cfgs[2:], batch_size=2)
+    with kernels.use_backend("torch"):
+        ref = train_networks(cfgs, batch_size=4)
+    assert batch.extra["kernels"] == "c" and ref.extra["kernels"] == "torch"
+    for n in batch.weights:
+        assert torch.equal(batch.weights[n][3], alone.weights[n][0])
+        assert torch.equal(batch.weights[n][3], again.weights[n][1])
+        assert torch.equal(batch.weights[n][2], again.weights[n][0])
+        assert (batch.weights[n] - ref.weights[n]).abs().max().item() < 1e-5
+    for c in batch.curves:
+        np.testing.assert_array_equal(batch.curves[c][3], alone.curves[c][0])
+        np.testing.assert_allclose(batch.curves[c][3], ref.curves[c][3], rtol=1e-4, atol=1e-6)
+
+
+def test_fallback_without_compiler(tmp_path):
+    """No compiler and an empty cache: ZOO_KERNELS=c warns and trains with the torch backend."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CC",)}
+    env.update(CC="/nonexistent/cc", PATH=str(tmp_path), ZOO_CACHE_DIR=str(tmp_path / "cache"), ZOO_KERNELS="c",
+               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    code = ("import warnings, torch\n"
+            "from zoo import kernels\n"
+            "from zoo.config import NetConfig\n"
+            "from zoo.train import train_networks\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    res = train_networks([NetConfig('nopost', seed=1, lr=0.1, delay_ms=0, epochs=1)])\n"
+            "assert res.extra['kernels'] == 'torch', res.extra\n"
+            "assert any('C backend unavailable' in str(x.message) for x in w), [str(x.message) for x in w]\n"
+            "assert not kernels.c_backend_info()['available']\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def _pass_inputs(K=3, T=12, B=128, N=100, C=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = 0.15 * torch.randn(K, N, N, generator=g)
+    win, bias = torch.randn(K, N, 2, generator=g), 0.1 * torch.randn(K, N, generator=g)
+    ch = 1 - torch.arange(B) // (B // 2)
+    drive_cue = (win[:, :, ch].transpose(1, 2) + bias[:, None, :]).contiguous()
+    w_out, b_out = 0.2 * torch.randn(K, 2, N, generator=g), torch.randn(K, 2, generator=g)
+    u_cue = torch.nn.functional.one_hot(ch, 2).float()
+    keys = rng.keys_tensor(range(10, 10 + K))
+    return W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N)
+
+
+def _run_passes(backend, blas=True):
+    W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N) = _pass_inputs()
+    R, Z, L = torch.empty(K, T + 1, B, N), torch.empty(K, T, B, N), torch.empty(K, T, B, 2)
+    lib = kernels.c_library()
+    saved = kernels._torch_blas()
+    if lib is not None and not blas:
+        lib.zoo_set_blas(None, None)
+    try:
+        with kernels.use_backend(backend):
+            kernels.forward_pass(W, drive_cue, bias, C, w_out, b_out, keys, 7, 1e-3, 0.5, 0.1, R, Z, L)
+            DL = 1e-3 * torch.sigmoid(L) * (1 - torch.sigmoid(L))  # any readout gradient
+            grads = kernels.backward_pass(W, w_out, u_cue, C, 0.5, R, Z.clone(), DL)
+    finally:
+        if lib is not None and saved is not None:
+            lib.zoo_set_blas(*saved)
+    return R, Z, L, grads
+
+
+@needs_c
+def test_c_whole_passes_match_torch():
+    """The C passes (network by network, BLAS from torch) and the C per-step path agree with torch."""
+    ref = _run_passes("torch")
+    for blas in (True, False):
+        got = _run_passes("c", blas=blas)
+        for a, b in zip(got[:3], ref[:3], strict=True):
+            assert (a - b).abs().max().item() < 1e-5
+        for n in ref[3]:
+            scale = ref[3][n].abs().max().item()
+            assert (got[3][n] - ref[3][n]).abs().max().item() < 1e-4 * scale, n
