@@ -24,8 +24,8 @@ Backends (choose with the environment variable ``ZOO_KERNELS`` or :func:`set_bac
   turns the noise hash, Box-Muller, tanh and update into one kernel; if compiling fails it falls back to
   ``torch`` with a warning (``ZOO_COMPILE=0`` disables it). The compiled functions must not receive two
   views of one tensor (AOTAutograd would replay the first call's view offsets); such calls run eagerly.
-- ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, ``compile`` on CUDA,
-  otherwise ``torch``. Asking for ``c`` where it cannot run (no compiler, float64, CUDA) falls back the same
+- ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, otherwise ``torch``
+  (also on CUDA: ``compile`` is opt-in there until it has been validated on a GPU). Asking for ``c`` where it cannot run (no compiler, float64, CUDA) falls back the same
   way (with a warning if no compiler could build it).
 
 Reproducibility: each backend is deterministic and batch-invariant on a given machine (a network's numbers do
@@ -109,7 +109,10 @@ def backend_for(t: torch.Tensor) -> str:
         if req in ("auto", "c") and t.dtype == torch.float32 and c_library(warn=req == "c") is not None:
             return "c"
         return "compile" if req == "compile" and _compile_usable() else "torch"
-    if t.device.type == "cuda" and req in ("auto", "c", "compile") and _compile_usable():
+    # On CUDA, `auto` runs the eager torch formula: a GPU build with an earlier version of the compiled path
+    # trained networks that never learned, and the fixed version has not yet run on a GPU. Ask for
+    # ZOO_KERNELS=compile explicitly (and compare against `torch` with `zoo verify`) to use it.
+    if t.device.type == "cuda" and req == "compile" and _compile_usable():
         return "compile"
     return "torch"
 
