@@ -71,7 +71,7 @@ def spec_train(seed, lr, delay_steps, epochs, *, noise, random_init, post=0, nom
         opt.step()
         losses.append(loss.item())
     names = ["W_in.weight", "W_in.bias", "W_rec.weight", "W_rec.bias", "W_out.weight", "W_out.bias"]
-    return np.array(losses), {n: p.detach() for n, p in zip(names, params)}
+    return np.array(losses), {n: p.detach() for n, p in zip(names, params, strict=True)}
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-10)])

@@ -22,7 +22,7 @@ from . import labels, store
 from .config import NetConfig
 from .errors import ChecksumMismatchError, InvalidChoiceError, SourceNotFoundError
 from .manifest import VerifiedStamps, read_manifest
-from .model import RNN, PARAM_NAMES
+from .model import PARAM_NAMES, RNN
 from .task import TaskSpec
 
 #: filters with a fixed vocabulary

@@ -5,13 +5,20 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import __version__
@@ -50,13 +57,13 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 # ---------------------------------------------------------------- shared options
 Preset = Annotated[str, typer.Option("--preset", "-p", help="sweep preset (see `zoo presets`)")]
-Family = Annotated[Optional[str], typer.Option(help="restrict to one family")]
-Lr = Annotated[Optional[list[float]], typer.Option("--lr", help="learning rate (repeatable)")]
-Delay = Annotated[Optional[list[int]], typer.Option("--delay", help="delay in ms (repeatable)")]
-Seeds = Annotated[Optional[int], typer.Option(help="seeds 0..N-1")]
-Epochs = Annotated[Optional[int], typer.Option(help="replace the family's epoch rule")]
+Family = Annotated[str | None, typer.Option(help="restrict to one family")]
+Lr = Annotated[list[float] | None, typer.Option("--lr", help="learning rate (repeatable)")]
+Delay = Annotated[list[int] | None, typer.Option("--delay", help="delay in ms (repeatable)")]
+Seeds = Annotated[int | None, typer.Option(help="seeds 0..N-1")]
+Epochs = Annotated[int | None, typer.Option(help="replace the family's epoch rule")]
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1 or auto")]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="networks per batch (default: 32 on CPU, from free memory on CUDA)")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="networks per batch (default: 32 on CPU, from free memory on CUDA)")]
 
 
 def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None):
@@ -145,10 +152,10 @@ def print_outcomes(df: pd.DataFrame, title: str) -> None:
 def build(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option(help="release folder")] = Path("zoo-release"),
           device: Device = "cpu", batch_size: BatchSize = None,
-          shard: Annotated[Optional[str], typer.Option(help="only shard I/N (or a shard id); packaging is left to `zoo package`")] = None,
+          shard: Annotated[str | None, typer.Option(help="only shard I/N (or a shard id); packaging is left to `zoo package`")] = None,
           executor: Annotated[str, typer.Option(help="local or ray")] = "local",
-          address: Annotated[Optional[str], typer.Option(help="Ray cluster address (executor ray)")] = None,
-          shard_size: Annotated[Optional[int], typer.Option(help="networks per shard (default: the preset's)")] = None):
+          address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray)")] = None,
+          shard_size: Annotated[int | None, typer.Option(help="networks per shard (default: the preset's)")] = None):
     """Train -> label -> package a zoo (resumable: re-run the same command to finish an interrupted build)."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size)
     b = _train(out, plan, shard, device, batch_size, executor, address, label=True)
@@ -164,9 +171,9 @@ def build(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay
 @_friendly
 def train(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
-          batch_size: BatchSize = None, shard: Annotated[Optional[str], typer.Option()] = None,
-          executor: Annotated[str, typer.Option()] = "local", address: Annotated[Optional[str], typer.Option()] = None,
-          shard_size: Annotated[Optional[int], typer.Option()] = None):
+          batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
+          executor: Annotated[str, typer.Option()] = "local", address: Annotated[str | None, typer.Option()] = None,
+          shard_size: Annotated[int | None, typer.Option()] = None):
     """Train shards only (no labels); then `zoo label` and `zoo package`."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size)
     _train(out, plan, shard, device, batch_size, executor, address, label=False)
@@ -204,8 +211,8 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
 @app.command(name="plan")
 @_friendly
 def plan_(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
-          epochs: Epochs = None, shard_size: Annotated[Optional[int], typer.Option(help="networks per shard")] = None,
-          out: Annotated[Optional[Path], typer.Option(help="also report free disk space there")] = None,
+          epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
+          out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False):
     """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
     import json
@@ -226,10 +233,10 @@ def plan_(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay
 
 @app.command()
 @_friendly
-def verify(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
            sample: Annotated[int, typer.Option(help="networks to retrain (0 = all)")] = 4,
            seed: Annotated[int, typer.Option(help="seed of the random choice")] = 0,
-           net_id: Annotated[Optional[list[str]], typer.Option("--net-id", help="retrain these (repeatable)")] = None,
+           net_id: Annotated[list[str] | None, typer.Option("--net-id", help="retrain these (repeatable)")] = None,
            device: Device = "cpu",
            atol: Annotated[float, typer.Option(help="tolerance for weights and curves (0 = bitwise)")] = 0.0):
     """Retrain a random sample of networks from their recorded config and seed; compare weights, curves, labels."""
@@ -254,7 +261,7 @@ def verify(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/N
 
 @app.command()
 @_friendly
-def info(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None):
+def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None):
     """Counts by family, outcome and delay."""
     from .api import load_zoo
 
@@ -273,9 +280,9 @@ def info(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAM
 
 @app.command(name="ls")
 @_friendly
-def ls_(source: Annotated[Optional[str], typer.Argument()] = None, family: Family = None, delay: Delay = None,
-        lr: Lr = None, mechanism: Annotated[Optional[str], typer.Option()] = None,
-        outcome: Annotated[Optional[str], typer.Option()] = None, seed: Annotated[Optional[list[int]], typer.Option()] = None,
+def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family = None, delay: Delay = None,
+        lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
+        outcome: Annotated[str | None, typer.Option()] = None, seed: Annotated[list[int] | None, typer.Option()] = None,
         limit: Annotated[int, typer.Option(help="rows to show (0 = all)")] = 50):
     """List networks matching filters."""
     from .api import load_zoo
@@ -338,7 +345,7 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
 @_friendly
 def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
          repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
-         revision: Annotated[Optional[str], typer.Option(help="tag the upload (e.g. v1.0)")] = None,
+         revision: Annotated[str | None, typer.Option(help="tag the upload (e.g. v1.0)")] = None,
          private: Annotated[bool, typer.Option(help="create the dataset private")] = False,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False):
     """Upload a release folder to a Hub dataset (manifest verified first)."""
@@ -360,11 +367,11 @@ def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
 @app.command()
 @_friendly
 def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")], family: Family = None,
-         delay: Delay = None, lr: Lr = None, mechanism: Annotated[Optional[str], typer.Option()] = None,
-         outcome: Annotated[Optional[str], typer.Option()] = None,
-         seed: Annotated[Optional[list[int]], typer.Option()] = None,
-         out: Annotated[Optional[Path], typer.Option(help="write a (partial) release folder here")] = None,
-         revision: Annotated[Optional[str], typer.Option(help="tag, branch or commit")] = None):
+         delay: Delay = None, lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
+         outcome: Annotated[str | None, typer.Option()] = None,
+         seed: Annotated[list[int] | None, typer.Option()] = None,
+         out: Annotated[Path | None, typer.Option(help="write a (partial) release folder here")] = None,
+         revision: Annotated[str | None, typer.Option(help="tag, branch or commit")] = None):
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
     from . import hub
     from .api import select
@@ -399,10 +406,10 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
 
 @app.command()
 @_friendly
-def figures(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+def figures(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
             family: Family = None,
             out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
-            fmt: Annotated[Optional[list[str]], typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
+            fmt: Annotated[list[str] | None, typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
             n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates for the exponents' CIs")] = 200):
     """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories."""
     from .figures import make_figures
@@ -414,11 +421,11 @@ def figures(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/
 
 @app.command()
 @_friendly
-def diagnose(source: Annotated[Optional[str], typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+def diagnose(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
              family: Family = None, delay: Delay = None, lr: Lr = None,
-             learned: Annotated[Optional[bool], typer.Option("--learned/--all-outcomes", help="only learned networks")] = None,
+             learned: Annotated[bool | None, typer.Option("--learned/--all-outcomes", help="only learned networks")] = None,
              write: Annotated[bool, typer.Option(help="store diagnostics/networks.parquet in the release folder and refresh its manifest")] = False,
-             out: Annotated[Optional[Path], typer.Option(help="also save the table (.parquet or .csv)")] = None,
+             out: Annotated[Path | None, typer.Option(help="also save the table (.parquet or .csv)")] = None,
              device: Device = "cpu",
              chunk_size: Annotated[int, typer.Option("--chunk-size", help="networks simulated together")] = 32):
     """Dynamics diagnostics per network (fixed points, limit cycles, dyn_mechanism) and their agreement

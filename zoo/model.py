@@ -45,9 +45,9 @@ class ModelConfig:
 
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    N, I, O = cfg.n_units, cfg.n_in, cfg.n_out
-    return {"W_in.weight": (N, I), "W_in.bias": (N,), "W_rec.weight": (N, N), "W_rec.bias": (N,),
-            "W_out.weight": (O, N), "W_out.bias": (O,)}
+    n, n_in, n_out = cfg.n_units, cfg.n_in, cfg.n_out
+    return {"W_in.weight": (n, n_in), "W_in.bias": (n,), "W_rec.weight": (n, n), "W_rec.bias": (n,),
+            "W_out.weight": (n_out, n), "W_out.bias": (n_out,)}
 
 
 def init_state_dict(seed: int, cfg: ModelConfig = ModelConfig()) -> dict[str, torch.Tensor]:
