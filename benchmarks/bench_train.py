@@ -1,6 +1,6 @@
 """Training throughput: the straightforward baseline vs ``zoo.train.train_networks``, same grid, same cores.
 
-    python benchmarks/bench_train.py [--delays 40 200 400] [--nets 32] [--epochs E] [--json results.json]
+    python benchmarks/bench_train.py [--delays 40 200 400] [--nets 64] [--epochs E] [--json results.json]
 
 For every delay the same grid of networks (``--nets`` networks: seeds x 2 learning rates, ``--epochs``
 epochs each, by default about 1152 / T so that every delay gets the same number of steps; per-epoch cost is
@@ -141,11 +141,13 @@ def machine_info() -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delays", type=int, nargs="+", default=[40, 200, 400])
-    ap.add_argument("--nets", type=int, default=32, help="networks per delay (default 32)")
+    ap.add_argument("--nets", type=int, default=64,
+                    help="networks per delay (default 64: 32 per process, the trainer's CPU batch size)")
     ap.add_argument("--epochs", type=int, default=None,
                     help="epochs per network (default: about 1152 / T, i.e. 1152 steps per network at every delay)")
-    ap.add_argument("--baseline-nets", type=int, default=None,
-                    help="networks per delay for the baseline (default: --nets; a subset of the same grid)")
+    ap.add_argument("--baseline-nets", type=int, default=16,
+                    help="networks per delay for the baseline: the first ones of the same grid (default 16; "
+                         "every network costs the baseline the same, so a subset measures the same rate)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts")
     ap.add_argument("--modes", nargs="+", default=["1p", "Np"], choices=["1p", "Np"],
@@ -177,7 +179,7 @@ def main(argv=None) -> dict:
                 procs, threads = (1, args.cores) if mode == "1p" else (args.cores, 1)
                 runs.setdefault(mode, []).append(train_ours(grid, procs, threads))
         best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in runs.items()}
-        row = {"delay_ms": d, "T": T, "networks": len(grid), "epochs": epochs,
+        row = {"delay_ms": d, "T": T, "networks": len(grid), "baseline_networks": len(base_grid), "epochs": epochs,
                "baseline": {**best["baseline"], "net_epochs_per_s": best["baseline"]["network_epochs"]
                             / best["baseline"]["wall_s"], "all_wall_s": [r["wall_s"] for r in runs["baseline"]]}}
         for mode in args.modes:

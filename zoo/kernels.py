@@ -577,9 +577,10 @@ def backward_step(g: torch.Tensor, z: torch.Tensor, dlogit: torch.Tensor, w_out:
 
 
 def _c_pass_ok(*tensors) -> bool:
+    if backend_for(tensors[0]) != "c":
+        return False
     lib = c_library()
-    return (lib is not None and bool(lib.zoo_has_blas()) and all(_block_ptr(t) is not None for t in tensors)
-            and backend_for(tensors[0]) == "c")
+    return lib is not None and bool(lib.zoo_has_blas()) and all(_block_ptr(t) is not None for t in tensors)
 
 
 def forward_pass(W_rec: torch.Tensor, drive_cue: torch.Tensor, bias: torch.Tensor, cue_steps: int,
