@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/bench_gpu.py [--tf32] [--budget-s 330]
 
 Runs ``zoo.train.train_networks`` on CUDA with thousands of networks per batch and records, as JSON in
-``$OUT/gpu_results.json`` (``$OUT`` a folder; a file path is used as is; default ``./gpu_results.json``):
+``$OUT/gpu_results.json`` (``$OUT`` a folder, created if need be; a path ending in .json is used as is;
+default ``./gpu_results.json``):
 
 1. diagnostics: device, memory, torch / triton versions, whether the fused ``torch.compile`` kernels work
    (``zoo.kernels`` backend ``compile``), and the compile (warm-up) time;
@@ -89,7 +90,7 @@ def out_path() -> str:
     out = os.environ.get("OUT")
     if not out:
         return os.path.abspath("gpu_results.json")
-    if os.path.isdir(out) or out.endswith(os.sep):
+    if os.path.isdir(out) or not out.endswith(".json"):  # a folder (created if need be)
         os.makedirs(out, exist_ok=True)
         return os.path.join(out, "gpu_results.json")
     return out
@@ -277,6 +278,37 @@ def project(configs: list[NetConfig], rate_model, kmax_model) -> dict:
     return {"families": fams, "paper": tot}
 
 
+def project_now(rows, small_k, fam_rows, lb, total, args) -> None:
+    """Projected wall times of the paper's families from the throughput measured so far."""
+    Ts = [r["T"] for r in rows]
+    cs = [r["epoch_s"] / (r["T"] * r["K"]) for r in rows]  # s per network-step at saturation
+    a = 0.0
+    if small_k is not None:
+        a = max(0.0, small_k["epoch_s"] / small_k["T"] - float(np.interp(small_k["T"], Ts, cs)) * small_k["K"])
+
+    def rate_model(fam, T):
+        c = float(np.interp(T, Ts, cs))
+        if fam in fam_rows:  # family-specific correction at its representative length
+            fr = fam_rows[fam]
+            c *= (fr["epoch_s"] / (fr["T"] * fr["K"])) / float(np.interp(fr["T"], Ts, cs))
+        return a, c
+
+    configs, source = paper_configs()
+    proj = project(configs, rate_model, lambda T: min(args.max_batch, kmax_for(T, lb, total)))
+    proj["source"] = source
+    proj["model"] = {"latency_s_per_step": a, "s_per_network_step_at_T": dict(zip(Ts, cs, strict=True)),
+                     "families_measured": sorted(fam_rows),
+                     "note": "epoch time = T x (latency + s_per_network_step x active networks)"}
+    RESULTS["projection"] = proj
+    for fam, f in proj["families"].items():
+        log(f"projection {fam}: {f['networks']} networks, {f['network_epoch_steps']:.3g} network-steps, "
+            f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated")
+    p = proj["paper"]
+    log(f"projection paper preset: {p['networks']} networks, {p['network_epoch_steps']:.3g} network-steps, "
+        f"{p['ideal_h']:.2f} h at full batches, {p['simulated_h']:.2f} h simulated (one GPU)")
+    save()
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -288,6 +320,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tf32-epochs", type=int, default=600, help="epochs of the TF32 outcome comparison")
     ap.add_argument("--kernels", choices=["compile", "torch"], default=None,
                     help="kernels for the measurements (default: compile if it matches eager torch, else torch)")
+    ap.add_argument("--compile-min-s", type=float, default=200.0,
+                    help="try the compiled kernels only if at least this much of the budget is left (compiling "
+                         "takes a minute or more)")
     ap.add_argument("--dry-run-cpu", action="store_true",
                     help="check the script on the CPU with tiny sizes (numbers meaningless)")
     args = ap.parse_args(argv)
@@ -325,93 +360,117 @@ def main(argv=None) -> int:
             f"{props.multi_processor_count} SMs")
     save()
 
-    # 1-2. warm-up (compile) and correctness: the compiled kernels against the eager torch formulas
+    left = lambda: args.budget_s - (time.perf_counter() - T0)  # noqa: E731
+
+    # 1. correctness on a few networks: eager torch on the GPU vs the CPU, batch invariance; the compiled
+    #    kernels (warm-up = compile time) against eager, when asked for or when the budget allows
     small = [family_config("nopost", 40, seed=s, lr=lr, epochs=3) for s in range(8) for lr in (0.1, 0.01)]
-    t = time.perf_counter()
-    with kernels.use_backend("compile"):
-        comp = train_networks(small, device=dev, batch_size=len(small))
-    sync()
-    RESULTS["compile"] = {"warmup_s": time.perf_counter() - t, "backend": comp.extra.get("kernels"),
-                          **kernels.compile_info()}
-    log(f"warm-up / compile: {RESULTS['compile']['warmup_s']:.1f} s, backend {comp.extra.get('kernels')}, "
-        f"compile info {kernels.compile_info()}")
     check = {}
+    t = time.perf_counter()
     with kernels.use_backend("torch"):
         eager = train_networks(small, device=dev, batch_size=len(small))
-    check["compiled_vs_eager_gpu_max_abs"] = max((comp.weights[n] - eager.weights[n]).abs().max().item()
-                                                 for n in PARAM_NAMES)
-    check["compiled_vs_eager_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in
-                                                  zip(comp.curves["loss"], eager.curves["loss"], strict=True))
-    compile_ok = (comp.extra.get("kernels") == "compile" and check["compiled_vs_eager_gpu_max_abs"] < 1e-4
-                  and check["compiled_vs_eager_loss_max_rel"] < 1e-4)
+    sync()
+    check["eager_warmup_s"] = time.perf_counter() - t
+    with kernels.use_backend("auto"):  # the CPU's default kernels (C if a compiler is there)
+        cpu = train_networks(small, device="cpu", batch_size=len(small))
+    check["cpu_backend"] = cpu.extra.get("kernels")
+    check["gpu_vs_cpu_max_abs"] = max((eager.weights[n] - cpu.weights[n]).abs().max().item() for n in PARAM_NAMES)
+    check["gpu_vs_cpu_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b)))
+                                           for a, b in zip(eager.curves["loss"], cpu.curves["loss"], strict=True))
+    with kernels.use_backend("torch"):
+        pair = train_networks(small[:2], device=dev, batch_size=2)
+        big = [*small, *[family_config("nopost", 40, seed=100 + s, epochs=3) for s in range(48)]]
+        big_res = train_networks(big[::-1], device=dev, batch_size=len(big))  # reversed: other positions
+    j = len(big) - 1  # small[0] is last in the reversed list
+    check["batch_invariance_max_abs"] = max((pair.weights[n][0] - big_res.weights[n][j]).abs().max().item()
+                                            for n in PARAM_NAMES)
+    check["batch_invariant_bitwise"] = all(torch.equal(pair.weights[n][0], big_res.weights[n][j]) for n in PARAM_NAMES)
+    RESULTS["correctness"] = check
+    log(f"correctness (eager torch kernels): {check}")
+    save()
+    compile_ok = False
+    if args.kernels == "compile" or (args.kernels is None and left() > args.compile_min_s):
+        t = time.perf_counter()
+        with kernels.use_backend("compile"):
+            comp = train_networks(small, device=dev, batch_size=len(small))
+        sync()
+        RESULTS["compile"] = {"warmup_s": time.perf_counter() - t, "backend": comp.extra.get("kernels"),
+                              **kernels.compile_info()}
+        check["compiled_vs_eager_gpu_max_abs"] = max((comp.weights[n] - eager.weights[n]).abs().max().item()
+                                                     for n in PARAM_NAMES)
+        check["compiled_vs_eager_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in
+                                                      zip(comp.curves["loss"], eager.curves["loss"], strict=True))
+        compile_ok = (comp.extra.get("kernels") == "compile" and check["compiled_vs_eager_gpu_max_abs"] < 1e-4
+                      and check["compiled_vs_eager_loss_max_rel"] < 1e-4)
+        log(f"compiled kernels: warm-up (compile) {RESULTS['compile']['warmup_s']:.1f} s, "
+            f"vs eager: max weight difference {check['compiled_vs_eager_gpu_max_abs']:.3g}, "
+            f"loss {check['compiled_vs_eager_loss_max_rel']:.3g}, info {kernels.compile_info()}")
+    else:
+        RESULTS["compile"] = {"skipped": f"budget ({left():.0f} s left < --compile-min-s {args.compile_min_s:.0f})"}
+        log(f"compiled kernels not tried: {RESULTS['compile']['skipped']}")
     check["compile_ok"] = compile_ok
     backend = args.kernels or ("compile" if compile_ok else "torch")
     if args.kernels == "compile" and not compile_ok:
         log("WARNING: --kernels compile asked for, but the compiled kernels disagree with eager torch")
     kernels.set_backend(backend)
     RESULTS["kernels"] = backend
-    log(f"compiled vs eager: max weight difference {check['compiled_vs_eager_gpu_max_abs']:.3g}, "
-        f"loss {check['compiled_vs_eager_loss_max_rel']:.3g} -> measuring with the '{backend}' kernels")
-    gpu = comp if backend == "compile" else eager
-    cpu = train_networks(small, device="cpu", batch_size=len(small))
-    check["cpu_backend"] = cpu.extra.get("kernels")
-    check["gpu_vs_cpu_max_abs"] = max((gpu.weights[n] - cpu.weights[n]).abs().max().item() for n in PARAM_NAMES)
-    check["gpu_vs_cpu_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b)))
-                                           for a, b in zip(gpu.curves["loss"], cpu.curves["loss"], strict=True))
-    pair = train_networks(small[:2], device=dev, batch_size=2)
-    big = [*small, *[family_config("nopost", 40, seed=100 + s, epochs=3) for s in range(48)]]
-    big_res = train_networks(big[::-1], device=dev, batch_size=len(big))  # reversed: other positions
-    j = len(big) - 1  # small[0] is last in the reversed list
-    check["batch_invariance_max_abs"] = max((pair.weights[n][0] - big_res.weights[n][j]).abs().max().item()
-                                            for n in PARAM_NAMES)
-    check["batch_invariant_bitwise"] = all(torch.equal(pair.weights[n][0], big_res.weights[n][j]) for n in PARAM_NAMES)
-    RESULTS["correctness"] = check
-    log(f"correctness: {check}")
+    log(f"measuring with the '{backend}' kernels")
     save()
 
-    # 3. largest batch at T = 96
+    # 2. largest batch at T = 96
     ref400 = family_config("nopost", 400)
     start = default_batch_size(dev, ref400.task().n_steps) if not dry() else 40
     log(f"largest batch at T = 96: starting from default_batch_size = {start}")
-    lb = largest_batch(ref400, start)
+    lb = largest_batch(ref400, start, tries=7 if left() > 120 else 4)
     RESULTS["largest_batch"] = lb
     log(f"largest batch that fits at T = 96: {lb['largest_fitting']} (measured {lb['measured_bytes_per_net'] or 0:.3g} "
         f"bytes/network, model {lb['model_bytes_per_net']:.3g})")
     save()
 
-    # 4. throughput
+    # 3. throughput at the three delays (400 ms first), a small batch, then the projections
     rows = []
-    for d in (40, 200, 400):
+    for d in (400, 40, 200):
+        if rows and left() < 20:
+            log(f"budget: skipping delay {d}")
+            continue
         cfg = family_config("nopost", d)
         K = min(args.max_batch, kmax_for(cfg.task().n_steps, lb, total))
         r = run_fitting(cfg, K, tf32=args.tf32)
-        K = r["K"]
         r["delay_ms"] = d
         rows.append(r)
-        log(f"delay {d} ms (T = {r['T']}), batch {K}: {r['net_epochs_per_s']:.0f} network-epochs/s, "
+        log(f"delay {d} ms (T = {r['T']}), batch {r['K']}: {r['net_epochs_per_s']:.0f} network-epochs/s, "
             f"{r['net_steps_per_s'] / 1e6:.2f} M network-steps/s, {r['tflops']:.1f} TFLOP/s in the 3 GEMMs")
         free_cache()
-    RESULTS["throughput"] = rows
-    save()
-    small_k = timed_run(family_config("nopost", 200), 256 if not dry() else 8, timed=4, tf32=args.tf32)
-    RESULTS["throughput_small_batch"] = small_k
-    log(f"small batch ({small_k['K']}, T = 56): {small_k['net_epochs_per_s']:.0f} network-epochs/s, "
-        f"epoch {small_k['epoch_s'] * 1e3:.1f} ms")
+        RESULTS["throughput"] = sorted(rows, key=lambda x: x["delay_ms"])
+        save()
+    rows = RESULTS["throughput"]
+    small_k = None
+    if left() > 10:
+        small_k = timed_run(family_config("nopost", 200), 256 if not dry() else 8, timed=4, tf32=args.tf32)
+        RESULTS["throughput_small_batch"] = small_k
+        log(f"small batch ({small_k['K']}, T = 56): {small_k['net_epochs_per_s']:.0f} network-epochs/s, "
+            f"epoch {small_k['epoch_s'] * 1e3:.1f} ms")
+    fam_rows: dict = {}
+    RESULTS["families"] = fam_rows
+    project_now(rows, small_k, fam_rows, lb, total, args)
+
+    # 4. optional comparisons, as the budget allows
+    r400 = next(r for r in rows if r["delay_ms"] == 400)
     other = "torch" if backend == "compile" else "compile"
-    if other == "torch" or RESULTS["correctness"]["compile_ok"]:
+    if (other == "torch" or compile_ok) and left() > 30:
         with kernels.use_backend(other):
-            r = run_fitting(family_config("nopost", 400), rows[-1]["K"], tf32=args.tf32)
+            r = run_fitting(family_config("nopost", 400), r400["K"], tf32=args.tf32)
         RESULTS[f"throughput_{other}_delay400"] = r
         log(f"with the '{other}' kernels, delay 400: {r['net_epochs_per_s']:.0f} network-epochs/s "
-            f"({r['net_epochs_per_s'] / rows[-1]['net_epochs_per_s']:.2f}x '{backend}')")
-    if not args.tf32:
-        r = run_fitting(family_config("nopost", 400), rows[-1]["K"], tf32=True)
+            f"({r['net_epochs_per_s'] / r400['net_epochs_per_s']:.2f}x '{backend}')")
+    if not args.tf32 and left() > 30:
+        r = run_fitting(family_config("nopost", 400), r400["K"], tf32=True)
         RESULTS["throughput_tf32_delay400"] = r
         log(f"with TF32, delay 400: {r['net_epochs_per_s']:.0f} network-epochs/s "
-            f"({r['net_epochs_per_s'] / rows[-1]['net_epochs_per_s']:.2f}x FP32)")
-    fam_rows = {}
-    for fam, d in (("nopost", 200), ("nopost-narrow", 200), ("post", 200), ("longtau", 400), ("nomemory", 200)):
-        if time.perf_counter() - T0 > args.budget_s - 60:
+            f"({r['net_epochs_per_s'] / r400['net_epochs_per_s']:.2f}x FP32)")
+    save()
+    for fam, d in (("post", 200), ("longtau", 400), ("nomemory", 200), ("nopost-narrow", 200)):
+        if left() < 25:
             log(f"budget: skipping family {fam}")
             continue
         cfg = family_config(fam, d)
@@ -421,41 +480,15 @@ def main(argv=None) -> int:
         except OOM:
             free_cache()
             continue
-        K = r["K"]
         fam_rows[fam] = r
-        log(f"family {fam} (T = {r['T']}), batch {K}: {r['net_epochs_per_s']:.0f} network-epochs/s")
+        log(f"family {fam} (T = {r['T']}), batch {r['K']}: {r['net_epochs_per_s']:.0f} network-epochs/s")
         free_cache()
-    RESULTS["families"] = fam_rows
-    save()
-
-    # 6. projections (before the optional TF32 experiment, so that they exist if time runs out)
-    Ts = [r["T"] for r in rows]
-    cs = [r["epoch_s"] / (r["T"] * r["K"]) for r in rows]  # s per network-step at saturation
-    a = max(0.0, small_k["epoch_s"] / small_k["T"] - float(np.interp(small_k["T"], Ts, cs)) * small_k["K"])
-
-    def rate_model(fam, T):
-        c = float(np.interp(T, Ts, cs))
-        if fam in fam_rows:  # family-specific correction at its representative length
-            fr = fam_rows[fam]
-            c *= (fr["epoch_s"] / (fr["T"] * fr["K"])) / float(np.interp(fr["T"], Ts, cs))
-        return a, c
-
-    configs, source = paper_configs()
-    proj = project(configs, rate_model, lambda T: min(args.max_batch, kmax_for(T, lb, total)))
-    proj["source"] = source
-    proj["model"] = {"latency_s_per_step": a, "s_per_network_step_at_T": dict(zip(Ts, cs, strict=True)),
-                     "note": "epoch time = T x (latency + s_per_network_step x active networks)"}
-    RESULTS["projection"] = proj
-    for fam, f in proj["families"].items():
-        log(f"projection {fam}: {f['networks']} networks, {f['network_epoch_steps']:.3g} network-steps, "
-            f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated")
-    p = proj["paper"]
-    log(f"projection paper preset: {p['networks']} networks, {p['network_epoch_steps']:.3g} network-steps, "
-        f"{p['ideal_h']:.2f} h at full batches, {p['simulated_h']:.2f} h simulated (one GPU)")
-    save()
+        save()
+    if fam_rows:
+        project_now(rows, small_k, fam_rows, lb, total, args)
 
     # 5. TF32 effect on outcomes
-    if time.perf_counter() - T0 > args.budget_s - 45:
+    if left() < 45:
         log("budget: skipping the TF32 outcome comparison")
     else:
         lrs = [10 ** (-1 - k / 7) for k in range(8)]  # 0.1 .. 0.01

@@ -248,3 +248,34 @@ def test_c_whole_passes_match_torch():
         for n in ref[3]:
             scale = ref[3][n].abs().max().item()
             assert (got[3][n] - ref[3][n]).abs().max().item() < 1e-4 * scale, n
+
+
+def test_compile_path_logic_with_eager_formulas(monkeypatch):
+    """The `compile` code path (ping-pong state buffers, tensor counters and scalars) run with the eager
+    formulas in place of torch.compile: same numbers as the torch backend; aliased views are never passed."""
+    seen = []
+
+    def spy(fn):
+        def wrapped(*args):
+            assert not kernels._aliased(args), "compiled function got two views of one tensor"
+            seen.append(fn.__name__)
+            return fn(*args)
+        return wrapped
+
+    fns = {"fwd": spy(kernels._fwd_formula), "init": spy(kernels._init_formula), "bwd": spy(kernels._bwd_formula)}
+    monkeypatch.setitem(kernels._compile_state, "fns", fns)
+    monkeypatch.setitem(kernels._compile_state, "failed", False)
+    cfgs = [NetConfig("nopost", seed=s, lr=0.05, delay_ms=20, epochs=2 + s % 2) for s in range(3)]
+    with kernels.use_backend("compile"):
+        comp = train_networks(cfgs, batch_size=3)
+    with kernels.use_backend("torch"):
+        ref = train_networks(cfgs, batch_size=3)
+    assert comp.extra["kernels"] == "compile" and {"_fwd_formula", "_init_formula", "_bwd_formula"} <= set(seen)
+    for n in ref.weights:
+        assert (comp.weights[n] - ref.weights[n]).abs().max().item() < 1e-6
+
+
+def test_aliasing_guard():
+    R = torch.zeros(2, 5, 4, 6)
+    assert kernels._aliased((R[:, 0], R[:, 1], torch.zeros(3)))
+    assert not kernels._aliased((R[:, 0].clone(), R[:, 1], torch.zeros(3), torch.tensor(1.0), torch.tensor(1.0)))
