@@ -4,24 +4,27 @@
 
 Runs ``zoo.train.train_networks`` on CUDA with thousands of networks per batch and records, as JSON in
 ``$OUT/gpu_results.json`` (``$OUT`` a folder, created if need be; a path ending in .json is used as is;
-default ``./gpu_results.json``):
+default ``./gpu_results.json``), in this order (the file is rewritten after every stage):
 
-1. diagnostics: device, memory, torch / triton versions, whether the fused ``torch.compile`` kernels work
-   (``zoo.kernels`` backend ``compile``), and the compile (warm-up) time;
-2. correctness: a few networks trained with the compiled kernels vs the eager torch kernels on the GPU (the
-   measurements then use ``compile`` if they agree, else ``torch``; ``--kernels`` forces one) and vs the CPU
-   (max weight difference), and batch invariance on the GPU (a network in a batch of 2 vs 64);
-3. the largest batch that fits at delay 400 ms (T = 96), found by trying (1 epoch per try; OOM -> smaller),
+1. diagnostics (device, memory, torch / triton versions) and correctness on 16 networks: the eager torch
+   kernels on the GPU vs the CPU (max weight difference), batch invariance on the GPU (a network in a batch of
+   2 vs 64); then, if ``--kernels compile`` or at least ``--compile-min-s`` of the budget is left, the
+   ``torch.compile`` kernels (their warm-up = compile time) against eager. The measurements use ``compile``
+   only if it matches eager (max weight difference < 1e-4), else ``torch``; ``--kernels`` forces one;
+2. the largest batch that fits at delay 400 ms (T = 96), found by trying (1 epoch per try; OOM -> smaller),
    and the measured bytes per network;
-4. network-epochs/s at delays 40, 200, 400 ms (largest fitting batch, capped by ``--max-batch``), a small
-   batch (to model the per-step latency floor), and one representative shape per paper family;
-5. TF32: the same small grid trained with and without TF32 (max weight difference; how many final
-   accuracy > 0.8 decisions and "learned" decisions differ); with ``--tf32`` the throughput runs use TF32;
-6. projected wall time of each paper family and of the whole ``paper`` preset (81,500 networks): the sum over
-   networks of epochs x T network-steps at the measured rate, and a batch-by-batch simulation in which a
-   batch shrinks as its networks finish (``train_networks`` groups by trial shape and chunks in order).
+3. network-epochs/s at delays 400, 40 and 200 ms (largest fitting batch, capped by ``--max-batch``) and with
+   256 networks (to model the per-step latency floor); then the projected wall time of each paper family and
+   of the whole ``paper`` preset (81,500 networks): the sum over networks of epochs x T network-steps at the
+   measured rate ("full batches"), and a batch-by-batch simulation in which a batch shrinks as its networks
+   finish (``train_networks`` groups by trial shape and chunks in order; families are built separately);
+4. as the budget allows: the other kernel backend and TF32 at delay 400, one representative shape per other
+   paper family (the projection is then refined);
+5. TF32 effect on outcomes: the same 256-network grid (600 epochs) with and without TF32: max weight
+   difference, and how many final accuracy > 0.8 and "learned" decisions differ. With ``--tf32`` all
+   throughput runs use TF32.
 
-Everything prints as it goes; optional parts are skipped when ``--budget-s`` is about to run out.
+Every stage prints as it goes; stages are skipped when ``--budget-s`` is about to run out.
 """
 
 from __future__ import annotations
