@@ -73,3 +73,14 @@ def build_release(out: Path, preset: str = "smoke", **overrides) -> Path:
 def smoke_zoo(tmp_path_factory) -> Path:
     """Path of a packaged `smoke` zoo (8 networks, 30 epochs). Treat it as read-only; copy it to modify."""
     return build_release(tmp_path_factory.mktemp("smoke") / "zoo")
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one intra-op thread is faster, and immune to a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,13 +11,7 @@ from zoo.task import TaskSpec
 SEEDS = [3, 7, 11]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stacked(seeds, cfg, rec_gain=3.0):
