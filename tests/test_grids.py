@@ -60,13 +60,45 @@ def test_paper_expansion_is_fast():
     assert time.perf_counter() - t < 2.0
 
 
+# The paper's learning rates, exactly (repr): they enter every network id, so they must never change
+PAPER_LRS = {
+    (-1, -3, 15): (0.1, 0.07196856730011521, 0.05179474679231213, 0.0372759372031494, 0.02682695795279726,
+                   0.019306977288832506, 0.013894954943731374, 0.01, 0.0071968567300115215, 0.005179474679231213,
+                   0.0037275937203149418, 0.002682695795279727, 0.0019306977288832496, 0.001389495494373139, 0.001),
+    (-0.5, -2, 20): (0.31622776601683794, 0.26366508987303583, 0.2198392648862289, 0.1832980710832436,
+                     0.1528306732658769, 0.12742749857031338, 0.10624678308940415, 0.08858667904100828,
+                     0.07386199822079362, 0.06158482110660264, 0.05134832907437552, 0.04281332398719396,
+                     0.035696988468260665, 0.029763514416313194, 0.024816289228368264, 0.0206913808111479,
+                     0.017252105499420408, 0.01438449888287663, 0.011993539462092343, 0.01),
+    (-1, -3, 10): (0.1, 0.05994842503189409, 0.03593813663804628, 0.021544346900318846, 0.01291549665014884,
+                   0.007742636826811269, 0.004641588833612782, 0.0027825594022071257, 0.0016681005372000592, 0.001),
+    (0, -3, 20): (1.0, 0.6951927961775606, 0.4832930238571753, 0.3359818286283782, 0.23357214690901226,
+                  0.16237767391887217, 0.11288378916846892, 0.07847599703514614, 0.0545559478116852,
+                  0.0379269019073225, 0.026366508987303583, 0.018329807108324367, 0.012742749857031341,
+                  0.008858667904100831, 0.006158482110660267, 0.004281332398719396, 0.002976351441631319,
+                  0.00206913808111479, 0.0014384498882876629, 0.001),
+}
+
+
+@pytest.mark.parametrize("rule", list(PAPER_LRS))
+def test_logspace_is_numpys_up_to_pow_rounding(rule):
+    """Same exponents as numpy.linspace; values within 1 ulp of numpy.logspace (whose pow is not correctly
+    rounded and differs between numpy builds), and exactly the pinned values on every platform."""
+    ours = grids.logspace(*rule)
+    assert ours == PAPER_LRS[rule]
+    exps = np.linspace(*rule)
+    assert [math.log10(x) for x in ours] == pytest.approx(list(exps), rel=0, abs=1e-15)
+    for x, y in zip(ours, np.logspace(*rule), strict=True):
+        assert abs(x - float(y)) <= math.ulp(x), (x, float(y))
+
+
 def test_learning_rates_match_reference_scripts():
-    assert family_grid("nopost").lrs == _np_logspace(-1, -3, 15)
-    assert family_grid("post").lrs == _np_logspace(-1, -3, 15)
-    assert family_grid("longtau").lrs == _np_logspace(-1, -3, 10)
-    assert family_grid("nomemory").lrs == _np_logspace(0, -3, 20)
+    assert family_grid("nopost").lrs == PAPER_LRS[(-1, -3, 15)]
+    assert family_grid("post").lrs == PAPER_LRS[(-1, -3, 15)]
+    assert family_grid("longtau").lrs == PAPER_LRS[(-1, -3, 10)]
+    assert family_grid("nomemory").lrs == PAPER_LRS[(0, -3, 20)]
     narrow = family_grid("nopost-narrow").lrs
-    assert narrow == _np_logspace(-0.5, -2, 20)[:15]
+    assert narrow == PAPER_LRS[(-0.5, -2, 20)][:15]
     assert len(narrow) == 15
     assert narrow[0] == pytest.approx(0.316, abs=1e-3) and narrow[-1] == pytest.approx(0.025, abs=5e-4)
     assert all(a > b for a, b in zip(narrow[:-1], narrow[1:], strict=True))
@@ -295,7 +327,7 @@ def test_preset_blocks_inherit_and_override(extra_presets):
     p = load_preset("mix")
     assert p.shard_size == 4 and [g.family for g in p.families] == ["nopost", "nomemory", "post"]
     nopost, nomem, post = p.families
-    assert nopost.lrs == _np_logspace(-1, -2, 3)[:2] and nopost.delays_ms == (0, 20, 40) and nopost.seeds == (3, 5)
+    assert nopost.lrs == grids.logspace(-1, -2, 3)[:2] == pytest.approx(_np_logspace(-1, -2, 3)[:2], rel=1e-15) and nopost.delays_ms == (0, 20, 40) and nopost.seeds == (3, 5)
     assert nopost.epoch_rule == family_grid("nopost").epoch_rule and nopost.epochs is None
     assert nomem.response_ms == (20,) and nomem.lrs == family_grid("nomemory").lrs and nomem.epochs == 7
     assert post.post_ms == 30 and post.epochs_for(0.05) == 20 and post.delays_ms == (60,)

@@ -17,13 +17,15 @@ reference scripts; it also sets the fixed fields ``post_ms``, ``tau_ms``, ``resp
 ``diverge_loss``. Every other block names a family and overrides only ``lrs``, ``delays_ms``,
 ``response_ms`` (nomemory only), ``seeds`` and ``epochs``; the rest comes from the definition.
 
-Learning rates from a logspace rule are computed like ``numpy.logspace`` (``10 ** (start + k * step)``, the
-last exponent exactly ``stop``), in plain Python so the values do not depend on the numpy version.
+Learning rates from a logspace rule are computed like ``numpy.logspace`` (exponents ``start + k * step``, the
+last one exactly ``stop``), with ``10 ** e`` correctly rounded, so the values (and the network ids that hash
+them) do not depend on the numpy version or the platform's ``pow``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import numbers
 import operator
@@ -106,8 +108,11 @@ def _unique(values: tuple, name: str, where: str = "") -> tuple:
 
 
 def logspace(start: float, stop: float, num: int) -> tuple[float, ...]:
-    """``numpy.logspace(start, stop, num)`` as Python floats, computed the same way (exponents
-    ``start + k * (stop - start) / (num - 1)``, the last one exactly ``stop``), independent of numpy."""
+    """``numpy.logspace(start, stop, num)`` as Python floats: the exponents of ``numpy.linspace``
+    (``start + k * (stop - start) / (num - 1)``, the last one exactly ``stop``) and ``10 ** e`` correctly
+    rounded. numpy's and libm's ``pow`` are not correctly rounded and differ between builds and platforms by
+    1 ulp for some exponents (numpy 2.4 does for 8 of the paper's 60 rates); the learning rate is part of a
+    network's id, so it must not depend on them."""
     num = _check_count(num, "logspace count")
     start, stop = float(start), float(stop)
     if num == 1:
@@ -116,7 +121,14 @@ def logspace(start: float, stop: float, num: int) -> tuple[float, ...]:
         step = (stop - start) / (num - 1)
         exps = [k * step + start for k in range(num)]
         exps[-1] = stop
-    return tuple(10.0 ** e for e in exps)
+    return tuple(_pow10(e) for e in exps)
+
+
+def _pow10(e: float) -> float:
+    """10 ** e correctly rounded to float64 (decimal arithmetic with 60 digits, then one rounding)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        return float(decimal.Decimal(10) ** decimal.Decimal(e))
 
 
 # ---------------------------------------------------------------------------------------------------------
