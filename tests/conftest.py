@@ -7,6 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU, the Triton kernels (zoo/kernels_triton.py) are tested in Triton's interpreter, which must be
+# chosen before triton is first imported; with a GPU they are compiled and tested on it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # -- hub_server: a local Hub-compatible server (olah) for the Hub tests ------------------------------------
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -24,9 +24,15 @@ Backends (choose with the environment variable ``ZOO_KERNELS`` or :func:`set_bac
   turns the noise hash, Box-Muller, tanh and update into one kernel; if compiling fails it falls back to
   ``torch`` with a warning (``ZOO_COMPILE=0`` disables it). The compiled functions must not receive two
   views of one tensor (AOTAutograd would replay the first call's view offsets); such calls run eagerly.
-- ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, otherwise ``torch``
-  (also on CUDA: ``compile`` is opt-in there until it has been validated on a GPU). Asking for ``c`` where it cannot run (no compiler, float64, CUDA) falls back the same
-  way (with a warning if no compiler could build it).
+- ``triton``: Triton kernels of the whole forward pass and of the backward steps (:mod:`zoo.kernels_triton`)
+  for float32 CUDA tensors: one program per network and block of trials keeps the weights on the chip and the
+  state in registers for all T steps, so memory traffic falls from ~370 to ~24 bytes per unit, trial and
+  step. Before its first use on a device it is checked against the ``torch`` formulas on a small problem
+  (:func:`triton_check`); if Triton is missing, fails to compile, or disagrees, ``torch`` runs instead, with a
+  warning. On CPU tensors (only when asked for) it runs in Triton's interpreter: slow, for tests.
+- ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, else ``torch``; on CUDA,
+  ``triton`` when it passed its check, else ``torch`` (``compile`` is opt-in). Asking for ``c`` where it cannot
+  run (no compiler, float64, CUDA) falls back the same way (with a warning if no compiler could build it).
 
 Reproducibility: each backend is deterministic and batch-invariant on a given machine (a network's numbers do
 not depend on K, its position in the batch or the number of threads; reruns are bitwise equal). The ``c``
@@ -56,7 +62,7 @@ import torch
 
 from . import rng
 
-BACKENDS = ("auto", "c", "torch", "compile")
+BACKENDS = ("auto", "c", "torch", "compile", "triton")
 _ABI_VERSION = 7
 #: rows per unit of parallel work in the C kernels (bias-gradient partial sums are kept per such chunk)
 _ROWS = 16
@@ -66,6 +72,7 @@ _override: str | None = None
 _lock = threading.Lock()
 _lib_state: dict = {"lib": None, "tried": False, "error": None, "path": None}
 _compile_state: dict = {"fns": None, "failed": False}
+_triton_state: dict = {"module": None, "error": None, "checked": {}, "warned": set()}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -101,19 +108,23 @@ def use_backend(name: str | None):
 
 
 def backend_for(t: torch.Tensor) -> str:
-    """The backend that actually runs for tensors like ``t`` (``c``, ``compile`` or ``torch``)."""
+    """The backend that actually runs for tensors like ``t`` (``c``, ``triton``, ``compile`` or ``torch``)."""
     req = requested_backend()
     if req == "torch":
         return "torch"
     if t.device.type == "cpu":
         if req in ("auto", "c") and t.dtype == torch.float32 and c_library(warn=req == "c") is not None:
             return "c"
+        if req == "triton" and t.dtype == torch.float32 and triton_usable(t.device, warn=True):
+            return "triton"
         return "compile" if req == "compile" and _compile_usable() else "torch"
-    # On CUDA, `auto` runs the eager torch formula: a GPU build with an earlier version of the compiled path
-    # trained networks that never learned, and the fixed version has not yet run on a GPU. Ask for
-    # ZOO_KERNELS=compile explicitly (and compare against `torch` with `zoo verify`) to use it.
-    if t.device.type == "cuda" and req == "compile" and _compile_usable():
-        return "compile"
+    if t.device.type == "cuda":
+        if req in ("auto", "triton") and t.dtype == torch.float32 and triton_usable(t.device, warn=req == "triton"):
+            return "triton"
+        # the compiled path stays opt-in: an earlier version of it trained networks that never learned on a GPU
+        # (aliased state views, fixed and tested on the CPU since, not yet run on a GPU)
+        if req == "compile" and _compile_usable():
+            return "compile"
     return "torch"
 
 
@@ -125,6 +136,110 @@ def compile_info() -> dict:
     """Diagnostics of the torch.compile path: disabled (ZOO_COMPILE=0), failed (and why), or usable."""
     return {"usable": _compile_usable(), "disabled": os.environ.get("ZOO_COMPILE", "1") == "0",
             "failed": _compile_state["failed"], "error": _compile_state.get("error")}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the Triton kernels: imported on first use, checked once per device
+
+
+def _triton_module(device: torch.device):
+    """zoo.kernels_triton if it runs on ``device`` (else None, the reason in ``_triton_state``)."""
+    if _triton_state["module"] is None and _triton_state["error"] is None:
+        try:
+            from . import kernels_triton
+
+            _triton_state["module"] = kernels_triton
+        except Exception as exc:  # noqa: BLE001 - no triton (CPU-only torch), or a broken install
+            _triton_state["error"] = f"{type(exc).__name__}: {exc}"
+    mod = _triton_state["module"]
+    if mod is None or (device.type == "cpu") != mod.INTERPRETED:
+        return None
+    return mod
+
+
+def _triton_unavailable(device: torch.device) -> str:
+    if _triton_state["error"] is not None:
+        return f"Triton unavailable ({_triton_state['error']})"
+    if device.type == "cpu":
+        return "on the CPU the Triton kernels run only in Triton's interpreter (TRITON_INTERPRET=1 before importing it)"
+    return "Triton was imported in interpreter mode (TRITON_INTERPRET=1): GPU kernels are not compiled"
+
+
+def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
+    """Whether the ``triton`` backend runs on ``device``: Triton imports, and the kernels passed
+    :func:`triton_check` there (run once per device, on first use; ``ZOO_TRITON=0`` disables the backend)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    key = str(device)
+    if os.environ.get("ZOO_TRITON", "1") == "0":
+        why = "disabled by ZOO_TRITON=0"
+    elif _triton_module(device) is None:
+        why = _triton_unavailable(device)
+    else:
+        if key not in _triton_state["checked"]:
+            _triton_state["checked"][key] = "running"  # the check itself runs the torch formulas
+            _triton_state["checked"][key] = triton_check(device)
+        why = _triton_state["checked"][key]
+        if why in (None, "running"):
+            return why is None
+    if warn and key not in _triton_state["warned"]:
+        _triton_state["warned"].add(key)
+        warnings.warn(f"zoo.kernels: triton backend not used on {key}: {why}; using torch", stacklevel=3)
+    return False
+
+
+def triton_info() -> dict:
+    """Diagnostics of the Triton path: importable or not (and why), and the result of each device's check."""
+    return {"available": _triton_state["module"] is not None, "error": _triton_state["error"],
+            "checked": {k: ("ok" if v is None else v) for k, v in _triton_state["checked"].items()},
+            "disabled": os.environ.get("ZOO_TRITON", "1") == "0"}
+
+
+def triton_check(device: torch.device | str, tol: float = 2e-5) -> str | None:
+    """Run the Triton forward and backward passes on a small random problem (3 networks, 12 steps, 128 trials,
+    100 units, cue and post-cue steps, noise) on ``device`` and compare them with the ``torch`` formulas there,
+    with TF32 off. Returns None if every state, tanh value, logit and gradient agrees within ``tol``
+    (relative to the largest value), else what went wrong."""
+    device = torch.device(device)
+    mod = _triton_module(device)
+    if mod is None:
+        return _triton_unavailable(device)
+    gen = torch.Generator().manual_seed(1234)
+    K, T, B, N, C = 3, 12, 128, 100, 6
+
+    def rnd(*shape, scale):
+        return (torch.randn(*shape, generator=gen) * scale).to(device)
+
+    W, dc, bias = rnd(K, N, N, scale=0.15), rnd(K, B, N, scale=0.5), rnd(K, N, scale=0.1)
+    W_out, b_out, DL = rnd(K, 2, N, scale=0.2), rnd(K, 2, scale=0.1), rnd(K, T, B, 2, scale=1e-3)
+    u_cue = torch.nn.functional.one_hot(torch.arange(B, device=device) % 2, 2).float()
+    keys = rng.keys_tensor([0, 7, 123456789], device)
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    out = {}
+    try:
+        for name in ("torch", "triton"):
+            R, Z, L = (torch.empty(s, device=device) for s in ((K, T + 1, B, N), (K, T, B, N), (K, T, B, 2)))
+            if name == "torch":
+                with use_backend("torch"):
+                    forward_pass(W, dc, bias, C, W_out, b_out, keys, 3, 0.05, 0.5, 0.1, R, Z, L)
+                    out[name] = (R, Z.clone(), L, backward_pass(W, W_out, u_cue, C, 0.5, R, Z, DL))
+            else:
+                mod.forward_pass(W, dc, bias, C, W_out, b_out, keys, rng.counter(3, 0), 0.05, 0.5, 0.1, R, Z, L)
+                Zf = Z.clone()
+                out[name] = (R, Zf, L, _backward_tail(W_out, u_cue, C, R, Z, DL, mod.backward_steps(W, W_out, 0.5, Z, DL)))
+    except Exception as exc:  # noqa: BLE001 - a compile or launch failure means: do not use it
+        return f"the kernels failed: {type(exc).__name__}: {exc}"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    (R0, Z0, L0, G0), (R1, Z1, L1, G1) = out["torch"], out["triton"]
+    pairs = {"states": (R0, R1), "tanh values": (Z0, Z1), "logits": (L0, L1), **{f"grad {n}": (G0[n], G1[n]) for n in G0}}
+    for what, (a, b) in pairs.items():
+        err = ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
+        if not err <= tol:
+            return f"{what} differ from the torch formulas by {err:.3g} (relative; tolerance {tol:g})"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -583,6 +698,16 @@ def _c_pass_ok(*tensors) -> bool:
     return lib is not None and bool(lib.zoo_has_blas()) and all(_block_ptr(t) is not None for t in tensors)
 
 
+def _blocks_contiguous(t: torch.Tensor) -> bool:
+    """Whether every t[k] is one contiguous block (any device)."""
+    return t[0].is_contiguous() if t.shape[0] else True
+
+
+def _triton_pass_ok(*tensors) -> bool:
+    return (backend_for(tensors[0]) == "triton" and all(t.dtype == torch.float32 for t in tensors)
+            and all(_blocks_contiguous(t) for t in tensors))
+
+
 def forward_pass(W_rec: torch.Tensor, drive_cue: torch.Tensor, bias: torch.Tensor, cue_steps: int,
                  W_out: torch.Tensor, b_out: torch.Tensor, keys: torch.Tensor, epoch: int, noise_std: float,
                  alpha: float, init_std: float, R: torch.Tensor, Z: torch.Tensor, L: torch.Tensor) -> None:
@@ -593,14 +718,19 @@ def forward_pass(W_rec: torch.Tensor, drive_cue: torch.Tensor, bias: torch.Tenso
     keys (K,). Writes R (K, T + 1, B, N): r[0] = tanh(init_std z0) and the states r[1..T]; Z (K, T, B, N):
     the tanh values; L (K, T, B, O): the readout logits of r[0..T-1] (before the readout nonlinearity).
 
-    The C backend with a BLAS runs the whole pass in C, network by network; the other backends loop over the
-    time steps with batched matmuls and :func:`noisy_tanh_step`.
+    The C backend with a BLAS runs the whole pass in C, network by network, and the Triton backend in one
+    kernel launch; the other backends loop over the time steps with batched matmuls and
+    :func:`noisy_tanh_step`.
     """
     K, T1, B, N = R.shape
     T = T1 - 1
     if T + 1 > rng.MAX_SLOT:
         raise ValueError(f"trial of {T} steps is too long for the noise counter (at most {rng.MAX_SLOT - 1})")
     args = (W_rec, drive_cue.contiguous(), bias.contiguous(), W_out, b_out, R, Z, L)
+    if K and _triton_pass_ok(*args) and keys.is_contiguous():
+        _triton_module(R.device).forward_pass(*args[:3], cue_steps, W_out, b_out, keys, rng.counter(epoch, 0),
+                                              noise_std, alpha, init_std, R, Z, L)
+        return
     if K and _c_pass_ok(*args) and keys.is_contiguous() and (B * N) % 2 == 0:
         ptrs = [_block_ptr(t) for t in args]
         a = _FwdPassArgs(K, T, B, N, W_out.shape[1], cue_steps, *ptrs[0], *ptrs[1], *ptrs[2], *ptrs[3], *ptrs[4],
@@ -655,9 +785,9 @@ def backward_pass(W_rec: torch.Tensor, W_out: torch.Tensor, u_cue: torch.Tensor,
         if err == 0:
             return out
         warnings.warn(f"zoo.kernels: C backward pass failed ({err}); using the step-by-step path", stacklevel=2)
-    Rf = R[:, :T].reshape(K, T * B, N)  # (K, TB, N) states read out at steps 0..T-1 (a view)
-    dlogit = DL.reshape(K, T * B, n_out)
-    g_Wout = torch.bmm(dlogit.transpose(1, 2), Rf)  # (K, n_out, N)
+    if K and _triton_pass_ok(W_rec, W_out, R, Z, DL):
+        gb = _triton_module(R.device).backward_steps(W_rec, W_out, alpha, Z, DL)
+        return _backward_tail(W_out, u_cue, cue_steps, R, Z, DL, gb)
     g = torch.zeros((K, B, N), dtype=dtype, device=dev)  # dL/dr[t+1]
     h = torch.empty_like(g)
     gb_acc = bias_accumulator(K, B, N, dtype, dev)
@@ -667,9 +797,18 @@ def backward_pass(W_rec: torch.Tensor, W_out: torch.Tensor, u_cue: torch.Tensor,
         if t:  # dL/dr[t] = h + dL/dpre[t] @ W_rec (not needed for r[0])
             h.baddbmm_(Z[:, t], W_rec)
             g, h = h, g
-    Df = Z.view(K, T * B, N)  # (K, TB, N) dL/dpre
-    return {"W_rec": torch.bmm(Df.transpose(1, 2), Rf), "b": bias_total(gb_acc),
-            "W_in": torch.matmul(Z[:, :cue_steps].sum(1).transpose(1, 2), u_cue.to(dtype)), "W_out": g_Wout}
+    return _backward_tail(W_out, u_cue, cue_steps, R, Z, DL, bias_total(gb_acc))
+
+
+def _backward_tail(W_out, u_cue, cue_steps, R, D, DL, g_bias) -> dict[str, torch.Tensor]:
+    """The weight gradients as large batched GEMMs, once D (K, T, B, N) holds dL/dpre at every step."""
+    K, T, B, N = D.shape
+    Rf = R[:, :T].reshape(K, T * B, N)  # (K, TB, N) states read out at steps 0..T-1 (a view)
+    Df = D.view(K, T * B, N)  # (K, TB, N) dL/dpre
+    dlogit = DL.reshape(K, T * B, W_out.shape[1])
+    return {"W_rec": torch.bmm(Df.transpose(1, 2), Rf), "b": g_bias,
+            "W_in": torch.matmul(D[:, :cue_steps].sum(1).transpose(1, 2), u_cue.to(D.dtype)),
+            "W_out": torch.bmm(dlogit.transpose(1, 2), Rf)}
 
 
 def normal(keys: torch.Tensor, epoch: int, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -693,7 +832,7 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
-__all__ = ["BACKENDS", "backend_for", "backward_step", "bias_accumulator", "bias_total", "c_backend_info", "c_library",
-           "backward_pass", "compile_info", "forward_pass", "initial_state", "noisy_tanh_step", "normal", "requested_backend", "set_backend", "tanh",
-           "use_backend"]
+__all__ = ["BACKENDS", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
+           "c_backend_info", "c_library", "compile_info", "forward_pass", "initial_state", "noisy_tanh_step", "normal",
+           "requested_backend", "set_backend", "tanh", "triton_check", "triton_info", "triton_usable", "use_backend"]
 

@@ -1,0 +1,226 @@
+"""Triton kernels of the trainer's forward and backward passes through time (the ``triton`` backend of
+:mod:`zoo.kernels`, for CUDA).
+
+One program handles one network and ``BB`` trials of its batch for the whole trial: its recurrent weights stay
+on the chip and its state in registers for all T steps, so per time step it only writes the states and tanh
+values that the backward pass needs (8 bytes per unit and trial) instead of the dozen full passes over memory
+of the eager formulas. Per step and program:
+
+    forward:  pre = r @ W_rec^T + drive;  z = tanh(pre + sigma * normal(key, epoch, t + 1));
+              r = r + alpha * (z - r);     logits = r @ W_out^T + b_out
+    backward: d = alpha g (1 - z^2)  (written over z);  h = (1 - alpha) g + dlogit @ W_out;  g = h + d @ W_rec
+
+The noise is the counter-based stream of :mod:`zoo.rng` (SplitMix64 + Box-Muller, one hash per pair of
+draws); the weight gradients are then large batched GEMMs in torch (:func:`zoo.kernels.backward_pass`).
+Matrix products use exact float32 (``input_precision="ieee"``) unless TF32 is allowed
+(``torch.backends.cuda.matmul.allow_tf32``, i.e. ``train_networks(tf32=True)``).
+
+Results match the eager torch formulas to float32 rounding (tanh is a Cephes-style polynomial within 2 ulp;
+log, sin and cos are the GPU's), not bitwise. Every program depends only on its own network, so a network's
+forward and backward passes do not depend on the batch it is in.
+
+On the CPU the same source runs in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before Triton was
+imported (:data:`INTERPRETED`): slow, for tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _mix64(z):
+    """SplitMix64 finaliser on uint64 (logical shifts, products mod 2^64)."""
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+@triton.jit
+def _normal_pair(key, ctr, p):
+    """Box-Muller pair (cos, sin) number ``p`` (uint64) of stream ``key`` at counter ``ctr``: rng.normal."""
+    x = _mix64(key + (ctr + p) * 0x9E3779B97F4A7C15)
+    u1 = ((x >> 40).to(tl.float32) + 0.5) * 5.9604644775390625e-08  # 2^-24
+    u2 = ((x >> 16) & 0xFFFFFF).to(tl.float32) * 5.9604644775390625e-08
+    rad = tl.sqrt(-2.0 * tl.log(u1))
+    theta = 6.283185307179586 * u2
+    return rad * tl.cos(theta), rad * tl.sin(theta)
+
+
+@triton.jit
+def _normal_block(key, ctr, rows, N, NP: tl.constexpr, EVEN_N: tl.constexpr):
+    """(BB, NP) standard normals of the state elements j = row * N + col, j < B * N (pairs (2p, 2p + 1))."""
+    if EVEN_N:  # a pair never straddles two rows: one hash per pair, interleaved into (cos, sin) columns
+        q = tl.arange(0, NP // 2)
+        p = (rows[:, None] * (N // 2) + q[None, :]).to(tl.uint64)
+        c, s = _normal_pair(key, ctr, p)
+        eps = tl.interleave(c, s)
+    else:
+        j = (rows[:, None] * N + tl.arange(0, NP)[None, :]).to(tl.uint64)
+        c, s = _normal_pair(key, ctr, j >> 1)
+        eps = tl.where((j & 1) == 0, c, s)
+    return eps
+
+
+@triton.jit
+def _tanh(x):
+    """tanh as the C kernels compute it (Cephes tanhf: odd polynomial below 0.625, else 1 - 2/(e^2|x| + 1))."""
+    ax = tl.abs(x)
+    e = tl.exp(2.0 * tl.minimum(ax, 10.0))
+    big = 1.0 - 2.0 / (e + 1.0)
+    z = ax * ax
+    s = -5.70498872745e-3
+    s = s * z + 2.06390887954e-2
+    s = s * z - 5.37397155531e-2
+    s = s * z + 1.33314422036e-1
+    s = s * z - 3.33332819422e-1
+    s = s * z * ax + ax
+    t = tl.where(ax >= 0.625, big, s)
+    return tl.where(x < 0.0, -t, t)
+
+
+@triton.jit
+def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
+                    w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
+                    T, C, B, N, sigma, alpha, init_std,
+                    O: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
+                    EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    k = tl.program_id(0).to(tl.int64)  # network (64-bit: K x T x B x N exceeds 2^31)
+    rows = tl.program_id(1) * BB + tl.arange(0, BB)  # trials of this program
+    cols = tl.arange(0, NP)
+    outs = tl.arange(0, OP)
+    rmask, cmask, omask = rows < B, cols < N, outs < O
+    m2 = rmask[:, None] & cmask[None, :]
+    # weights, loaded once for the whole trial; zero-padded to NP so padded units stay exactly 0
+    wt = tl.load(W + k * w_ks + cols[None, :] * N + cols[:, None], mask=cmask[:, None] & cmask[None, :],
+                 other=0.0)  # (NP, NP) W_rec^T
+    dc = tl.load(DC + k * dc_ks + rows[:, None] * N + cols[None, :], mask=m2, other=0.0)  # (BB, NP) cue drive
+    bias = tl.load(BIAS + k * bias_ks + cols, mask=cmask, other=0.0)  # (NP,) drive after the cue
+    wo = tl.load(WO + k * wo_ks + outs[:, None] * N + cols[None, :], mask=omask[:, None] & cmask[None, :],
+                 other=0.0)  # (OP, NP)
+    bo = tl.load(BO + k * bo_ks + outs, mask=omask, other=0.0)  # (OP,)
+    key = tl.load(KEYS + k).to(tl.uint64, bitcast=True)
+    ctr = tl.load(CTR).to(tl.uint64, bitcast=True)  # rng.counter(epoch, 0); slot s adds s << 24
+    state = rows[:, None] * N + cols[None, :]  # offset of (trial, unit) inside one step
+    lout = rows[:, None] * O + outs[None, :]
+    lmask = rmask[:, None] & omask[None, :]
+    BN = B * N
+    # r[0] = tanh(init_std * normal(slot 0)) and its logits
+    eps = _normal_block(key, ctr, rows, N, NP, EVEN_N)
+    r = tl.where(m2, _tanh(init_std * eps), 0.0)  # (BB, NP)
+    tl.store(R + k * r_ks + state, r, mask=m2)
+    logit = tl.sum(r[:, None, :] * wo[None, :, :], axis=2) + bo[None, :]  # (BB, OP)
+    tl.store(L + k * l_ks + lout, logit, mask=lmask)
+    for t in range(T):
+        drive = tl.where(t < C, dc, bias[None, :])
+        pre = tl.dot(r, wt, input_precision=PRECISION) + drive
+        ctr += 16777216  # slot t + 1
+        eps = _normal_block(key, ctr, rows, N, NP, EVEN_N)
+        z = _tanh(pre + sigma * tl.where(m2, eps, 0.0))
+        r = r + alpha * (z - r)
+        tl.store(Z + k * z_ks + t * BN + state, z, mask=m2)
+        tl.store(R + k * r_ks + (t + 1) * BN + state, r, mask=m2)
+        logit = tl.sum(r[:, None, :] * wo[None, :, :], axis=2) + bo[None, :]
+        more = (outs * 0 + t + 1) < T  # (OP,) all true except after the last step (a tensor in both modes)
+        tl.store(L + k * l_ks + (t + 1) * (B * O) + lout, logit, mask=lmask & more[None, :])
+
+
+@triton.jit
+def _backward_kernel(W, WO, Z, DL, GB,
+                     w_ks, wo_ks, z_ks, dl_ks, gb_ks,
+                     T, B, N, alpha,
+                     O: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
+                     PRECISION: tl.constexpr):
+    k = tl.program_id(0).to(tl.int64)
+    rb = tl.program_id(1)
+    rows = rb * BB + tl.arange(0, BB)
+    cols = tl.arange(0, NP)
+    outs = tl.arange(0, OP)
+    rmask, cmask, omask = rows < B, cols < N, outs < O
+    m2 = rmask[:, None] & cmask[None, :]
+    w = tl.load(W + k * w_ks + cols[:, None] * N + cols[None, :], mask=cmask[:, None] & cmask[None, :],
+                other=0.0)  # (NP, NP) W_rec
+    wo = tl.load(WO + k * wo_ks + outs[:, None] * N + cols[None, :], mask=omask[:, None] & cmask[None, :],
+                 other=0.0)  # (OP, NP)
+    state = rows[:, None] * N + cols[None, :]
+    lout = rows[:, None] * O + outs[None, :]
+    lmask = rmask[:, None] & omask[None, :]
+    BN = B * N
+    g = tl.zeros((BB, NP), dtype=tl.float32)  # dL/dr[t + 1]
+    gb = tl.zeros((NP,), dtype=tl.float32)  # this program's part of the bias gradient
+    for s in range(T):
+        t = T - 1 - s
+        z = tl.load(Z + k * z_ks + t * BN + state, mask=m2, other=0.0)
+        d = ((z * z - 1.0) * g) * (-alpha)  # dL/dpre[t]
+        tl.store(Z + k * z_ks + t * BN + state, d, mask=m2)
+        gb += tl.sum(d, axis=0)
+        dl = tl.load(DL + k * dl_ks + t * (B * O) + lout, mask=lmask, other=0.0)  # (BB, OP)
+        h = g * (1.0 - alpha) + tl.sum(dl[:, :, None] * wo[None, :, :], axis=1)
+        g = h + tl.dot(d, w, input_precision=PRECISION)  # dL/dr[t] (unused after t = 0)
+    tl.store(GB + k * gb_ks + rb * N + cols, gb, mask=cmask)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# launchers
+
+
+def block_rows() -> int:
+    """Trials per program (``$ZOO_TRITON_BB``, default 32; a power of two >= 16)."""
+    bb = int(os.environ.get("ZOO_TRITON_BB", "32"))
+    if bb < 16 or bb & (bb - 1):
+        raise ValueError(f"ZOO_TRITON_BB={bb}: must be a power of two >= 16 (tl.dot needs blocks of 16)")
+    return bb
+
+
+def num_warps() -> int:
+    """Warps per program (``$ZOO_TRITON_WARPS``, default 4)."""
+    return int(os.environ.get("ZOO_TRITON_WARPS", "4"))
+
+
+def _precision() -> str:
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _meta(B: int, N: int, n_out: int) -> dict:
+    return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": block_rows(),
+            "NP": max(16, triton.next_power_of_2(N)), "O": n_out}
+
+
+def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter, noise_std, alpha, init_std,
+                 R, Z, L) -> None:
+    """Launch the forward kernel (shapes as :func:`zoo.kernels.forward_pass`; every [k] block contiguous;
+    ``counter`` = ``rng.counter(epoch, 0)``)."""
+    K, T1, B, N = R.shape
+    ctr = torch.tensor([counter], dtype=torch.int64).to(R.device, non_blocking=True)
+    m = _meta(B, N, W_out.shape[1])
+    grid = (K, triton.cdiv(B, m["BB"]))
+    _forward_kernel[grid](
+        W_rec, drive_cue, bias, W_out, b_out, keys, ctr, R, Z, L,
+        W_rec.stride(0), drive_cue.stride(0), bias.stride(0), W_out.stride(0), b_out.stride(0), R.stride(0),
+        Z.stride(0), L.stride(0), T1 - 1, cue_steps, B, N, float(noise_std), float(alpha),
+        float(init_std), EVEN_N=N % 2 == 0, PRECISION=_precision(), num_warps=num_warps(), **m)
+
+
+def backward_steps(W_rec, W_out, alpha, Z, DL) -> torch.Tensor:
+    """Launch the backward kernel: Z (K, T, B, N) holds the tanh values and is overwritten with dL/dpre;
+    DL (K, T, B, O) is dL/dlogits. Returns the bias gradient (K, N): the programs' partial sums added in a
+    fixed order (deterministic)."""
+    K, T, B, N = Z.shape
+    m = _meta(B, N, W_out.shape[1])
+    nb = triton.cdiv(B, m["BB"])
+    gb = torch.empty((K, nb, N), dtype=Z.dtype, device=Z.device)
+    _backward_kernel[(K, nb)](
+        W_rec, W_out, Z, DL, gb, W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), gb.stride(0),
+        T, B, N, float(alpha), PRECISION=_precision(), num_warps=num_warps(), **m)
+    total = gb[:, 0].clone()
+    for j in range(1, nb):
+        total += gb[:, j]
+    return total
+
+
+#: whether the kernels were defined for Triton's interpreter (numpy, CPU tensors) instead of the GPU compiler
+INTERPRETED = not isinstance(_forward_kernel, triton.JITFunction)
