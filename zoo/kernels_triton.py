@@ -87,13 +87,13 @@ def _tanh(x):
 def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
                     w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
                     T, C, B, N, sigma, alpha, init_std,
-                    O: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
+                    NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
                     EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
     k = tl.program_id(0).to(tl.int64)  # network (64-bit: K x T x B x N exceeds 2^31)
     rows = tl.program_id(1) * BB + tl.arange(0, BB)  # trials of this program
     cols = tl.arange(0, NP)
     outs = tl.arange(0, OP)
-    rmask, cmask, omask = rows < B, cols < N, outs < O
+    rmask, cmask, omask = rows < B, cols < N, outs < NO
     m2 = rmask[:, None] & cmask[None, :]
     # weights, loaded once for the whole trial; zero-padded to NP so padded units stay exactly 0
     wt = tl.load(W + k * w_ks + cols[None, :] * N + cols[:, None], mask=cmask[:, None] & cmask[None, :],
@@ -106,7 +106,7 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
     key = tl.load(KEYS + k).to(tl.uint64, bitcast=True)
     ctr = tl.load(CTR).to(tl.uint64, bitcast=True)  # rng.counter(epoch, 0); slot s adds s << 24
     state = rows[:, None] * N + cols[None, :]  # offset of (trial, unit) inside one step
-    lout = rows[:, None] * O + outs[None, :]
+    lout = rows[:, None] * NO + outs[None, :]
     lmask = rmask[:, None] & omask[None, :]
     BN = B * N
     # r[0] = tanh(init_std * normal(slot 0)) and its logits
@@ -126,28 +126,28 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
         tl.store(R + k * r_ks + (t + 1) * BN + state, r, mask=m2)
         logit = tl.sum(r[:, None, :] * wo[None, :, :], axis=2) + bo[None, :]
         more = (outs * 0 + t + 1) < T  # (OP,) all true except after the last step (a tensor in both modes)
-        tl.store(L + k * l_ks + (t + 1) * (B * O) + lout, logit, mask=lmask & more[None, :])
+        tl.store(L + k * l_ks + (t + 1) * (B * NO) + lout, logit, mask=lmask & more[None, :])
 
 
 @triton.jit
 def _backward_kernel(W, WO, Z, DL, GB,
                      w_ks, wo_ks, z_ks, dl_ks, gb_ks,
                      T, B, N, alpha,
-                     O: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
+                     NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
                      PRECISION: tl.constexpr):
     k = tl.program_id(0).to(tl.int64)
     rb = tl.program_id(1)
     rows = rb * BB + tl.arange(0, BB)
     cols = tl.arange(0, NP)
     outs = tl.arange(0, OP)
-    rmask, cmask, omask = rows < B, cols < N, outs < O
+    rmask, cmask, omask = rows < B, cols < N, outs < NO
     m2 = rmask[:, None] & cmask[None, :]
     w = tl.load(W + k * w_ks + cols[:, None] * N + cols[None, :], mask=cmask[:, None] & cmask[None, :],
                 other=0.0)  # (NP, NP) W_rec
     wo = tl.load(WO + k * wo_ks + outs[:, None] * N + cols[None, :], mask=omask[:, None] & cmask[None, :],
                  other=0.0)  # (OP, NP)
     state = rows[:, None] * N + cols[None, :]
-    lout = rows[:, None] * O + outs[None, :]
+    lout = rows[:, None] * NO + outs[None, :]
     lmask = rmask[:, None] & omask[None, :]
     BN = B * N
     g = tl.zeros((BB, NP), dtype=tl.float32)  # dL/dr[t + 1]
@@ -158,7 +158,7 @@ def _backward_kernel(W, WO, Z, DL, GB,
         d = ((z * z - 1.0) * g) * (-alpha)  # dL/dpre[t]
         tl.store(Z + k * z_ks + t * BN + state, d, mask=m2)
         gb += tl.sum(d, axis=0)
-        dl = tl.load(DL + k * dl_ks + t * (B * O) + lout, mask=lmask, other=0.0)  # (BB, OP)
+        dl = tl.load(DL + k * dl_ks + t * (B * NO) + lout, mask=lmask, other=0.0)  # (BB, OP)
         h = g * (1.0 - alpha) + tl.sum(dl[:, :, None] * wo[None, :, :], axis=1)
         g = h + tl.dot(d, w, input_precision=PRECISION)  # dL/dr[t] (unused after t = 0)
     tl.store(GB + k * gb_ks + rb * N + cols, gb, mask=cmask)
@@ -187,7 +187,7 @@ def _precision() -> str:
 
 def _meta(B: int, N: int, n_out: int) -> dict:
     return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": block_rows(),
-            "NP": max(16, triton.next_power_of_2(N)), "O": n_out}
+            "NP": max(16, triton.next_power_of_2(N)), "NO": n_out}
 
 
 def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter, noise_std, alpha, init_std,
