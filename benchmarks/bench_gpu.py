@@ -1,4 +1,4 @@
-"""GPU training throughput and projections for the paper's zoo (one CUDA device; torch + numpy only).
+"""GPU training throughput and projections for the paper's zoo (one CUDA device; torch, triton and numpy).
 
     PYTHONPATH=. python benchmarks/bench_gpu.py [--tf32] [--budget-s 330]
 
@@ -6,11 +6,16 @@ Runs ``zoo.train.train_networks`` on CUDA with thousands of networks per batch a
 ``$OUT/gpu_results.json`` (``$OUT`` a folder, created if need be; a path ending in .json is used as is;
 default ``./gpu_results.json``), in this order (the file is rewritten after every stage):
 
-1. diagnostics (device, memory, torch / triton versions) and correctness on 16 networks: the eager torch
-   kernels on the GPU vs the CPU (max weight difference), batch invariance on the GPU (a network in a batch of
-   2 vs 64); then, if ``--kernels compile`` or at least ``--compile-min-s`` of the budget is left, the
-   ``torch.compile`` kernels (their warm-up = compile time) against eager. The measurements use ``compile``
-   only if it matches eager (max weight difference < 1e-4), else ``torch``; ``--kernels`` forces one;
+1. diagnostics (device, memory, torch / triton versions) and correctness: the Triton kernels' own check
+   (``zoo.kernels.triton_check``), then for the ``triton`` and eager ``torch`` kernels, 16 networks trained on
+   the GPU vs the CPU trainer (max weight and loss differences) and batch invariance on the GPU (a network in a
+   batch of 2 vs 64); if ``--kernels compile`` or at least ``--compile-min-s`` of the budget is left, the
+   ``torch.compile`` kernels (their warm-up = compile time) against eager;
+1b. the Triton launch options (``ZOO_TRITON_PRECISION`` ieee / tf32x3, ``ZOO_TRITON_BB`` trials and
+   ``ZOO_TRITON_WARPS`` warps per program), each checked, then timed on the forward + backward kernels alone
+   (``--sweep-k`` networks, T = 56) next to the eager torch kernels; the fastest is used from then on. The
+   measurements use ``triton`` if it passed its checks, else ``compile`` if it matches eager (max weight
+   difference < 1e-4), else ``torch``; ``--kernels`` forces one;
 2. the largest batch that fits at delay 400 ms (T = 96), found by trying (1 epoch per try; OOM -> smaller),
    and the measured bytes per network;
 3. network-epochs/s at delays 400, 40 and 200 ms (largest fitting batch, capped by ``--max-batch``) and with
@@ -18,8 +23,8 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
    of the whole ``paper`` preset (81,500 networks): the sum over networks of epochs x T network-steps at the
    measured rate ("full batches"), and a batch-by-batch simulation in which a batch shrinks as its networks
    finish (``train_networks`` groups by trial shape and chunks in order; families are built separately);
-4. as the budget allows: the other kernel backend and TF32 at delay 400, one representative shape per other
-   paper family (the projection is then refined);
+4. as the budget allows: the other kernel backends and TF32 at delay 400, one representative shape per
+   other paper family (the projection is then refined);
 5. TF32 effect on outcomes: the same 256-network grid (600 epochs) with and without TF32: max weight
    difference, and how many final accuracy > 0.8 and "learned" decisions differ. With ``--tf32`` all
    throughput runs use TF32.
@@ -123,6 +128,83 @@ def stacked_init(cfg: NetConfig, K: int, dev) -> dict[str, torch.Tensor]:
     """K copies of one network's initial weights (skips K separate CPU initialisations in timing runs)."""
     sd = init_state_dict(cfg.seed, cfg.model_config())
     return {n: sd[n].to(dev).expand(K, *sd[n].shape).clone() for n in PARAM_NAMES}
+
+
+def max_weight_diff(a, b) -> float:
+    return max((a.weights[n] - b.weights[n]).abs().max().item() for n in PARAM_NAMES)
+
+
+def max_loss_diff(a, b) -> float:
+    return max(float(np.max(np.abs(x - y) / np.abs(y))) for x, y in zip(a.curves["loss"], b.curves["loss"], strict=True))
+
+
+def kernel_epoch_s(K: int, T: int = 56, reps: int = 2) -> float:
+    """Seconds per epoch of the active backend's forward + backward passes alone (random weights; K networks)."""
+    B, N, C = 128, 100, 6
+    g = torch.Generator(device=DEV).manual_seed(0)
+    W = torch.randn(K, N, N, device=DEV, generator=g) * 0.1
+    dc, bias = torch.randn(K, B, N, device=DEV, generator=g), torch.randn(K, N, device=DEV, generator=g) * 0.1
+    W_out, b_out = torch.randn(K, 2, N, device=DEV, generator=g) * 0.1, torch.zeros(K, 2, device=DEV)
+    keys = torch.arange(K, device=DEV, dtype=torch.int64)
+    R, Z = torch.empty(K, T + 1, B, N, device=DEV), torch.empty(K, T, B, N, device=DEV)
+    L, DL = torch.empty(K, T, B, 2, device=DEV), torch.randn(K, T, B, 2, device=DEV, generator=g) * 1e-3
+    u = torch.nn.functional.one_hot(torch.arange(B, device=DEV) % 2, 2).float()
+    times = []
+    for i in range(reps + 1):  # the first one compiles
+        sync()
+        t = time.perf_counter()
+        kernels.forward_pass(W, dc, bias, C, W_out, b_out, keys, i, 1e-3, 0.5, 0.1, R, Z, L)
+        kernels.backward_pass(W, W_out, u, C, 0.5, R, Z, DL)
+        sync()
+        times.append(time.perf_counter() - t)
+    del W, dc, R, Z, L, DL
+    free_cache()
+    return min(times[1:])
+
+
+def triton_sweep(args, left) -> list[dict]:
+    """Time the Triton kernels for each launch option (after its check), and eager torch for comparison."""
+    K, T, reps = (args.sweep_k, 56, 2) if not dry() else (2, 12, 1)
+    rows = []
+    with kernels.use_backend("torch"):
+        eager_s = kernel_epoch_s(K, T, reps)
+    rows.append({"backend": "torch", "epoch_s": eager_s, "K": K, "T": T})
+    log(f"  sweep: eager torch kernels {eager_s * 1e3:.1f} ms per epoch of {K} networks (T = {T})")
+    saved = {k: os.environ.get(k) for k in ("ZOO_TRITON_PRECISION", "ZOO_TRITON_BB", "ZOO_TRITON_WARPS")}
+    options = [("ieee", 32, 4), ("ieee", 32, 8), ("ieee", 64, 8), ("ieee", 16, 4),
+               ("tf32x3", 64, 4), ("tf32x3", 64, 8), ("tf32x3", 128, 8), ("tf32x3", 32, 4)]
+    if dry():
+        options = options[:2]
+    try:
+        for prec, bb, warps in options:
+            if left() < 60:
+                log("  sweep: budget, stopping")
+                break
+            env = {"ZOO_TRITON_PRECISION": prec, "ZOO_TRITON_BB": str(bb), "ZOO_TRITON_WARPS": str(warps)}
+            os.environ.update(env)
+            row = {"backend": "triton", "env": env, "K": K, "T": T}
+            try:
+                t = time.perf_counter()
+                row["check"] = kernels.triton_check(DEV) or "ok"
+                row["check_s"] = time.perf_counter() - t
+                if row["check"] == "ok":
+                    with kernels.use_backend("triton"):
+                        row["epoch_s"] = kernel_epoch_s(K, T, reps)
+                    row["vs_eager"] = eager_s / row["epoch_s"]
+            except Exception as exc:  # noqa: BLE001 - an option that does not compile or fit is reported
+                row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+                free_cache()
+            rows.append(row)
+            log(f"  sweep: {env}: " + (f"{row['epoch_s'] * 1e3:.1f} ms ({row['vs_eager']:.1f}x eager)"
+                                       if row.get("epoch_s") else f"not used ({row.get('error') or row['check']})"))
+            save()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return rows
 
 
 def timed_run(cfg: NetConfig, K: int, *, warm: int = 1, timed: int = 3, tf32: bool = False) -> dict:
@@ -321,8 +403,10 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=330.0, help="skip optional parts after this many seconds")
     ap.add_argument("--max-batch", type=int, default=16384, help="cap on networks per batch in throughput runs")
     ap.add_argument("--tf32-epochs", type=int, default=600, help="epochs of the TF32 outcome comparison")
-    ap.add_argument("--kernels", choices=["compile", "torch"], default=None,
-                    help="kernels for the measurements (default: compile if it matches eager torch, else torch)")
+    ap.add_argument("--kernels", choices=["triton", "compile", "torch"], default=None,
+                    help="kernels for the measurements (default: triton if it passes its checks, else compile if "
+                         "it matches eager torch, else torch)")
+    ap.add_argument("--sweep-k", type=int, default=2048, help="networks in the Triton launch-option sweep")
     ap.add_argument("--compile-min-s", type=float, default=200.0,
                     help="try the compiled kernels only if at least this much of the budget is left (compiling "
                          "takes a minute or more)")
@@ -332,6 +416,7 @@ def main(argv=None) -> int:
     global DEV
     if args.dry_run_cpu:
         DEV = torch.device("cpu")
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels in its interpreter (before it is imported)
         args.max_batch, args.tf32_epochs = min(args.max_batch, 64), min(args.tf32_epochs, 3)
     RESULTS["args"] = vars(args)
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
@@ -365,44 +450,50 @@ def main(argv=None) -> int:
 
     left = lambda: args.budget_s - (time.perf_counter() - T0)  # noqa: E731
 
-    # 1. correctness on a few networks: eager torch on the GPU vs the CPU, batch invariance; the compiled
-    #    kernels (warm-up = compile time) against eager, when asked for or when the budget allows
-    small = [family_config("nopost", 40, seed=s, lr=lr, epochs=3) for s in range(8) for lr in (0.1, 0.01)]
-    check = {}
-    t = time.perf_counter()
-    with kernels.use_backend("torch"):
-        eager = train_networks(small, device=dev, batch_size=len(small))
-    sync()
-    check["eager_warmup_s"] = time.perf_counter() - t
+    # 1. correctness on a few networks: the Triton kernels' own check, then each backend's training on the GPU
+    #    against the CPU trainer and its batch invariance; the compiled kernels (warm-up = compile time) against
+    #    eager, when asked for or when the budget allows
+    n_seeds, n_more = (8, 48) if not dry() else (1, 2)  # the dry run interprets the Triton kernels: keep it small
+    small = [family_config("nopost", 40, seed=s, lr=lr, epochs=3) for s in range(n_seeds) for lr in (0.1, 0.01)]
+    check: dict = {"triton_check": kernels.triton_check(dev) or "ok"}
+    log(f"Triton kernels' check on {dev}: {check['triton_check']}")
     with kernels.use_backend("auto"):  # the CPU's default kernels (C if a compiler is there)
         cpu = train_networks(small, device="cpu", batch_size=len(small))
     check["cpu_backend"] = cpu.extra.get("kernels")
-    check["gpu_vs_cpu_max_abs"] = max((eager.weights[n] - cpu.weights[n]).abs().max().item() for n in PARAM_NAMES)
-    check["gpu_vs_cpu_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b)))
-                                           for a, b in zip(eager.curves["loss"], cpu.curves["loss"], strict=True))
-    with kernels.use_backend("torch"):
-        pair = train_networks(small[:2], device=dev, batch_size=2)
-        big = [*small, *[family_config("nopost", 40, seed=100 + s, epochs=3) for s in range(48)]]
-        big_res = train_networks(big[::-1], device=dev, batch_size=len(big))  # reversed: other positions
-    j = len(big) - 1  # small[0] is last in the reversed list
-    check["batch_invariance_max_abs"] = max((pair.weights[n][0] - big_res.weights[n][j]).abs().max().item()
-                                            for n in PARAM_NAMES)
-    check["batch_invariant_bitwise"] = all(torch.equal(pair.weights[n][0], big_res.weights[n][j]) for n in PARAM_NAMES)
     RESULTS["correctness"] = check
-    log(f"correctness (eager torch kernels): {check}")
-    save()
+    for be in ("triton", "torch"):
+        t = time.perf_counter()
+        with kernels.use_backend(be):
+            res = train_networks(small, device=dev, batch_size=len(small))
+            sync()
+            c = {"ran": res.extra.get("kernels"), "warmup_s": time.perf_counter() - t,
+                 "vs_cpu_max_abs": max_weight_diff(res, cpu), "vs_cpu_loss_max_rel": max_loss_diff(res, cpu)}
+            pair = train_networks(small[:2], device=dev, batch_size=2)
+            big = [*small, *[family_config("nopost", 40, seed=100 + s, epochs=3) for s in range(n_more)]]
+            big_res = train_networks(big[::-1], device=dev, batch_size=len(big))  # reversed: other positions
+        j = len(big) - 1  # small[0] is last in the reversed list
+        c["batch_invariance_max_abs"] = max((pair.weights[n][0] - big_res.weights[n][j]).abs().max().item()
+                                            for n in PARAM_NAMES)
+        c["batch_invariant_bitwise"] = all(torch.equal(pair.weights[n][0], big_res.weights[n][j]) for n in PARAM_NAMES)
+        check[be] = c
+        log(f"correctness, {be} kernels: {c}")
+        save()
+    eager = None
+    triton_ok = (check["triton_check"] == "ok" and check["triton"]["ran"] == "triton"
+                 and check["triton"]["vs_cpu_max_abs"] < 1e-4 and check["triton"]["vs_cpu_loss_max_rel"] < 1e-4)
+    check["triton_ok"] = triton_ok
     compile_ok = False
     if args.kernels == "compile" or (args.kernels is None and left() > args.compile_min_s):
         t = time.perf_counter()
         with kernels.use_backend("compile"):
             comp = train_networks(small, device=dev, batch_size=len(small))
         sync()
+        with kernels.use_backend("torch"):
+            eager = train_networks(small, device=dev, batch_size=len(small))
         RESULTS["compile"] = {"warmup_s": time.perf_counter() - t, "backend": comp.extra.get("kernels"),
                               **kernels.compile_info()}
-        check["compiled_vs_eager_gpu_max_abs"] = max((comp.weights[n] - eager.weights[n]).abs().max().item()
-                                                     for n in PARAM_NAMES)
-        check["compiled_vs_eager_loss_max_rel"] = max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in
-                                                      zip(comp.curves["loss"], eager.curves["loss"], strict=True))
+        check["compiled_vs_eager_gpu_max_abs"] = max_weight_diff(comp, eager)
+        check["compiled_vs_eager_loss_max_rel"] = max_loss_diff(comp, eager)
         compile_ok = (comp.extra.get("kernels") == "compile" and check["compiled_vs_eager_gpu_max_abs"] < 1e-4
                       and check["compiled_vs_eager_loss_max_rel"] < 1e-4)
         log(f"compiled kernels: warm-up (compile) {RESULTS['compile']['warmup_s']:.1f} s, "
@@ -412,9 +503,24 @@ def main(argv=None) -> int:
         RESULTS["compile"] = {"skipped": f"budget ({left():.0f} s left < --compile-min-s {args.compile_min_s:.0f})"}
         log(f"compiled kernels not tried: {RESULTS['compile']['skipped']}")
     check["compile_ok"] = compile_ok
-    backend = args.kernels or ("compile" if compile_ok else "torch")
-    if args.kernels == "compile" and not compile_ok:
-        log("WARNING: --kernels compile asked for, but the compiled kernels disagree with eager torch")
+    save()
+
+    # 1b. the Triton kernels' launch options (precision, trials and warps per program), timed on the kernels
+    #     alone (forward + backward pass, K = --sweep-k networks, T = 56), each checked before it is timed
+    if triton_ok and args.kernels in (None, "triton"):
+        RESULTS["triton_sweep"] = sweep = triton_sweep(args, left)
+        best = min((r for r in sweep if r["backend"] == "triton" and r.get("epoch_s")), key=lambda r: r["epoch_s"],
+                   default=None)
+        if best is not None:
+            for k, v in best["env"].items():
+                os.environ[k] = v
+            log(f"Triton launch options used from here on: {best['env']} ({best['epoch_s'] * 1e3:.1f} ms per epoch "
+                f"of {best['K']} networks)")
+        save()
+    backend = args.kernels or ("triton" if triton_ok and not dry() else "compile" if compile_ok else "torch")
+    for be, ok in (("triton", triton_ok), ("compile", compile_ok)):
+        if args.kernels == be and not ok:
+            log(f"WARNING: --kernels {be} asked for, but those kernels failed their checks (see 'correctness')")
     kernels.set_backend(backend)
     RESULTS["kernels"] = backend
     log(f"measuring with the '{backend}' kernels")
@@ -459,13 +565,15 @@ def main(argv=None) -> int:
 
     # 4. optional comparisons, as the budget allows
     r400 = next(r for r in rows if r["delay_ms"] == 400)
-    other = "torch" if backend == "compile" else "compile"
-    if (other == "torch" or compile_ok) and left() > 30:
+    for other, ok in (("torch", True), ("compile", compile_ok), ("triton", triton_ok and not dry())):
+        if other == backend or not ok or left() < 30:
+            continue
         with kernels.use_backend(other):
             r = run_fitting(family_config("nopost", 400), r400["K"], tf32=args.tf32)
         RESULTS[f"throughput_{other}_delay400"] = r
         log(f"with the '{other}' kernels, delay 400: {r['net_epochs_per_s']:.0f} network-epochs/s "
             f"({r['net_epochs_per_s'] / r400['net_epochs_per_s']:.2f}x '{backend}')")
+        free_cache()
     if not args.tf32 and left() > 30:
         r = run_fitting(family_config("nopost", 400), r400["K"], tf32=True)
         RESULTS["throughput_tf32_delay400"] = r

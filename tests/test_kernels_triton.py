@@ -149,13 +149,19 @@ def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
 
 
 @needs_triton
-def test_precision_follows_tf32_flag():
+def test_precision_follows_tf32_flag_and_option(monkeypatch):
     import zoo.kernels_triton as kt
 
     prev = torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
         assert kt._precision() == "ieee"
+        monkeypatch.setenv("ZOO_TRITON_PRECISION", "tf32x3")
+        assert kt._precision() == "tf32x3"
+        assert kernels.triton_check(DEV) is None  # float32 accuracy: passes the same check
+        monkeypatch.setenv("ZOO_TRITON_PRECISION", "bf16")
+        with pytest.raises(ValueError, match="ieee, tf32x3"):
+            kt._precision()
         torch.backends.cuda.matmul.allow_tf32 = True
         assert kt._precision() == "tf32"
     finally:

@@ -86,8 +86,16 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
     shards = plan.select(shard)
     est = plan.estimate_bytes()
     total_nets = sum(len(s) for s in shards)
+    where = device
+    if executor == "local":  # which kernels train here (the Triton kernels are checked now, on a GPU)
+        import torch
+
+        from . import kernels
+        from .build import resolve_device
+
+        where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
     console.print(f"[bold]{plan.preset}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "
-                  f"running {len(shards)} shard(s) ({total_nets} networks) on {device} with executor {executor}. "
+                  f"running {len(shards)} shard(s) ({total_nets} networks) on {where} with executor {executor}. "
                   f"Estimated release size: {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, "
                   f"curves {format_bytes(est['curves'])} before compression).")
     if free_bytes(out) < est["total"]:

@@ -172,9 +172,12 @@ def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     key = str(device)
+    mod = _triton_module(device)
+    if mod is not None:  # a new choice of precision or block size is checked anew
+        key += f" ({mod.config_str()})"
     if os.environ.get("ZOO_TRITON", "1") == "0":
         why = "disabled by ZOO_TRITON=0"
-    elif _triton_module(device) is None:
+    elif mod is None:
         why = _triton_unavailable(device)
     else:
         if key not in _triton_state["checked"]:

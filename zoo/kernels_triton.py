@@ -12,8 +12,10 @@ of the eager formulas. Per step and program:
 
 The noise is the counter-based stream of :mod:`zoo.rng` (SplitMix64 + Box-Muller, one hash per pair of
 draws); the weight gradients are then large batched GEMMs in torch (:func:`zoo.kernels.backward_pass`).
-Matrix products use exact float32 (``input_precision="ieee"``) unless TF32 is allowed
-(``torch.backends.cuda.matmul.allow_tf32``, i.e. ``train_networks(tf32=True)``).
+Matrix products use exact float32 (``input_precision="ieee"``; ``ZOO_TRITON_PRECISION=tf32x3`` for float32
+accuracy on the tensor cores) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, i.e.
+``train_networks(tf32=True)``). ``ZOO_TRITON_BB`` and ``ZOO_TRITON_WARPS`` set the trials per program and the
+warps per program (``benchmarks/bench_gpu.py`` measures the choices).
 
 Results match the eager torch formulas to float32 rounding (tanh is a Cephes-style polynomial within 2 ulp;
 log, sin and cos are the GPU's), not bitwise. Every program depends only on its own network, so a network's
@@ -181,8 +183,24 @@ def num_warps() -> int:
     return int(os.environ.get("ZOO_TRITON_WARPS", "4"))
 
 
-def _precision() -> str:
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+PRECISIONS = ("ieee", "tf32x3")
+
+
+def _precision(tf32: bool | None = None) -> str:
+    """``tl.dot`` input precision: ``tf32`` when TF32 matmuls are allowed (``train_networks(tf32=True)``), else
+    ``$ZOO_TRITON_PRECISION``: ``ieee`` (default: float32 products on the CUDA cores) or ``tf32x3`` (each
+    operand split into two TF32 parts, three tensor-core products: float32 accuracy, often faster)."""
+    if torch.backends.cuda.matmul.allow_tf32 if tf32 is None else tf32:
+        return "tf32"
+    p = os.environ.get("ZOO_TRITON_PRECISION", "ieee").strip().lower() or "ieee"
+    if p not in PRECISIONS:
+        raise ValueError(f"ZOO_TRITON_PRECISION={p!r}: choose one of {', '.join(PRECISIONS)}")
+    return p
+
+
+def config_str() -> str:
+    """The launch options in use (without TF32, which the trainer switches per call)."""
+    return f"{_precision(tf32=False)}, {block_rows()} trials x {num_warps()} warps per program"
 
 
 def _meta(B: int, N: int, n_out: int) -> dict:
