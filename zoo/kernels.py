@@ -26,16 +26,19 @@ Backends (choose with the environment variable ``ZOO_KERNELS`` or :func:`set_bac
   views of one tensor (AOTAutograd would replay the first call's view offsets); such calls run eagerly.
 - ``triton``: Triton kernels of the whole forward pass and of the backward steps (:mod:`zoo.kernels_triton`)
   for float32 CUDA tensors: one program per network and block of trials keeps the weights on the chip and the
-  state in registers for all T steps, so memory traffic falls from ~370 to ~24 bytes per unit, trial and
-  step. Before its first use on a device it is checked against the ``torch`` formulas on a small problem
-  (:func:`triton_check`); if Triton is missing, fails to compile, or disagrees, ``torch`` runs instead, with a
-  warning. On CPU tensors (only when asked for) it runs in Triton's interpreter: slow, for tests.
+  state in registers for all T steps, so memory traffic falls from ~370 to ~28 bytes per unit, trial and
+  step (the weight gradients stay batched torch GEMMs). Before its first use on a device (and launch
+  options) it is checked against the ``torch`` formulas on a small problem (:func:`triton_check`); if Triton is
+  missing, fails to compile, or disagrees, ``torch`` runs instead, with a warning (``ZOO_TRITON=0`` disables
+  it). On CPU tensors (only when asked for, and only with ``TRITON_INTERPRET=1`` set before Triton is
+  imported) it runs in Triton's interpreter: slow, for tests.
 - ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, else ``torch``; on CUDA,
   ``triton`` when it passed its check, else ``torch`` (``compile`` is opt-in). Asking for ``c`` where it cannot
   run (no compiler, float64, CUDA) falls back the same way (with a warning if no compiler could build it).
 
 Reproducibility: each backend is deterministic and batch-invariant on a given machine (a network's numbers do
-not depend on K, its position in the batch or the number of threads; reruns are bitwise equal). The ``c``
+not depend on K, its position in the batch or the number of threads; reruns are bitwise equal; on a GPU the
+cuBLAS weight-gradient GEMMs may round differently for another K). The ``c``
 backend's elementwise code uses IEEE float32 operations in a fixed order (no -ffast-math; its own
 log/sin/cos/tanh, within 2 ulp) with fused multiply-adds where the CPU has them; its matrix products are
 torch's MKL sgemm. Across machines (other CPU, other MKL kernels) and between backends, results agree to float
@@ -167,7 +170,8 @@ def _triton_unavailable(device: torch.device) -> str:
 
 def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
     """Whether the ``triton`` backend runs on ``device``: Triton imports, and the kernels passed
-    :func:`triton_check` there (run once per device, on first use; ``ZOO_TRITON=0`` disables the backend)."""
+    :func:`triton_check` there (run once per device and launch options, on first use; ``ZOO_TRITON=0``
+    disables the backend). A failed check always warns (once); a missing Triton only if ``warn``."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -186,6 +190,7 @@ def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
         why = _triton_state["checked"][key]
         if why in (None, "running"):
             return why is None
+        warn = True  # kernels that fail their check are worth a warning even when nobody asked for them
     if warn and key not in _triton_state["warned"]:
         _triton_state["warned"].add(key)
         warnings.warn(f"zoo.kernels: triton backend not used on {key}: {why}; using torch", stacklevel=3)
