@@ -223,25 +223,28 @@ def triton_check(device: torch.device | str, tol: float = 2e-5) -> str | None:
     W_out, b_out, DL = rnd(K, 2, N, scale=0.2), rnd(K, 2, scale=0.1), rnd(K, T, B, 2, scale=1e-3)
     u_cue = torch.nn.functional.one_hot(torch.arange(B, device=device) % 2, 2).float()
     keys = rng.keys_tensor([0, 7, 123456789], device)
+
+    def torch_passes(R, Z, L):
+        with use_backend("torch"):
+            forward_pass(W, dc, bias, C, W_out, b_out, keys, 3, 0.05, 0.5, 0.1, R, Z, L)
+            return Z.clone(), backward_pass(W, W_out, u_cue, C, 0.5, R, Z, DL)
+
+    def triton_passes(R, Z, L):
+        mod.forward_pass(W, dc, bias, C, W_out, b_out, keys, rng.counter(3, 0), 0.05, 0.5, 0.1, R, Z, L)
+        return Z.clone(), _backward_tail(W_out, u_cue, C, R, Z, DL, mod.backward_steps(W, W_out, 0.5, Z, DL))
+
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     out = {}
     try:
-        for name in ("torch", "triton"):
+        for name, passes in (("torch", torch_passes), ("triton", triton_passes)):
             R, Z, L = (torch.empty(s, device=device) for s in ((K, T + 1, B, N), (K, T, B, N), (K, T, B, 2)))
-            if name == "torch":
-                with use_backend("torch"):
-                    forward_pass(W, dc, bias, C, W_out, b_out, keys, 3, 0.05, 0.5, 0.1, R, Z, L)
-                    out[name] = (R, Z.clone(), L, backward_pass(W, W_out, u_cue, C, 0.5, R, Z, DL))
-            else:
-                mod.forward_pass(W, dc, bias, C, W_out, b_out, keys, rng.counter(3, 0), 0.05, 0.5, 0.1, R, Z, L)
-                Zf = Z.clone()
-                out[name] = (R, Zf, L, _backward_tail(W_out, u_cue, C, R, Z, DL, mod.backward_steps(W, W_out, 0.5, Z, DL)))
+            out[name] = (R, L, *passes(R, Z, L))
     except Exception as exc:  # noqa: BLE001 - a compile or launch failure means: do not use it
         return f"the kernels failed: {type(exc).__name__}: {exc}"
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
-    (R0, Z0, L0, G0), (R1, Z1, L1, G1) = out["torch"], out["triton"]
+    (R0, L0, Z0, G0), (R1, L1, Z1, G1) = out["torch"], out["triton"]
     pairs = {"states": (R0, R1), "tanh values": (Z0, Z1), "logits": (L0, L1), **{f"grad {n}": (G0[n], G1[n]) for n in G0}}
     for what, (a, b) in pairs.items():
         err = ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
