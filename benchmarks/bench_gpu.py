@@ -12,7 +12,7 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
    batch of 2 vs 64); if ``--kernels compile`` or at least ``--compile-min-s`` of the budget is left, the
    ``torch.compile`` kernels (their warm-up = compile time) against eager;
 1b. the Triton launch options (``ZOO_TRITON_PRECISION`` ieee / tf32x3, ``ZOO_TRITON_BB`` trials and
-   ``ZOO_TRITON_WARPS`` warps per program), each checked, then timed on the forward + backward kernels alone
+   ``ZOO_TRITON_WARPS`` warps per program, ``ZOO_TRITON_GRADS`` gemm / kernel), each checked, then timed on the forward + backward kernels alone
    (``--sweep-k`` networks, T = 56) next to the eager torch kernels; the fastest is used from then on. The
    measurements use ``triton`` if it passed its checks, else ``compile`` if it matches eager (max weight
    difference < 1e-4), else ``torch``; ``--kernels`` forces one;
@@ -170,17 +170,20 @@ def triton_sweep(args, left) -> list[dict]:
         eager_s = kernel_epoch_s(K, T, reps)
     rows.append({"backend": "torch", "epoch_s": eager_s, "K": K, "T": T})
     log(f"  sweep: eager torch kernels {eager_s * 1e3:.1f} ms per epoch of {K} networks (T = {T})")
-    saved = {k: os.environ.get(k) for k in ("ZOO_TRITON_PRECISION", "ZOO_TRITON_BB", "ZOO_TRITON_WARPS")}
-    options = [("ieee", 32, 4), ("ieee", 32, 8), ("ieee", 64, 8), ("ieee", 16, 4),
-               ("tf32x3", 64, 4), ("tf32x3", 64, 8), ("tf32x3", 128, 8), ("tf32x3", 32, 4)]
+    names = ("ZOO_TRITON_PRECISION", "ZOO_TRITON_BB", "ZOO_TRITON_WARPS", "ZOO_TRITON_GRADS")
+    saved = {k: os.environ.get(k) for k in names}
+    # (precision, trials per program, warps, weight gradients): the defaults first, then the likeliest winners
+    options = [("ieee", 32, 4, "gemm"), ("ieee", 32, 8, "gemm"), ("tf32x3", 64, 4, "gemm"),
+               ("tf32x3", 64, 8, "kernel"), ("ieee", 32, 8, "kernel"), ("tf32x3", 128, 8, "gemm"),
+               ("tf32x3", 64, 8, "gemm"), ("ieee", 64, 8, "gemm"), ("ieee", 16, 4, "gemm"), ("tf32x3", 128, 8, "kernel")]
     if dry():
-        options = options[:2]
+        options = options[:2] + options[3:4]
     try:
-        for prec, bb, warps in options:
+        for option in options:
             if left() < 60:
                 log("  sweep: budget, stopping")
                 break
-            env = {"ZOO_TRITON_PRECISION": prec, "ZOO_TRITON_BB": str(bb), "ZOO_TRITON_WARPS": str(warps)}
+            env = dict(zip(names, map(str, option), strict=True))
             os.environ.update(env)
             row = {"backend": "triton", "env": env, "K": K, "T": T}
             try:

@@ -72,9 +72,11 @@ def test_check_passes_and_auto_selects_triton():
 
 
 @needs_triton
+@pytest.mark.parametrize("grads", ["gemm", "kernel"])  # weight gradients by torch GEMMs / in the kernel
 @pytest.mark.parametrize("N", [100, 37])  # even N: one hash per pair of units; odd N: pairs straddle trials
-def test_passes_match_torch_formulas_noise_dominated(N):
+def test_passes_match_torch_formulas_noise_dominated(N, grads, monkeypatch):
     """sigma = 1 and init_std = 1, so the noise stream itself is compared, not only its 1e-3 trace."""
+    monkeypatch.setenv("ZOO_TRITON_GRADS", grads)
     p = _problem(N)
     R0, Z0, L0, G0 = _passes("torch", p, sigma=1.0, init_std=1.0)
     R1, Z1, L1, G1 = _passes("triton", p, sigma=1.0, init_std=1.0)
@@ -88,10 +90,12 @@ def test_passes_match_torch_formulas_noise_dominated(N):
 
 
 @needs_triton
-def test_training_matches_autograd_spec():
+@pytest.mark.parametrize("grads", ["gemm", "kernel"])
+def test_training_matches_autograd_spec(grads, monkeypatch):
     """The fidelity test of the trainer (tests/test_train.py), with the Triton kernels."""
     from test_train import spec_train
 
+    monkeypatch.setenv("ZOO_TRITON_GRADS", grads)
     cfg = NetConfig("post", seed=5, lr=0.05, delay_ms=20, post_ms=30, epochs=3)
     ref_loss, ref_w = spec_train(5, 0.05, 4, 3, noise=True, random_init=True, post=6)
     with kernels.use_backend("triton"):
@@ -162,6 +166,9 @@ def test_precision_follows_tf32_flag_and_option(monkeypatch):
         monkeypatch.setenv("ZOO_TRITON_PRECISION", "bf16")
         with pytest.raises(ValueError, match="ieee, tf32x3"):
             kt._precision()
+        monkeypatch.setenv("ZOO_TRITON_GRADS", "atomic")
+        with pytest.raises(ValueError, match="gemm or kernel"):
+            kt.fused_grads()
         torch.backends.cuda.matmul.allow_tf32 = True
         assert kt._precision() == "tf32"
     finally:

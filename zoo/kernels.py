@@ -27,7 +27,8 @@ Backends (choose with the environment variable ``ZOO_KERNELS`` or :func:`set_bac
 - ``triton``: Triton kernels of the whole forward pass and of the backward steps (:mod:`zoo.kernels_triton`)
   for float32 CUDA tensors: one program per network and block of trials keeps the weights on the chip and the
   state in registers for all T steps, so memory traffic falls from ~370 to ~28 bytes per unit, trial and
-  step (the weight gradients stay batched torch GEMMs). Before its first use on a device (and launch
+  step (16 with ``ZOO_TRITON_GRADS=kernel``, which also folds the weight-gradient GEMMs into the backward
+  kernel). Before its first use on a device (and launch
   options) it is checked against the ``torch`` formulas on a small problem (:func:`triton_check`); if Triton is
   missing, fails to compile, or disagrees, ``torch`` runs instead, with a warning (``ZOO_TRITON=0`` disables
   it). On CPU tensors (only when asked for, and only with ``TRITON_INTERPRET=1`` set before Triton is
@@ -231,7 +232,9 @@ def triton_check(device: torch.device | str, tol: float = 2e-5) -> str | None:
 
     def triton_passes(R, Z, L):
         mod.forward_pass(W, dc, bias, C, W_out, b_out, keys, rng.counter(3, 0), 0.05, 0.5, 0.1, R, Z, L)
-        return Z.clone(), _backward_tail(W_out, u_cue, C, R, Z, DL, mod.backward_steps(W, W_out, 0.5, Z, DL))
+        Zc = Z.clone()
+        g = mod.backward_steps(W, W_out, 0.5, Z, DL, R, u_cue, C)
+        return Zc, g if "W_rec" in g else _backward_tail(W_out, u_cue, C, R, Z, DL, g["b"])
 
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -797,8 +800,10 @@ def backward_pass(W_rec: torch.Tensor, W_out: torch.Tensor, u_cue: torch.Tensor,
             return out
         warnings.warn(f"zoo.kernels: C backward pass failed ({err}); using the step-by-step path", stacklevel=2)
     if K and _triton_pass_ok(W_rec, W_out, R, Z, DL):
-        gb = _triton_module(R.device).backward_steps(W_rec, W_out, alpha, Z, DL)
-        return _backward_tail(W_out, u_cue, cue_steps, R, Z, DL, gb)
+        out = _triton_module(R.device).backward_steps(W_rec, W_out, alpha, Z, DL, R, u_cue, cue_steps)
+        if "W_rec" in out:  # the kernel computed the weight gradients too
+            return out
+        return _backward_tail(W_out, u_cue, cue_steps, R, Z, DL, out["b"])
     g = torch.zeros((K, B, N), dtype=dtype, device=dev)  # dL/dr[t+1]
     h = torch.empty_like(g)
     gb_acc = bias_accumulator(K, B, N, dtype, dev)

@@ -11,7 +11,8 @@ of the eager formulas. Per step and program:
     backward: d = alpha g (1 - z^2)  (written over z);  h = (1 - alpha) g + dlogit @ W_out;  g = h + d @ W_rec
 
 The noise is the counter-based stream of :mod:`zoo.rng` (SplitMix64 + Box-Muller, one hash per pair of
-draws); the weight gradients are then large batched GEMMs in torch (:func:`zoo.kernels.backward_pass`).
+draws); the weight gradients are then large batched GEMMs in torch (:func:`zoo.kernels.backward_pass`), or
+with ``ZOO_TRITON_GRADS=kernel`` accumulated per program in the backward kernel (:func:`fused_grads`).
 Matrix products use exact float32 (``input_precision="ieee"``; ``ZOO_TRITON_PRECISION=tf32x3`` for float32
 accuracy on the tensor cores) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, i.e.
 ``train_networks(tf32=True)``). ``ZOO_TRITON_BB`` and ``ZOO_TRITON_WARPS`` set the trials per program and the
@@ -132,11 +133,13 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
 
 
 @triton.jit
-def _backward_kernel(W, WO, Z, DL, GB,
-                     w_ks, wo_ks, z_ks, dl_ks, gb_ks,
-                     T, B, N, alpha,
-                     NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
-                     PRECISION: tl.constexpr):
+def _backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
+                     w_ks, wo_ks, z_ks, dl_ks, r_ks, gb_ks, gw_ks, gwo_ks, gwi_ks,
+                     T, C, B, N, alpha,
+                     NO: tl.constexpr, OP: tl.constexpr, NI: tl.constexpr, IP: tl.constexpr,
+                     BB: tl.constexpr, NP: tl.constexpr, PRECISION: tl.constexpr, FUSED: tl.constexpr):
+    """Backward steps of one network's BB trials. FUSED: also this program's part of the W_rec, W_out and W_in
+    gradients (reads R instead of writing dL/dpre over Z); else dL/dpre is written over Z for torch GEMMs."""
     k = tl.program_id(0).to(tl.int64)
     rb = tl.program_id(1)
     rows = rb * BB + tl.arange(0, BB)
@@ -154,16 +157,37 @@ def _backward_kernel(W, WO, Z, DL, GB,
     BN = B * N
     g = tl.zeros((BB, NP), dtype=tl.float32)  # dL/dr[t + 1]
     gb = tl.zeros((NP,), dtype=tl.float32)  # this program's part of the bias gradient
+    if FUSED:
+        ins = tl.arange(0, IP)
+        u = tl.load(U + rows[:, None] * NI + ins[None, :], mask=rmask[:, None] & (ins < NI)[None, :],
+                    other=0.0)  # (BB, IP) the input during the cue
+        gw = tl.zeros((NP, NP), dtype=tl.float32)  # sum over steps of dL/dpre^T r
+        gwo = tl.zeros((OP, NP), dtype=tl.float32)  # sum over steps of dL/dlogit^T r
+        gwi = tl.zeros((IP, NP), dtype=tl.float32)  # sum over cue steps of u^T dL/dpre
     for s in range(T):
         t = T - 1 - s
         z = tl.load(Z + k * z_ks + t * BN + state, mask=m2, other=0.0)
         d = ((z * z - 1.0) * g) * (-alpha)  # dL/dpre[t]
-        tl.store(Z + k * z_ks + t * BN + state, d, mask=m2)
         gb += tl.sum(d, axis=0)
         dl = tl.load(DL + k * dl_ks + t * (B * NO) + lout, mask=lmask, other=0.0)  # (BB, OP)
+        if FUSED:
+            r = tl.load(R + k * r_ks + t * BN + state, mask=m2, other=0.0)  # r[t], read out at step t
+            gw += tl.dot(tl.trans(d), r, input_precision=PRECISION)
+            gwo += tl.sum(dl[:, :, None] * r[:, None, :], axis=0)
+            cue = ((ins * 0 + t) < C).to(tl.float32)  # (IP,) 1 during the cue steps
+            gwi += tl.sum(u[:, :, None] * d[:, None, :], axis=0) * cue[:, None]
+        else:
+            tl.store(Z + k * z_ks + t * BN + state, d, mask=m2)
         h = g * (1.0 - alpha) + tl.sum(dl[:, :, None] * wo[None, :, :], axis=1)
         g = h + tl.dot(d, w, input_precision=PRECISION)  # dL/dr[t] (unused after t = 0)
     tl.store(GB + k * gb_ks + rb * N + cols, gb, mask=cmask)
+    if FUSED:
+        tl.store(GW + k * gw_ks + rb * (N * N) + cols[:, None] * N + cols[None, :], gw,
+                 mask=cmask[:, None] & cmask[None, :])
+        tl.store(GWO + k * gwo_ks + rb * (NO * N) + outs[:, None] * N + cols[None, :], gwo,
+                 mask=omask[:, None] & cmask[None, :])
+        tl.store(GWI + k * gwi_ks + rb * (NI * N) + ins[:, None] * N + cols[None, :], gwi,
+                 mask=(ins < NI)[:, None] & cmask[None, :])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -200,7 +224,8 @@ def _precision(tf32: bool | None = None) -> str:
 
 def config_str() -> str:
     """The launch options in use (without TF32, which the trainer switches per call)."""
-    return f"{_precision(tf32=False)}, {block_rows()} trials x {num_warps()} warps per program"
+    grads = "weight gradients in the kernel" if fused_grads() else "weight gradients by GEMMs"
+    return f"{_precision(tf32=False)}, {block_rows()} trials x {num_warps()} warps per program, {grads}"
 
 
 def _meta(B: int, N: int, n_out: int) -> dict:
@@ -223,21 +248,53 @@ def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter,
         float(init_std), EVEN_N=N % 2 == 0, PRECISION=_precision(), num_warps=num_warps(), **m)
 
 
-def backward_steps(W_rec, W_out, alpha, Z, DL) -> torch.Tensor:
-    """Launch the backward kernel: Z (K, T, B, N) holds the tanh values and is overwritten with dL/dpre;
-    DL (K, T, B, O) is dL/dlogits. Returns the bias gradient (K, N): the programs' partial sums added in a
-    fixed order (deterministic)."""
-    K, T, B, N = Z.shape
-    m = _meta(B, N, W_out.shape[1])
-    nb = triton.cdiv(B, m["BB"])
-    gb = torch.empty((K, nb, N), dtype=Z.dtype, device=Z.device)
-    _backward_kernel[(K, nb)](
-        W_rec, W_out, Z, DL, gb, W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), gb.stride(0),
-        T, B, N, float(alpha), PRECISION=_precision(), num_warps=num_warps(), **m)
-    total = gb[:, 0].clone()
-    for j in range(1, nb):
-        total += gb[:, j]
+def fused_grads() -> bool:
+    """Whether the backward kernel also computes the weight gradients (``$ZOO_TRITON_GRADS=kernel``) instead of
+    leaving them to three batched torch GEMMs (``gemm``, the default): 16 instead of 28 bytes per unit, trial
+    and step, but a 100 x 100 accumulator per program."""
+    v = os.environ.get("ZOO_TRITON_GRADS", "gemm").strip().lower() or "gemm"
+    if v not in ("gemm", "kernel"):
+        raise ValueError(f"ZOO_TRITON_GRADS={v!r}: choose gemm or kernel")
+    return v == "kernel"
+
+
+def _sum_parts(parts: torch.Tensor) -> torch.Tensor:
+    """(K, P, ...) -> (K, ...): the programs' partial sums added in a fixed order (deterministic)."""
+    total = parts[:, 0].clone()
+    for j in range(1, parts.shape[1]):
+        total += parts[:, j]
     return total
+
+
+def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) -> dict[str, torch.Tensor]:
+    """Launch the backward kernel. Z (K, T, B, N): the tanh values; DL (K, T, B, O): dL/dlogits.
+
+    Returns ``{"b": bias gradient (K, N)}`` and Z overwritten with dL/dpre (for the weight-gradient GEMMs);
+    with :func:`fused_grads` and R (K, T + 1, B, N), u_cue (B, I) given, also the ``W_rec``, ``W_out`` and
+    ``W_in`` gradients (as :func:`zoo.kernels.backward_pass`), and Z is left as it was."""
+    K, T, B, N = Z.shape
+    n_out = W_out.shape[1]
+    m = _meta(B, N, n_out)
+    nb = triton.cdiv(B, m["BB"])
+    fused = R is not None and fused_grads()
+    n_in = u_cue.shape[1] if fused else 1
+    dev = Z.device
+    gb = torch.empty((K, nb, N), dtype=Z.dtype, device=dev)
+    if fused:
+        gw, gwo = torch.empty((K, nb, N, N), device=dev), torch.empty((K, nb, n_out, N), device=dev)
+        gwi, u = torch.empty((K, nb, n_in, N), device=dev), u_cue.to(dev, torch.float32).contiguous()
+    else:
+        gw = gwo = gwi = gb  # unused
+        R = u = Z
+    _backward_kernel[(K, nb)](
+        W_rec, W_out, Z, DL, R, u, gb, gw, gwo, gwi,
+        W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), R.stride(0), gb.stride(0), gw.stride(0),
+        gwo.stride(0), gwi.stride(0), T, cue_steps, B, N, float(alpha), NI=n_in,
+        IP=max(2, triton.next_power_of_2(n_in)), PRECISION=_precision(), FUSED=fused, num_warps=num_warps(), **m)
+    out = {"b": _sum_parts(gb)}
+    if fused:
+        out.update(W_rec=_sum_parts(gw), W_out=_sum_parts(gwo), W_in=_sum_parts(gwi).transpose(1, 2))
+    return out
 
 
 #: whether the kernels were defined for Triton's interpreter (numpy, CPU tensors) instead of the GPU compiler
