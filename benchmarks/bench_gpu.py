@@ -19,10 +19,11 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
 2. the largest batch that fits at delay 400 ms (T = 96), found by trying (1 epoch per try; OOM -> smaller),
    and the measured bytes per network;
 3. network-epochs/s at delays 400, 40 and 200 ms (largest fitting batch, capped by ``--max-batch``) and with
-   256 networks (to model the per-step latency floor); then the projected wall time of each paper family and
-   of the whole ``paper`` preset (81,500 networks): the sum over networks of epochs x T network-steps at the
-   measured rate ("full batches"), and a batch-by-batch simulation in which a batch shrinks as its networks
-   finish (``train_networks`` groups by trial shape and chunks in order; families are built separately);
+   512 networks, one ``zoo build`` shard (to model the latency floor); then the projected wall time of each
+   paper family and of the whole ``paper`` preset (81,500 networks): the sum over networks of epochs x T
+   network-steps at the measured rate ("full batches"), a batch-by-batch simulation in which a batch shrinks
+   as its networks finish (``train_networks`` groups by trial shape and chunks in order; families are built
+   separately), and the same for ``zoo build``, which trains one shard (<= 512 networks) per batch;
 4. as the budget allows: the other kernel backends and TF32 at delay 400, one representative shape per
    other paper family (the projection is then refined);
 5. TF32 effect on outcomes: the same 256-network grid (600 epochs) with and without TF32: max weight
@@ -330,14 +331,26 @@ def paper_configs() -> tuple[list[NetConfig], str]:
     return out, "spec table (paper-method page)"
 
 
-def project(configs: list[NetConfig], rate_model, kmax_model) -> dict:
-    """Per family: networks, network-epoch-steps, ideal hours (full batches at the saturated rate) and simulated
-    hours (train_networks' grouping and chunking; batches shrink as networks finish)."""
+def _batch_s(epochs: list[int], T: int, a: float, cpn: float) -> float:
+    """Seconds to train one batch whose networks stop after their own epoch counts (the batch shrinks)."""
+    eps = sorted(epochs)
+    prev, t = 0, 0.0
+    for i, e in enumerate(eps):
+        t += (e - prev) * T * (a + cpn * (len(eps) - i))
+        prev = e
+    return t
+
+
+def project(configs: list[NetConfig], rate_model, kmax_model, shard_size: int | None = None) -> dict:
+    """Per family: networks, network-epoch-steps, ideal hours (full batches at the saturated rate), simulated
+    hours (train_networks' grouping and chunking; batches shrink as networks finish) and, with ``shard_size``,
+    build hours: what one ``zoo build`` process does, one shard (<= shard_size networks) per batch."""
     fams: dict[str, dict] = {}
     groups: dict[tuple, list[NetConfig]] = {}
     for c in configs:
         groups.setdefault((c.family, c.batch_key()), []).append(c)  # a build trains each family separately
-        f = fams.setdefault(c.family, {"networks": 0, "network_epoch_steps": 0, "ideal_s": 0.0, "simulated_s": 0.0})
+        f = fams.setdefault(c.family, {"networks": 0, "network_epoch_steps": 0, "ideal_s": 0.0, "simulated_s": 0.0,
+                                       "build_s": 0.0})
         T = c.task().n_steps
         f["networks"] += 1
         f["network_epoch_steps"] += c.epochs * T
@@ -345,25 +358,25 @@ def project(configs: list[NetConfig], rate_model, kmax_model) -> dict:
         f["ideal_s"] += c.epochs * T * cpn
     for cs in groups.values():
         T = cs[0].task().n_steps
-        fam = cs[0].family
-        a, cpn = rate_model(fam, T)
+        a, cpn = rate_model(cs[0].family, T)
         bs = kmax_model(T)
         for s in range(0, len(cs), bs):
-            eps = sorted(c.epochs for c in cs[s:s + bs])
-            prev, t = 0, 0.0
-            for i, e in enumerate(eps):
-                k_active = len(eps) - i
-                t += (e - prev) * T * (a + cpn * k_active)
-                prev = e
-            fams[fam]["simulated_s"] += t
-    tot = {"networks": sum(f["networks"] for f in fams.values()),
-           "network_epoch_steps": sum(f["network_epoch_steps"] for f in fams.values()),
-           "ideal_s": sum(f["ideal_s"] for f in fams.values()),
-           "simulated_s": sum(f["simulated_s"] for f in fams.values())}
+            fams[cs[0].family]["simulated_s"] += _batch_s([c.epochs for c in cs[s:s + bs]], T, a, cpn)
+    if shard_size:
+        from zoo import grids
+
+        for sh in grids.shards(configs, shard_size):
+            T = sh.configs[0].task().n_steps
+            a, cpn = rate_model(sh.family, T)
+            bs = kmax_model(T)
+            for s in range(0, len(sh), bs):
+                fams[sh.family]["build_s"] += _batch_s([c.epochs for c in sh.configs[s:s + bs]], T, a, cpn)
+    tot = {k: sum(f[k] for f in fams.values())
+           for k in ("networks", "network_epoch_steps", "ideal_s", "simulated_s", "build_s")}
     for f in (*fams.values(), tot):
-        f["ideal_h"] = f["ideal_s"] / 3600
-        f["simulated_h"] = f["simulated_s"] / 3600
-    return {"families": fams, "paper": tot}
+        for k in ("ideal", "simulated", "build"):
+            f[f"{k}_h"] = f[f"{k}_s"] / 3600
+    return {"families": fams, "paper": tot, "shard_size": shard_size}
 
 
 def project_now(rows, small_k, fam_rows, lb, total, args) -> None:
@@ -382,18 +395,26 @@ def project_now(rows, small_k, fam_rows, lb, total, args) -> None:
         return a, c
 
     configs, source = paper_configs()
-    proj = project(configs, rate_model, lambda T: min(args.max_batch, kmax_for(T, lb, total)))
+    try:
+        from zoo.grids import load_preset
+
+        shard_size = load_preset("paper").shard_size
+    except Exception:  # noqa: BLE001 - the projection without the build's shards
+        shard_size = None
+    proj = project(configs, rate_model, lambda T: min(args.max_batch, kmax_for(T, lb, total)), shard_size)
     proj["source"] = source
     proj["model"] = {"latency_s_per_step": a, "s_per_network_step_at_T": dict(zip(Ts, cs, strict=True)),
                      "families_measured": sorted(fam_rows),
                      "note": "epoch time = T x (latency + s_per_network_step x active networks)"}
     RESULTS["projection"] = proj
+    per_build = f", {{:.2f}} h as `zoo build` runs it (one shard of <= {shard_size} networks per batch)" if shard_size else ""
     for fam, f in proj["families"].items():
         log(f"projection {fam}: {f['networks']} networks, {f['network_epoch_steps']:.3g} network-steps, "
-            f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated")
+            f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated" + per_build.format(f["build_h"]))
     p = proj["paper"]
     log(f"projection paper preset: {p['networks']} networks, {p['network_epoch_steps']:.3g} network-steps, "
-        f"{p['ideal_h']:.2f} h at full batches, {p['simulated_h']:.2f} h simulated (one GPU)")
+        f"{p['ideal_h']:.2f} h at full batches, {p['simulated_h']:.2f} h simulated" + per_build.format(p["build_h"])
+        + " (one GPU)")
     save()
 
 
@@ -558,7 +579,7 @@ def main(argv=None) -> int:
     rows = RESULTS["throughput"]
     small_k = None
     if left() > 10:
-        small_k = timed_run(family_config("nopost", 200), 256 if not dry() else 8, timed=4, tf32=args.tf32)
+        small_k = timed_run(family_config("nopost", 200), 512 if not dry() else 8, timed=4, tf32=args.tf32)
         RESULTS["throughput_small_batch"] = small_k
         log(f"small batch ({small_k['K']}, T = 56): {small_k['net_epochs_per_s']:.0f} network-epochs/s, "
             f"epoch {small_k['epoch_s'] * 1e3:.1f} ms")
@@ -650,6 +671,7 @@ if __name__ == "__main__":
     summary = {k: RESULTS.get(k) for k in ("largest_batch", "throughput", "projection")}
     print(json.dumps({"summary": {"largest_batch": (summary["largest_batch"] or {}).get("largest_fitting"),
                                   "paper_hours_simulated": ((summary["projection"] or {}).get("paper") or {}).get("simulated_h"),
+                                  "paper_hours_build": ((summary["projection"] or {}).get("paper") or {}).get("build_h"),
                                   "throughput": [(r["delay_ms"], round(r["net_epochs_per_s"])) for r in summary["throughput"] or []]}}),
           flush=True)
     sys.exit(code)
