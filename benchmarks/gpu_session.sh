@@ -13,15 +13,19 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:${PYTHONPATH:-} COLUMNS=200
 STEPS=${STEPS:-"bench validation"}
 DEV=cuda; EXTRA=""; BENCH_T=${BENCH_T:-330}; BUILD_T=${BUILD_T:-240}
 if [ "${SMOKE:-0}" = 1 ]; then DEV=cpu; EXTRA="--epochs 2 --seeds 1"; BENCH_T=5; BUILD_T=300; fi
-W=${WORK:-/tmp/zoo-gpu}; rm -rf "$W"; mkdir -p "$W"
+W=${WORK:-/tmp/zoo-gpu}; rm -rf "$W"; mkdir -p "$W"; BEST=/tmp/zoo-gpu-results.json
 zoo() { python3 -m zoo.cli "$@"; }
 {
   date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
   python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -1
-  echo "== 1. bench_gpu"; [ "$DEV" = cuda ] && [[ " $STEPS " == *" bench "* ]] && timeout $BENCH_T python3 benchmarks/bench_gpu.py --budget-s $((BENCH_T - 25))
+  echo "== 1. bench_gpu"; [ "$DEV" = cuda ] && [[ " $STEPS " == *" bench "* ]] && {
+    timeout $BENCH_T python3 benchmarks/bench_gpu.py --budget-s $((BENCH_T - 25))
+    cp "$OUT/gpu_results.json" "$BEST" 2>/dev/null; }  # kept on the machine for a later STEPS=validation call
   [[ " $STEPS " == *" validation "* ]] || { date; exit 0; }
-  echo "== 2. validation ($(date +%T))"
+  # the Triton launch options that won the benchmark's sweep, if it ran on this machine
+  eval "$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); b=[x for x in r.get('triton_sweep',[]) if x.get('env') and x.get('epoch_s')]; b=min(b,key=lambda x:x['epoch_s'])['env'] if b else {}; print(' '.join(f'export {k}={v};' for k,v in b.items()))" "$BEST" 2>/dev/null)"
+  echo "== 2. validation ($(date +%T)); Triton options: $(env | grep ZOO_TRITON_ | tr '\n' ' ')"
   for i in 0 1 2 3 4 5 6 7; do
     timeout $BUILD_T python3 -m zoo.cli build --preset validation --device $DEV $EXTRA --out "$W/val" --shard $i/8 > "$W/val-$i.log" 2>&1 &
   done
