@@ -54,10 +54,23 @@ def test_paper_counts(paper):
         assert load_preset(fam).n_networks == n == family_grid(fam).n_networks
 
 
-def test_paper_expansion_is_fast():
-    t = time.perf_counter()
-    make_grid("paper")
-    assert time.perf_counter() - t < 2.0
+def test_paper_expansion_fast_path(monkeypatch):
+    """The fast expansion of the 81,500 paper networks equals the plain dataclass one, and is faster than it
+    (best of 3 each, measured in this run: a ratio, never an absolute time)."""
+
+    def best_of_3():
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            grid = make_grid("paper")
+            times.append(time.perf_counter() - t)
+        return min(times), grid
+
+    fast_s, fast = best_of_3()
+    monkeypatch.setattr(grids, "_FAST_CONFIGS", False)
+    slow_s, slow = best_of_3()
+    assert fast == slow and [c.net_id for c in fast[::997]] == [c.net_id for c in slow[::997]]
+    assert fast_s < slow_s, (fast_s, slow_s)
 
 
 # The paper's learning rates, exactly (repr): they enter every network id, so they must never change
