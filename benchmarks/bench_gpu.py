@@ -23,7 +23,7 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
    paper family and of the whole ``paper`` preset (81,500 networks): the sum over networks of epochs x T
    network-steps at the measured rate ("full batches"), a batch-by-batch simulation in which a batch shrinks
    as its networks finish (``train_networks`` groups by trial shape and chunks in order; families are built
-   separately), and the same for ``zoo build``, which trains one shard (<= 512 networks) per batch;
+   separately), and the same for ``zoo build``, which trains consecutive shards of one trial shape together;
 4. as the budget allows: the other kernel backends and TF32 at delay 400, one representative shape per
    other paper family (the projection is then refined);
 5. TF32 effect on outcomes: the same 256-network grid (600 epochs) with and without TF32: max weight
@@ -344,7 +344,7 @@ def _batch_s(epochs: list[int], T: int, a: float, cpn: float) -> float:
 def project(configs: list[NetConfig], rate_model, kmax_model, shard_size: int | None = None) -> dict:
     """Per family: networks, network-epoch-steps, ideal hours (full batches at the saturated rate), simulated
     hours (train_networks' grouping and chunking; batches shrink as networks finish) and, with ``shard_size``,
-    build hours: what one ``zoo build`` process does, one shard (<= shard_size networks) per batch."""
+    build hours: what one ``zoo build`` process does (consecutive shards of one trial shape share a batch)."""
     fams: dict[str, dict] = {}
     groups: dict[tuple, list[NetConfig]] = {}
     for c in configs:
@@ -362,15 +362,20 @@ def project(configs: list[NetConfig], rate_model, kmax_model, shard_size: int | 
         bs = kmax_model(T)
         for s in range(0, len(cs), bs):
             fams[cs[0].family]["simulated_s"] += _batch_s([c.epochs for c in cs[s:s + bs]], T, a, cpn)
-    if shard_size:
+    if shard_size:  # zoo build: consecutive shards of one trial shape share a batch, up to what memory holds
         from zoo import grids
+        from zoo.executors import shard_batches
 
-        for sh in grids.shards(configs, shard_size):
-            T = sh.configs[0].task().n_steps
-            a, cpn = rate_model(sh.family, T)
+        shards = grids.shards(configs, shard_size)
+        Ts = sorted({s.configs[0].task().n_steps for s in shards})
+        for T in Ts:  # the batch cap depends on T
+            same_T = [s for s in shards if s.configs[0].task().n_steps == T]
             bs = kmax_model(T)
-            for s in range(0, len(sh), bs):
-                fams[sh.family]["build_s"] += _batch_s([c.epochs for c in sh.configs[s:s + bs]], T, a, cpn)
+            for group in shard_batches(same_T, "cpu", batch_size=bs, combine=True):
+                cs = [c for s in group for c in s.configs]  # train_networks then cuts batches of bs
+                a, cpn = rate_model(group[0].family, T)
+                for i in range(0, len(cs), bs):
+                    fams[group[0].family]["build_s"] += _batch_s([c.epochs for c in cs[i:i + bs]], T, a, cpn)
     tot = {k: sum(f[k] for f in fams.values())
            for k in ("networks", "network_epoch_steps", "ideal_s", "simulated_s", "build_s")}
     for f in (*fams.values(), tot):
@@ -407,7 +412,7 @@ def project_now(rows, small_k, fam_rows, lb, total, args) -> None:
                      "families_measured": sorted(fam_rows),
                      "note": "epoch time = T x (latency + s_per_network_step x active networks)"}
     RESULTS["projection"] = proj
-    per_build = f", {{:.2f}} h as `zoo build` runs it (one shard of <= {shard_size} networks per batch)" if shard_size else ""
+    per_build = ", {:.2f} h as `zoo build` batches its shards" if shard_size else ""
     for fam, f in proj["families"].items():
         log(f"projection {fam}: {f['networks']} networks, {f['network_epoch_steps']:.3g} network-steps, "
             f"{f['ideal_h']:.2f} h at full batches, {f['simulated_h']:.2f} h simulated" + per_build.format(f["build_h"]))

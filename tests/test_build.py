@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import zoo.build
@@ -18,7 +19,7 @@ from zoo import store
 from zoo.build import Build, plan_build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, MissingShardsError, ZooError
-from zoo.executors import run_local
+from zoo.executors import run_local, shard_batches
 from zoo.manifest import verify_folder
 from zoo.train import train_networks
 from zoo.verify import compare_releases
@@ -175,6 +176,85 @@ def test_package_refuses_missing_then_partial_then_complete(tmp_path, single):
     assert info["partial"] is False and info["missing_shards"] == [] and info["n_networks"] == 4
     assert "partial: some shards" not in (out / store.CARD_PATH).read_text()
     assert_same_release(out, single)
+
+
+# ---------------------------------------------------------------- shards trained together (GPU builds)
+def _ids(groups):
+    return [[s.shard_id for s in g] for g in groups]
+
+
+def test_shard_batches_group_consecutive_shards_of_one_shape(tmp_path):
+    plan = plan_build("smoke", **TINY)  # 4 shards of 1 network: 2 at delay 0, 2 at delay 40
+    assert _ids(shard_batches(plan.shards)) == [[s.shard_id] for s in plan.shards]  # CPU: one by one
+    both = _ids(shard_batches(plan.shards, combine=True))
+    assert both == [[s.shard_id for s in plan.shards[:2]], [s.shard_id for s in plan.shards[2:]]]
+    for g in shard_batches(plan.shards, combine=True):
+        assert len({s.configs[0].batch_key() for s in g}) == 1  # one trial shape per batch
+    assert _ids(shard_batches(plan.shards, batch_size=1, combine=True)) == [[s.shard_id] for s in plan.shards]
+    with pytest.raises(ValueError, match="trial shape"):
+        Build(tmp_path / "z", plan).run_shards(plan.shards)  # delays 0 and 40 cannot share a batch
+
+
+def test_combined_shards_resume_locks_and_same_release(tmp_path, single, monkeypatch):
+    """Shards trained together: a done one is skipped, a locked one left alone, the others trained in one
+    batch; the release is bitwise the one built shard by shard."""
+    plan = plan_build("smoke", **TINY)
+    s0, s1, s2, s3 = plan.shards
+    b = Build(tmp_path / "z", plan)
+    assert b.run_shard(s0) == "built"
+    batches: list[list[str]] = []
+
+    def counting(configs, **kw):
+        batches.append([c.net_id for c in configs])
+        return train_networks(configs, **kw)
+
+    monkeypatch.setattr(zoo.build, "train_networks", counting)
+    held = b._claim(s3.shard_id)  # another worker holds s3
+    try:
+        states = run_local(b, plan.shards, combine=True)
+    finally:
+        held.release()
+    assert states == {s0.shard_id: "done", s1.shard_id: "built", s2.shard_id: "built", s3.shard_id: "locked"}
+    assert batches == [s1.net_ids, s2.net_ids]  # s2 trained without its locked partner
+    assert run_local(b, plan.shards, combine=True)[s3.shard_id] == "built"
+    assert batches[-1] == s3.net_ids
+    b.package()
+    assert_same_release(b.out, single)
+
+
+COMBINED_WORKER = """
+import sys
+from zoo.build import Build, plan_build
+from zoo.executors import run_local
+plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3, shard_size=1)
+run_local(Build(sys.argv[1], plan), plan.shards, combine=True)
+"""
+
+
+def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatch):
+    """SIGKILL after the first shard's part of a combined batch was saved: the resume keeps that shard's
+    networks, trains only the other two, and the result is bitwise that of an uninterrupted build."""
+    out = tmp_path / "z"
+    env = {**os.environ, "ZOO_FAULT_POINT": "chunk-written:1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", COMBINED_WORKER, str(out)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == -9, r.stderr
+    plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3, shard_size=1)
+    b = Build(out, plan)
+    assert sorted(b.status().values()) == ["partial", "todo", "todo"]
+    trained: list[str] = []
+
+    def counting(configs, **kw):
+        trained.extend(c.net_id for c in configs)
+        return train_networks(configs, **kw)
+
+    monkeypatch.setattr(zoo.build, "train_networks", counting)
+    assert set(run_local(b, plan.shards, combine=True).values()) == {"built"}
+    assert trained == [c.net_id for s in plan.shards[1:] for c in s.configs]
+    ref = train_networks([s.configs[0] for s in plan.shards])
+    for i, s in enumerate(plan.shards):
+        w = store.read_weights(out / store.weights_path(s.family, s.shard_id))
+        assert all(torch.equal(w[n][0], ref.weights[n][i].float()) for n in w), s.shard_id
 
 
 # ---------------------------------------------------------------- size estimate

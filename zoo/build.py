@@ -456,24 +456,47 @@ class Build:
                   label: bool = True, progress: Callable[[int], None] | None = None) -> str:
         """Train (and label) one shard unless it is done. Returns 'done' (already), 'built' or 'locked'
         (another live worker holds it). A shard whose files fail verification is trained again."""
-        if self.is_done(shard):
-            self._clear_stale_claim(shard.shard_id)
-            return "done"
+        return self.run_shards([shard], device=device, batch_size=batch_size, label=label,
+                               progress=progress)[shard.shard_id]
+
+    def run_shards(self, shards: Sequence[grids.Shard], *, device="cpu", batch_size: int | None = None,
+                   label: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, str]:
+        """Like :meth:`run_shard` for several shards of one trial shape, trained together (on a GPU, one batch
+        of thousands of networks instead of one shard's 512). Each shard is claimed, resumed, written and
+        marked done on its own. Returns ``{shard_id: 'done' | 'built' | 'locked'}``."""
+        keys = {s.configs[0].batch_key() for s in shards}
+        if len(keys) > 1:
+            raise ValueError(f"shards {', '.join(s.shard_id for s in shards)} differ in trial shape or model: "
+                             "only shards of one shape train together")
+        states: dict[str, str] = {}
+        claims, todo = [], []
         try:
-            claim = self._claim(shard.shard_id)
-        except BuildLockedError:
-            return "locked"
-        try:
-            problem = self.marker_problem(shard)
-            if problem is None:  # finished by another worker between our check and our claim
-                return "done"
-            if problem != "not finished":
-                print(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again", file=sys.stderr)
-                self._done_file(shard.shard_id).unlink(missing_ok=True)
-            self._run_shard(shard, device, batch_size, label, progress)
+            for shard in shards:
+                if self.is_done(shard):
+                    self._clear_stale_claim(shard.shard_id)
+                    states[shard.shard_id] = "done"
+                    continue
+                try:
+                    claims.append(self._claim(shard.shard_id))
+                except BuildLockedError:
+                    states[shard.shard_id] = "locked"
+                    continue
+                problem = self.marker_problem(shard)
+                if problem is None:  # finished by another worker between our check and our claim
+                    states[shard.shard_id] = "done"
+                    continue
+                if problem != "not finished":
+                    print(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again",
+                          file=sys.stderr)
+                    self._done_file(shard.shard_id).unlink(missing_ok=True)
+                todo.append(shard)
+            if todo:
+                self._run_shards(todo, device, batch_size, label, progress)
+                states.update(dict.fromkeys((s.shard_id for s in todo), "built"))
         finally:
-            claim.release()
-        return "built"
+            for claim in claims:
+                claim.release()
+        return {s.shard_id: states[s.shard_id] for s in shards}
 
     def _chunks(self, shard: grids.Shard) -> tuple[dict[str, dict], Path]:
         """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info.
@@ -505,9 +528,9 @@ class Build:
                               "epochs_run": meta["epochs_run"][j], "diverged": meta["diverged"][j]}
         return found, work
 
-    def _run_shard(self, shard, device, batch_size, label, progress):
+    def _run_shards(self, shards, device, batch_size, label, progress):
         dev = resolve_device(device)
-        total = sum(c.epochs for c in shard.configs)
+        total = sum(c.epochs for shard in shards for c in shard.configs)
         reported = [0]
 
         def report(n: int) -> None:
@@ -519,39 +542,55 @@ class Build:
             report(n)
             fault_point("epoch")
 
-        found, work = self._chunks(shard)
-        todo = [c for c in shard.configs if c.net_id not in found]
-        pos = {c.net_id: i for i, c in enumerate(shard.configs)}
-        if found:
-            report(sum(c.epochs for c in shard.configs if c.net_id in found))
-        # a chunk is one saved step of progress: on CUDA the whole rest of the shard (train_networks sizes
-        # its batches from free memory), on CPU 32 networks (or --batch-size)
+        found: dict[str, dict] = {}
+        work: dict[str, Path] = {}
+        todo: list[tuple[grids.Shard, NetConfig]] = []
+        for shard in shards:
+            done, work[shard.shard_id] = self._chunks(shard)
+            found[shard.shard_id] = done
+            if done:
+                report(sum(c.epochs for c in shard.configs if c.net_id in done))
+            todo += [(shard, c) for c in shard.configs if c.net_id not in done]
+        # a chunk is one saved step of progress: on CUDA everything left (train_networks sizes its batches
+        # from free memory), on CPU 32 networks (or --batch-size); each shard's part is saved on its own
         if dev.type == "cuda":
             chunk_size, train_bs = batch_size or max(1, len(todo)), batch_size
         else:
             chunk_size = train_bs = batch_size or 32
         for s in range(0, len(todo), chunk_size):
             chunk = todo[s:s + chunk_size]
-            res = train_networks(chunk, device=dev, batch_size=train_bs, progress=on_epoch)
+            res = train_networks([c for _, c in chunk], device=dev, batch_size=train_bs, progress=on_epoch)
             fault_point("chunk-trained")
-            ids = [c.net_id for c in chunk]
-            stem = work / f"chunk-{pos[ids[0]]:05d}"
-            store.write_weights(stem.with_suffix(".safetensors"), res.weights, ids)
-            fault_point("chunk-weights")
-            store.write_curves(stem.with_suffix(".parquet"), ids, res.curves)
-            meta = {"net_ids": ids, "epochs_run": res.epochs_run.tolist(), "diverged": res.diverged.tolist(),
-                    "sha256": {"weights": sha256_file(stem.with_suffix(".safetensors")),
-                               "curves": sha256_file(stem.with_suffix(".parquet"))}}
-            atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
-            fault_point("chunk-written")
-            for j, nid in enumerate(ids):
-                found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
-                              "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j])}
-        self._finish_shard(shard, found, label, dev)
-        fault_point("shard-done")
+            for shard in shards:
+                rows = [j for j, (owner, _) in enumerate(chunk) if owner is shard]
+                if rows:
+                    self._write_chunk(shard, work[shard.shard_id], found[shard.shard_id], res, rows)
+        for shard in shards:
+            self._finish_shard(shard, found[shard.shard_id], label, dev)
+            fault_point("shard-done")
+            shutil.rmtree(work[shard.shard_id], ignore_errors=True)
         if reported[0] < total:  # networks that diverged stopped early: count their epochs as done
             report(total - reported[0])
-        shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _write_chunk(shard, work: Path, found: dict, res, rows: list[int]) -> None:
+        """Save the networks ``rows`` of a training result (all of ``shard``) as one chunk of its work folder."""
+        ids = [res.configs[j].net_id for j in rows]
+        pos = {c.net_id: i for i, c in enumerate(shard.configs)}
+        stem = work / f"chunk-{pos[ids[0]]:05d}"
+        weights = {n: w[rows] for n, w in res.weights.items()}
+        curves = {c: [res.curves[c][j] for j in rows] for c in CURVES}
+        store.write_weights(stem.with_suffix(".safetensors"), weights, ids)
+        fault_point("chunk-weights")
+        store.write_curves(stem.with_suffix(".parquet"), ids, curves)
+        meta = {"net_ids": ids, "epochs_run": res.epochs_run[rows].tolist(), "diverged": res.diverged[rows].tolist(),
+                "sha256": {"weights": sha256_file(stem.with_suffix(".safetensors")),
+                           "curves": sha256_file(stem.with_suffix(".parquet"))}}
+        atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
+        fault_point("chunk-written")
+        for j, nid in zip(rows, ids, strict=True):
+            found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
+                          "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j])}
 
     def _finish_shard(self, shard, found, label, device):
         ids = shard.net_ids

@@ -1,6 +1,7 @@
 """Where shards run: in this process (``local``), or as Ray tasks (``ray``, see :func:`run_ray`).
 
-Both executors only call :meth:`zoo.build.Build.run_shard`, which claims a shard, trains it, writes its
+Both executors only call :meth:`zoo.build.Build.run_shard` (or, for several shards of one trial shape trained
+in one batch on a GPU, :meth:`~zoo.build.Build.run_shards`), which claims each shard, trains it, writes its
 results atomically into the build folder and marks it done; so executors can be mixed on one build folder
 (for example SLURM array tasks and a Ray cluster on the same shared filesystem) and re-running any of them
 resumes the build. Ray is optional: it is imported only when :func:`run_ray` is called.
@@ -25,14 +26,41 @@ RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[defaul
 
 def run_local(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
               label: bool = True, progress: Callable[[int], None] | None = None,
-              on_shard: Callable[[Shard, str], None] | None = None) -> dict[str, str]:
-    """Run shards one after another in this process; returns ``{shard_id: 'done' | 'built' | 'locked'}``."""
+              on_shard: Callable[[Shard, str], None] | None = None, combine: bool | None = None) -> dict[str, str]:
+    """Run shards one after another in this process; returns ``{shard_id: 'done' | 'built' | 'locked'}``.
+
+    ``combine`` (default: on CUDA) trains consecutive shards of one trial shape together, as many as one batch
+    holds (``batch_size``, else what free GPU memory holds): thousands of networks per batch on a GPU instead of
+    one shard's 512."""
     out = {}
-    for s in shards:
-        out[s.shard_id] = build.run_shard(s, device=device, batch_size=batch_size, label=label, progress=progress)
-        if on_shard is not None:
-            on_shard(s, out[s.shard_id])
+    for group in shard_batches(shards, device, batch_size, combine):
+        states = build.run_shards(group, device=device, batch_size=batch_size, label=label, progress=progress)
+        for s in group:
+            out[s.shard_id] = states[s.shard_id]
+            if on_shard is not None:
+                on_shard(s, out[s.shard_id])
     return out
+
+
+def shard_batches(shards: Sequence[Shard], device="cpu", batch_size: int | None = None,
+                  combine: bool | None = None) -> list[list[Shard]]:
+    """Consecutive shards of one trial shape grouped up to one batch of networks (``combine``, default on
+    CUDA), else one shard per group."""
+    dev = resolve_device(device)
+    if not (dev.type == "cuda" if combine is None else combine):
+        return [[s] for s in shards]
+    from .train import default_batch_size
+
+    groups: list[list[Shard]] = []
+    key = cap = None
+    for s in shards:
+        k = s.configs[0].batch_key()
+        if groups and k == key and sum(map(len, groups[-1])) + len(s) <= cap:
+            groups[-1].append(s)
+            continue
+        key, cap = k, batch_size or default_batch_size(dev, s.configs[0].task().n_steps)
+        groups.append([s])
+    return groups
 
 
 # ---------------------------------------------------------------- Ray
