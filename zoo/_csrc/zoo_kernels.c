@@ -47,15 +47,31 @@ int zoo_has_openmp(void) {
 #endif
 }
 
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vi __attribute__((vector_size(32)));
+#if defined(__AVX512F__)
+#define VL 16
+#else
 #define VL 8
+#endif
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef int32_t vi __attribute__((vector_size(4 * VL)));
+typedef float vf8 __attribute__((vector_size(32)));
+
+/* the value v is rounded to float here: the compiler may not fuse the operation that made it into a later
+ * multiply-add (an empty asm that must see v in a vector register, or else in memory) */
+#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+#define ROUNDED(v) __asm__("" : "+v"(v))
+#elif defined(__AVX__) && (defined(__x86_64__) || defined(__i386__))
+#define ROUNDED(v) __asm__("" : "+x"(v))
+#else
+#define ROUNDED(v) __asm__("" : "+m"(v))
+#endif
 
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
-static inline vf vbroad(float x) { return (vf){x, x, x, x, x, x, x, x}; }
-static inline vi vbroadi(int32_t x) { return (vi){x, x, x, x, x, x, x, x}; }
+static inline vf vbroad(float x) { return (vf){0} + x; }
+static inline vi vbroadi(int32_t x) { return (vi){0} + x; }
+static inline vf8 vload8(const float *p) { vf8 v; memcpy(&v, p, sizeof v); return v; }
 
 static inline uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * M1;
@@ -138,9 +154,9 @@ static inline vf tanh_v(vf x) {
 
 /* BF standard normals: pairs c0 .. c0 + BP - 1 of stream `key` (c0 includes the epoch/slot counter) */
 static inline void normal_block(uint64_t key, uint64_t c0, float *out) {
-    float u1[BP] __attribute__((aligned(32))), u2[BP] __attribute__((aligned(32)));
-    float rad[BP] __attribute__((aligned(32))), sn[BP] __attribute__((aligned(32)));
-    float cs[BP] __attribute__((aligned(32)));
+    float u1[BP] __attribute__((aligned(64))), u2[BP] __attribute__((aligned(64)));
+    float rad[BP] __attribute__((aligned(64))), sn[BP] __attribute__((aligned(64)));
+    float cs[BP] __attribute__((aligned(64)));
     uint64_t v0 = key + c0 * GOLDEN;
     for (int i = 0; i < BP; i++) {
         uint64_t x = mix64(v0 + (uint64_t)i * GOLDEN);
@@ -163,7 +179,12 @@ static inline void normal_block(uint64_t key, uint64_t c0, float *out) {
 
 /* store 8 floats; `nt`: a non-temporal (streaming) store, for data not needed again soon */
 static inline void vstore_nt(float *p, vf v, int nt) {
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+    if (nt && ((uintptr_t)p & 63) == 0) {
+        _mm512_stream_ps(p, (__m512)v);
+        return;
+    }
+#elif defined(__AVX__)
     if (nt && ((uintptr_t)p & 31) == 0) {
         _mm256_stream_ps(p, (__m256)v);
         return;
@@ -189,12 +210,13 @@ static inline void store_fence(void) {
 }
 
 /* One block of the forward step: z = tanh(pre + sigma * normal), rn = r + alpha * (z - r). */
-static inline void fwd_block(const float *pre, const float *r, float *zo, float *rn, uint64_t key,
-                             uint64_t c0, float sigma, float alpha, int noise, int nt) {
-    float eps[BF] __attribute__((aligned(32)));
+static inline void fwd_block(const float *pre, const float *drive, const float *r, float *zo, float *rn,
+                             uint64_t key, uint64_t c0, float sigma, float alpha, int noise, int nt) {
+    float eps[BF] __attribute__((aligned(64)));
     if (noise) normal_block(key, c0, eps);
     for (int i = 0; i < BF; i += VL) {
         vf p = vload(pre + i);
+        if (drive) p = p + vload(drive + i); /* the input drive (NULL: already in pre) */
         if (noise) p = p + sigma * vload(eps + i);
         vf z = tanh_v(p), rv = vload(r + i);
         vstore_nt(zo + i, z, nt);
@@ -204,11 +226,11 @@ static inline void fwd_block(const float *pre, const float *r, float *zo, float 
 
 /* dot product in a fixed order (8 partial sums, then lanes in order, then the tail) */
 static inline float dot(const float *a, const float *b, int64_t n) {
-    vf acc = vbroad(0.0f);
+    vf8 acc = {0};
     int64_t j = 0;
-    for (; j + VL <= n; j += VL) acc = acc + vload(a + j) * vload(b + j);
+    for (; j + 8 <= n; j += 8) acc = acc + vload8(a + j) * vload8(b + j);
     float s = acc[0];
-    for (int l = 1; l < VL; l++) s = s + acc[l];
+    for (int l = 1; l < 8; l++) s = s + acc[l];
     for (; j < n; j++) s = s + a[j] * b[j];
     return s;
 }
@@ -238,14 +260,14 @@ static void fwd_chunk(const fwd_args *a, int64_t k, int64_t b0, int64_t b1) {
     int noise = a->sigma != 0.0f;
     int64_t i = lo;
     for (; i + BF <= hi; i += BF)
-        fwd_block(P + i, R + i, Z + i, RN + i, key, a->base + (uint64_t)(i / 2), a->sigma, a->alpha, noise,
+        fwd_block(P + i, 0, R + i, Z + i, RN + i, key, a->base + (uint64_t)(i / 2), a->sigma, a->alpha, noise,
                   a->stream_z);
     if (i < hi) { /* tail: pad into a full block so that every element uses the same code */
         float tp[BF] = {0}, tr[BF] = {0}, tz[BF], trn[BF];
         int64_t m = hi - i;
         memcpy(tp, P + i, (size_t)m * 4);
         memcpy(tr, R + i, (size_t)m * 4);
-        fwd_block(tp, tr, tz, trn, key, a->base + (uint64_t)(i / 2), a->sigma, a->alpha, noise, 0);
+        fwd_block(tp, 0, tr, tz, trn, key, a->base + (uint64_t)(i / 2), a->sigma, a->alpha, noise, 0);
         memcpy(Z + i, tz, (size_t)m * 4);
         memcpy(RN + i, trn, (size_t)m * 4);
     }
@@ -294,7 +316,7 @@ void zoo_normal_f32(int64_t K, int64_t n, const int64_t *keys, uint64_t base, fl
         float *O = out + k * out_ks;
         uint64_t key = (uint64_t)keys[k];
         for (int64_t i = lo; i < hi; i += BF) {
-            float eps[BF] __attribute__((aligned(32)));
+            float eps[BF] __attribute__((aligned(64)));
             normal_block(key, base + (uint64_t)(i / 2), eps);
             for (int j = 0; j < BF; j += VL) {
                 vf v = scale * vload(eps + j);
@@ -423,7 +445,7 @@ static void logits_rows(const float *W, const float *bo, const float *r, float *
         for (int64_t o = 0; o < O; o++) L[b * O + o] = bo[o] + dot(W + o * N, r + b * N, N);
 }
 
-static void fwd_pass_one(const fwd_pass_args *a, int64_t k, float *pre, float *Wt) {
+static void fwd_pass_one(const fwd_pass_args *a, int64_t k, float *pre, float *Wt, float *biasfull) {
     const int64_t B = a->B, N = a->N, O = a->O, BN = B * N, T = a->T;
     const float *W = a->W + k * a->W_ks, *dc = a->drive_cue + k * a->dc_ks, *bias = a->bias + k * a->bias_ks;
     const float *wo = a->wout + k * a->wout_ks, *bo = a->bout + k * a->bout_ks;
@@ -432,9 +454,10 @@ static void fwd_pass_one(const fwd_pass_args *a, int64_t k, float *pre, float *W
     int noise = a->sigma != 0.0f;
     for (int64_t i = 0; i < N; i++) /* W_rec^T, so that the step's product is a plain (no-transpose) sgemm */
         for (int64_t j = 0; j < N; j++) Wt[j * N + i] = W[i * N + j];
+    for (int64_t b = 0; b < B; b++) memcpy(biasfull + b * N, bias, (size_t)N * 4); /* the drive after the cue */
     /* r[0] = tanh(init_std * normal(slot 0)) and its logits */
     for (int64_t i = 0; i < BN; i += BF) {
-        float eps[BF] __attribute__((aligned(32)));
+        float eps[BF] __attribute__((aligned(64)));
         normal_block(key, a->epoch_ctr + (uint64_t)(i / 2), eps);
         for (int j = 0; j < BF; j += VL) vstore(eps + j, tanh_v(a->init_std * vload(eps + j)));
         int64_t m = BN - i < BF ? BN - i : BF;
@@ -445,23 +468,20 @@ static void fwd_pass_one(const fwd_pass_args *a, int64_t k, float *pre, float *W
         const float *r = R + t * BN;
         float *rn = R + (t + 1) * BN, *z = Z + t * BN;
         gemm_rm('N', 'N', (int)B, (int)N, (int)N, 1.0f, r, (int)N, Wt, (int)N, 0.0f, pre, (int)N);
-        if (t < a->C) {
-            for (int64_t i = 0; i < BN; i++) pre[i] = pre[i] + dc[i];
-        } else {
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t j = 0; j < N; j++) pre[b * N + j] = pre[b * N + j] + bias[j];
-        }
+        const float *drive = t < a->C ? dc : biasfull; /* added to pre inside the block (one pass less) */
         uint64_t base = a->epoch_ctr | ((uint64_t)(t + 1) << 24);
         int64_t i = 0;
         /* plain stores: streaming R or Z to memory measured no faster here */
         for (; i + BF <= BN; i += BF)
-            fwd_block(pre + i, r + i, z + i, rn + i, key, base + (uint64_t)(i / 2), a->sigma, a->alpha, noise, 0);
+            fwd_block(pre + i, drive + i, r + i, z + i, rn + i, key, base + (uint64_t)(i / 2), a->sigma, a->alpha,
+                      noise, 0);
         if (i < BN) {
-            float tp[BF] = {0}, tr[BF] = {0}, tz[BF], trn[BF];
+            float tp[BF] = {0}, td[BF] = {0}, tr[BF] = {0}, tz[BF], trn[BF];
             int64_t m = BN - i;
             memcpy(tp, pre + i, (size_t)m * 4);
+            memcpy(td, drive + i, (size_t)m * 4);
             memcpy(tr, r + i, (size_t)m * 4);
-            fwd_block(tp, tr, tz, trn, key, base + (uint64_t)(i / 2), a->sigma, a->alpha, noise, 0);
+            fwd_block(tp, td, tr, tz, trn, key, base + (uint64_t)(i / 2), a->sigma, a->alpha, noise, 0);
             memcpy(z + i, tz, (size_t)m * 4);
             memcpy(rn + i, trn, (size_t)m * 4);
         }
@@ -479,7 +499,7 @@ int zoo_fwd_pass_f32(const fwd_pass_args *a, int nthreads) {
     {
         int prev = g_blas_local_threads ? g_blas_local_threads(1) : 0;
         size_t bn = ((size_t)(a->B * a->N) + 15) & ~(size_t)15;
-        float *pre = scratch_alloc(bn + (size_t)(a->N * a->N));
+        float *pre = scratch_alloc(2 * bn + (size_t)(a->N * a->N));
         if (!pre) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -490,7 +510,7 @@ int zoo_fwd_pass_f32(const fwd_pass_args *a, int nthreads) {
 #pragma omp for schedule(static)
 #endif
         for (int64_t k = 0; k < a->K; k++)
-            if (pre) fwd_pass_one(a, k, pre, pre + bn);
+            if (pre) fwd_pass_one(a, k, pre, pre + 2 * bn, pre + bn);
         free(pre);
         store_fence();
         if (g_blas_local_threads) g_blas_local_threads(prev);
@@ -531,19 +551,52 @@ static void bwd_pass_one(const bwd_pass_args *a, int64_t k, float *g, float *h, 
         for (int64_t b = 0; b < B; b++) {
             const float *restrict zr = z + b * N, *restrict gr = g + b * N, *restrict rr = r + b * N;
             float *restrict dr = d + b * N, *restrict hr = h + b * N;
-            for (int64_t j = 0; j < N; j++) {
-                float zz = zr[j];
-                dr[j] = ((zz * zz - 1.0f) * gr[j]) * na; /* alpha g (1 - z^2) */
-                hr[j] = keep * gr[j];
+            if (O == 2) { /* the model's two outputs: one pass over the row (same operations, same order) */
+                const float *w0 = wo, *w1 = wo + N;
+                float *gwo0 = gWout, *gwo1 = gWout + N;
+                const float dv0 = dl[b * 2], dv1 = dl[b * 2 + 1];
+                int64_t j = 0;
+                for (; j + VL <= N; j += VL) {
+                    vf zz = vload(zr + j), gj = vload(gr + j), rj = vload(rr + j);
+                    vf dj = ((zz * zz - 1.0f) * gj) * na;
+                    vf hj = keep * gj;
+                    ROUNDED(hj); /* as the stored h of the separate loops was: fuse only the dv * w products */
+                    hj = hj + dv0 * vload(w0 + j);
+                    hj = hj + dv1 * vload(w1 + j);
+                    vstore(gwo0 + j, vload(gwo0 + j) + dv0 * rj);
+                    vstore(gwo1 + j, vload(gwo1 + j) + dv1 * rj);
+                    vstore(dr + j, dj);
+                    vstore(hr + j, hj);
+                    vstore(gb + j, vload(gb + j) + dj);
+                }
+                for (; j < N; j++) {
+                    float zz = zr[j], gj = gr[j], rj = rr[j];
+                    float dj = ((zz * zz - 1.0f) * gj) * na;
+                    float hj = keep * gj;
+                    ROUNDED(hj);
+                    hj = hj + dv0 * w0[j];
+                    hj = hj + dv1 * w1[j];
+                    gwo0[j] = gwo0[j] + dv0 * rj;
+                    gwo1[j] = gwo1[j] + dv1 * rj;
+                    dr[j] = dj;
+                    hr[j] = hj;
+                    gb[j] = gb[j] + dj;
+                }
+            } else {
+                for (int64_t j = 0; j < N; j++) {
+                    float zz = zr[j];
+                    dr[j] = ((zz * zz - 1.0f) * gr[j]) * na;
+                    hr[j] = keep * gr[j];
+                }
+                for (int64_t o = 0; o < O; o++) {
+                    const float *restrict wr = wo + o * N;
+                    float *restrict gwo = gWout + o * N;
+                    float dv = dl[b * O + o];
+                    for (int64_t j = 0; j < N; j++) hr[j] = hr[j] + dv * wr[j];
+                    for (int64_t j = 0; j < N; j++) gwo[j] = gwo[j] + dv * rr[j];
+                }
+                for (int64_t j = 0; j < N; j++) gb[j] = gb[j] + dr[j];
             }
-            for (int64_t o = 0; o < O; o++) {
-                const float *restrict wr = wo + o * N;
-                float *restrict gwo = gWout + o * N;
-                float dv = dl[b * O + o];
-                for (int64_t j = 0; j < N; j++) hr[j] = hr[j] + dv * wr[j];
-                for (int64_t j = 0; j < N; j++) gwo[j] = gwo[j] + dv * rr[j];
-            }
-            for (int64_t j = 0; j < N; j++) gb[j] = gb[j] + dr[j];
             if (t < a->C)
                 for (int64_t c = 0; c < I; c++) {
                     float u = a->U[b * I + c];
