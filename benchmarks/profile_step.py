@@ -66,7 +66,7 @@ def epoch_passes(c, e, tm):
     P, K, T, B = c["b"].P, c["K"], c["T"], c["B"]
     W_rec, W_out = P["W_rec.weight"], P["W_out.weight"]
     bias = P["W_in.bias"] + P["W_rec.bias"]
-    drive_cue = P["W_in.weight"][:, :, c["ch"]].transpose(1, 2) + bias[:, None, :]
+    drive_cue = (P["W_in.weight"].transpose(1, 2) + bias[:, None, :]).index_select(1, c["ch"])
     with tm("forward pass"):
         kernels.forward_pass(W_rec, drive_cue, bias, c["C"], W_out, P["W_out.bias"], c["b"].keys, e,
                              c["mc"].noise_std, c["a"], c["mc"].init_state_std, c["R"], c["Z"], c["L"])
@@ -93,7 +93,7 @@ def epoch_steps(c, e, tm):
     R, Z, L, mc, keys = c["R"], c["Z"], c["L"], c["mc"], c["b"].keys
     W_rec, W_out, b_out = P["W_rec.weight"], P["W_out.weight"], P["W_out.bias"]
     bias = (P["W_in.bias"] + P["W_rec.bias"])[:, None, :]
-    drive_cue = P["W_in.weight"][:, :, c["ch"]].transpose(1, 2) + bias
+    drive_cue = (P["W_in.weight"].transpose(1, 2) + bias).index_select(1, c["ch"])
     W_rec_T = W_rec.transpose(1, 2)
     pre = torch.empty((K, B, N))
     kernels.initial_state(keys, e, (B, N), mc.init_state_std, torch.float32, out=R[:, 0])

@@ -126,6 +126,9 @@ def accuracy_reliability(outputs: torch.Tensor, spec: TaskSpec) -> tuple[torch.T
     o = outputs[..., lo:hi, :, :]
     p = torch.nan_to_num(o / o.sum(-1, keepdim=True), nan=0.0)
     ch = spec.correct_channel(outputs.device)  # (B,)
-    correct = (p.argmax(-1) == ch).to(outputs.dtype)
+    if p.shape[-1] == 2:  # argmax of two channels (the first on a tie), without argmax's cost
+        correct = ((p[..., 1] > p[..., 0]).long() == ch).to(outputs.dtype)
+    else:
+        correct = (p.argmax(-1) == ch).to(outputs.dtype)
     p_correct = p.gather(-1, ch.view(*([1] * (p.dim() - 2)), -1, 1).expand(*p.shape[:-1], 1)).squeeze(-1)
     return correct.mean(dim=(-2, -1)), p_correct.mean(dim=(-2, -1))
