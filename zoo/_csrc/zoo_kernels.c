@@ -177,7 +177,7 @@ static inline void normal_block(uint64_t key, uint64_t c0, float *out) {
     }
 }
 
-/* store 8 floats; `nt`: a non-temporal (streaming) store, for data not needed again soon */
+/* store one vector (VL floats); `nt`: a non-temporal (streaming) store, for data not needed again soon */
 static inline void vstore_nt(float *p, vf v, int nt) {
 #if defined(__AVX512F__)
     if (nt && ((uintptr_t)p & 63) == 0) {
