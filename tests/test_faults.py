@@ -102,6 +102,7 @@ def check_complete(out: Path, reference: Path) -> tuple[int, int]:
 
 
 def test_kill_at_fault_points_and_random_times_then_resume(tmp_path, reference):
+    print(f"fault seed {SEED} (ZOO_FAULT_SEED to repeat)")
     rng = random.Random(SEED)
     a_points = [f"{p}:{rng.randint(1, MAX_COUNT.get(p, 1))}" for p in (rng.choice(v) for v in PHASES.values())]
     # random kill times are fractions of how long an uninterrupted build takes on this machine, now (a fixed
@@ -143,8 +144,7 @@ def test_kill_at_fault_points_and_random_times_then_resume(tmp_path, reference):
         summary.append(f"  {name}: final resume ({final['seconds']:.1f} s) -> networks lost {lost}, duplicates {dups}")
         assert (lost, dups) == (0, 0)
         assert not list((tmp_path / name.lower() / ".build" / "claims").glob("*")), "claims left behind"
-    print(f"\nfault seed {SEED} (ZOO_FAULT_SEED to repeat); uninterrupted build {span:.1f} s after its plan line; "
-          f"{kills} kill(s):\n" + "\n".join(summary))
+    print(f"uninterrupted build {span:.1f} s after its plan line; {kills} kill(s):\n" + "\n".join(summary))
     # every named point in scenario A is reached in a fresh or resumed build, so each run there was killed
     assert all(r["killed"] for _, r in results["A"][:-1]), [r["output"][-2000:] for _, r in results["A"]]
     assert kills >= len(a_points) + 1
@@ -276,3 +276,23 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "z"}))
     (b2.state / "done" / f"{shard.shard_id}.json").unlink()
     assert b2.run_shard(shard) == "locked"
+
+
+def test_orphan_claim_temp_files_are_removed(tmp_path):
+    """A worker killed between writing a claim's temp file and linking it leaves the temp file: the next claim
+    in that folder (or packaging) removes it when its process is dead; a live process's is left alone."""
+    plan, b = _tiny(tmp_path)
+    claims = b.state / "claims"
+    claims.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = claims / f".tmp-{dead.stdout.strip()}@{socket.gethostname()}@{plan.shards[0].shard_id}.abc123"
+    alive = claims / f".tmp-{os.getpid()}@{socket.gethostname()}@{plan.shards[0].shard_id}.def456"
+    orphan.write_text("{}")
+    alive.write_text("{}")
+    assert b.run_shard(plan.shards[0]) == "built"
+    assert not orphan.exists() and alive.exists()
+    alive.unlink()
+    orphan.write_text("{}")
+    run_local(b, plan.shards)
+    b.package()
+    assert not orphan.exists() and not list(claims.iterdir())

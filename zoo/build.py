@@ -262,7 +262,9 @@ def claim_ttl() -> float:
 def _create_exclusive(path: Path, text: str) -> bool:
     """Create ``path`` holding ``text`` atomically, only if it does not exist (hard link: NFS-safe). False if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    _remove_orphan_temp_files(path.parent)
+    # the temp name says who made it, so that one left by a killed process can be told from one in use
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}@{socket.gethostname()}@{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -282,6 +284,20 @@ def _create_exclusive(path: Path, text: str) -> bool:
         return True
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _remove_orphan_temp_files(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Remove the temp files of :func:`_create_exclusive` whose process died before removing them (killed
+    between writing and linking): those of dead processes on this host, and any older than ``max_age_s``."""
+    here = socket.gethostname()
+    for p in folder.glob(".tmp-*@*@*"):
+        pid, host, _ = p.name[len(".tmp-"):].split("@", 2)
+        try:
+            dead = host == here and pid.isdigit() and not _pid_alive(int(pid))
+            if dead or time.time() - p.stat().st_mtime > max_age_s:
+                p.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _read_json(path: Path) -> dict:
@@ -643,6 +659,8 @@ class Build:
 
         Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
+        if (self.state / "claims").is_dir():  # litter of workers killed while claiming
+            _remove_orphan_temp_files(self.state / "claims")
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
         if missing and not partial:
