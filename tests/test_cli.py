@@ -82,3 +82,12 @@ def test_push_dry_run(smoke_zoo):
     assert res.exit_code == 0, res.output
     assert "weights/nopost/nopost-d040-000.safetensors" in res.output and "dry run: 8 files" in res.output
     assert ".build" not in res.output and ".cache" not in res.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_that_is_not_here_is_a_one_line_error(tmp_path):
+    """--device cuda without a GPU (and a malformed device) name the value and what this machine has."""
+    res = _invoke("build", "--preset", "smoke", "--device", "cuda", "--out", tmp_path / "z")
+    _one_line_error(res, "'cuda'", "'cpu'", "0 CUDA device")
+    res = _invoke("build", "--preset", "smoke", "--device", "gpu7", "--out", tmp_path / "z")
+    _one_line_error(res, "'gpu7'", "cuda:N")

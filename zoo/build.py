@@ -48,7 +48,7 @@ from .config import NetConfig
 from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
 from .manifest import atomic_write_text, sha256_file
 from .model import PARAM_NAMES
-from .train import CURVES, train_networks
+from .train import CURVES, resolve_device, train_networks
 
 STATE_DIR = ".build"
 #: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
@@ -91,16 +91,6 @@ def fault_point(name: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> cuda if available, else cpu; anything else as ``torch.device``."""
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidChoiceError("device", device, hint="use cpu, cuda, cuda:N or auto") from None
 
 
 # ---------------------------------------------------------------- plan

@@ -91,7 +91,7 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         import torch
 
         from . import kernels
-        from .build import resolve_device
+        from .train import resolve_device
 
         where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
     console.print(f"[bold]{plan.preset}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "

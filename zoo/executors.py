@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from .build import Build, claim_ttl, resolve_device
 from .errors import ZooError
 from .grids import Shard
+from .train import parse_device
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"
@@ -182,7 +183,7 @@ def _run_ray_tasks(ray, build, shards, *, device, batch_size, label, progress, o
         return {}
     if device is None or str(device).strip().lower() == "auto":
         device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
-    if resolve_device(device).type == "cuda":
+    if parse_device(device).type == "cuda":  # the GPUs are the workers' (this driver may have none)
         # Ray gives each task one GPU through CUDA_VISIBLE_DEVICES: inside the task it is always cuda:0
         task_device, resources, threads = "cuda", {"num_gpus": 1, "num_cpus": 1}, 1
     else:
