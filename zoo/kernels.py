@@ -669,7 +669,7 @@ def bias_accumulator(K: int, B: int, N: int, dtype=torch.float32, device=None) -
 
 
 def bias_total(acc: torch.Tensor) -> torch.Tensor:
-    """(K, N) total of a :func:`bias_accumulator` (partials added in order: deterministic)."""
+    """(K, ...) total of (K, P, ...) partial sums, e.g. a :func:`bias_accumulator` (added in order: deterministic)."""
     total = acc[:, 0].clone()
     for p in range(1, acc.shape[1]):
         total += acc[:, p]

@@ -34,6 +34,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .kernels import bias_total  # the programs' partial sums, added in a fixed order
+
 
 @triton.jit
 def _mix64(z):
@@ -258,14 +260,6 @@ def fused_grads() -> bool:
     return v == "kernel"
 
 
-def _sum_parts(parts: torch.Tensor) -> torch.Tensor:
-    """(K, P, ...) -> (K, ...): the programs' partial sums added in a fixed order (deterministic)."""
-    total = parts[:, 0].clone()
-    for j in range(1, parts.shape[1]):
-        total += parts[:, j]
-    return total
-
-
 def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) -> dict[str, torch.Tensor]:
     """Launch the backward kernel. Z (K, T, B, N): the tanh values; DL (K, T, B, O): dL/dlogits.
 
@@ -291,9 +285,9 @@ def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) 
         W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), R.stride(0), gb.stride(0), gw.stride(0),
         gwo.stride(0), gwi.stride(0), T, cue_steps, B, N, float(alpha), NI=n_in,
         IP=max(2, triton.next_power_of_2(n_in)), PRECISION=_precision(), FUSED=fused, num_warps=num_warps(), **m)
-    out = {"b": _sum_parts(gb)}
+    out = {"b": bias_total(gb)}
     if fused:
-        out.update(W_rec=_sum_parts(gw), W_out=_sum_parts(gwo), W_in=_sum_parts(gwi).transpose(1, 2))
+        out.update(W_rec=bias_total(gw), W_out=bias_total(gwo), W_in=bias_total(gwi).transpose(1, 2))
     return out
 
 
