@@ -4,7 +4,7 @@
 
 ``--path passes`` (default with the C backend) times the phases of ``zoo.train._train_batch`` as they run:
 the C forward pass, the loss and metrics, the C backward pass, the SGD update; then it repeats the two C passes
-with a do-nothing sgemm to split them into matrix products and everything else (noise, tanh, updates, readout).
+with matrix products that do nothing to split them into matrix products and everything else (noise, tanh, updates, readout).
 ``--path steps`` replays the step-by-step path (batched torch matmuls + one elementwise kernel call per step,
 as used by the torch backend and on CUDA) and times each piece. Times are thread CPU time (robust to other
 load on the machine) and wall time.
@@ -13,7 +13,6 @@ load on the machine) and wall time.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 import time
@@ -24,8 +23,7 @@ import torch  # noqa: E402
 
 from zoo import kernels  # noqa: E402
 from zoo.config import NetConfig  # noqa: E402
-from zoo.task import accuracy_reliability  # noqa: E402
-from zoo.train import _Batch  # noqa: E402
+from zoo.train import _Batch, _Readout  # noqa: E402
 
 
 class Timer:
@@ -55,9 +53,8 @@ def setup(args):
     T, B, N, K = task.n_steps, task.batch_size, mc.n_units, len(cfgs)
     ch = task.correct_channel()
     ctx = dict(b=b, task=task, mc=mc, T=T, B=B, N=N, K=K, C=task.cue_steps, a=mc.alpha, ch=ch,
-               Y=task.targets(None, torch.float32).reshape(T * B, 2),
-               wgrad=(2.0 / (T * B * 2)) * task.loss_weights().repeat_interleave(B)[:, None],
-               u_cue=torch.nn.functional.one_hot(ch, 2).float(),
+               readout=_Readout(task, mc.readout == "sigmoid", torch.device("cpu"), torch.float32),
+               ok=torch.ones(K, dtype=torch.bool), u_cue=torch.nn.functional.one_hot(ch, 2).float(),
                R=torch.empty((K, T + 1, B, N)), Z=torch.empty((K, T, B, N)), L=torch.empty((K, T, B, 2)))
     return ctx
 
@@ -71,21 +68,14 @@ def epoch_passes(c, e, tm):
         kernels.forward_pass(W_rec, drive_cue, bias, c["C"], W_out, P["W_out.bias"], c["b"].keys, e,
                              c["mc"].noise_std, c["a"], c["mc"].init_state_std, c["R"], c["Z"], c["L"])
     with tm("loss, metrics, readout gradient"):
-        y_hat = torch.sigmoid(c["L"].view(K, T * B, 2))
-        diff = y_hat - c["Y"]
-        (diff * diff).mean(dim=(1, 2))
-        accuracy_reliability(y_hat.view(K, T, B, 2), c["task"])
-        dlogit = diff * c["wgrad"] * y_hat * (1.0 - y_hat)
+        loss, acc, rel, dlogit = c["readout"](c["L"])
     with tm("backward pass"):
-        gr = kernels.backward_pass(W_rec, W_out, c["u_cue"], c["C"], c["a"], c["R"], c["Z"], dlogit.view(K, T, B, 2))
+        gr = kernels.backward_pass(W_rec, W_out, c["u_cue"], c["C"], c["a"], c["R"], c["Z"], dlogit)
     with tm("SGD update"):
-        for n, p in P.items():
-            g = {"W_in.weight": gr["W_in"], "W_in.bias": gr["b"], "W_rec.weight": gr["W_rec"], "W_rec.bias": gr["b"],
-                 "W_out.weight": gr["W_out"], "W_out.bias": dlogit.sum(1)}[n]
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            d = g.add(p * c["b"].wd.view(shape))
-            c["b"].buf[n].mul_(c["b"].mom.view(shape)).add_(d)
-            p.sub_(c["b"].buf[n] * (1e-3 * c["b"].lr).view(shape))  # small steps: the weights stay typical
+        g = {"W_in.weight": gr["W_in"], "W_in.bias": gr["b"], "W_rec.weight": gr["W_rec"], "W_rec.bias": gr["b"],
+             "W_out.weight": gr["W_out"], "W_out.bias": dlogit.view(K, T * B, 2).sum(1)}
+        torch.linalg.vector_norm(gr["W_rec"], dim=(1, 2))
+        c["b"].sgd_step(g, c["ok"])
 
 
 def epoch_steps(c, e, tm):
@@ -107,11 +97,7 @@ def epoch_steps(c, e, tm):
                                     w_out=W_out if nxt else None, b_out=b_out if nxt else None,
                                     logits_out=L[:, t + 1] if nxt else None, stream_z=True)
     with tm("loss, metrics, readout gradient"):
-        y_hat = torch.sigmoid(L.view(K, T * B, 2))
-        diff = y_hat - c["Y"]
-        (diff * diff).mean(dim=(1, 2))
-        accuracy_reliability(y_hat.view(K, T, B, 2), c["task"])
-        dlogit = (diff * c["wgrad"] * y_hat * (1.0 - y_hat)).view(K, T, B, 2)
+        loss, acc, rel, dlogit = c["readout"](L)
     with tm("W_out gradient"):
         Rf = R[:, :T].reshape(K, T * B, N)
         torch.bmm(dlogit.view(K, T * B, 2).transpose(1, 2), Rf)
@@ -149,7 +135,7 @@ def main(argv=None):
     if args.kernels:
         kernels.set_backend(args.kernels)
     info = kernels.c_backend_info()
-    path = args.path or ("passes" if kernels.backend_for(torch.empty(1)) == "c" and info["blas"] else "steps")
+    path = args.path or ("passes" if kernels.backend_for(torch.empty(1)) == "c" and info["gemm"] else "steps")
     c = setup(args)
     steps = c["K"] * c["T"] * args.epochs
     run = epoch_passes if path == "passes" else epoch_steps
@@ -158,18 +144,17 @@ def main(argv=None):
     for e in range(1, args.epochs + 1):
         run(c, e, tm)
     report(tm, steps, f"K={c['K']} T={c['T']} threads={args.threads} kernels={kernels.backend_for(torch.empty(1))} "
-                      f"path={path}")
+                      f"path={path} gemm={info['gemm']}")
     if path == "passes":
         lib = kernels.c_library()
-        blas = kernels._torch_blas()
-        lib.zoo_set_blas(ctypes.cast(lib.zoo_null_sgemm, ctypes.c_void_p).value, blas[1])
+        lib.zoo_set_gemm(2)  # matrix products that do nothing (profiling only)
         try:
             tm0 = Timer()
             for e in range(1, args.epochs + 1):
                 epoch_passes(c, e, tm0)
         finally:
-            lib.zoo_set_blas(*blas)
-        print("  split of the C passes (the same passes with a do-nothing sgemm):")
+            lib.zoo_set_gemm(kernels._gemm_mode())
+        print("  split of the C passes (the same passes with matrix products that do nothing):")
         for name in ("forward pass", "backward pass"):
             other = tm0.cpu[name] / steps * 1e6
             print(f"    {name:34s} matrix products {tm.cpu[name] / steps * 1e6 - other:6.1f}   "

@@ -219,35 +219,61 @@ def _pass_inputs(K=3, T=12, B=128, N=100, C=6, seed=0):
     return W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N)
 
 
-def _run_passes(backend, blas=True):
-    W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N) = _pass_inputs()
+def _run_passes(backend, gemm="own", **shape):
+    """Both passes with the given backend; for ``c``, ``gemm`` picks the matrix products: ``own``, ``blas``
+    (MKL's sgemm) or ``none`` (no whole passes: the step-by-step path with torch matmuls)."""
+    W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N) = _pass_inputs(**shape)
     R, Z, L = torch.empty(K, T + 1, B, N), torch.empty(K, T, B, N), torch.empty(K, T, B, 2)
     lib = kernels.c_library()
     saved = kernels._torch_blas()
-    if lib is not None and not blas:
-        lib.zoo_set_blas(None, None)
+    if lib is not None:
+        lib.zoo_set_gemm({"own": 0, "blas": 1, "none": 1}[gemm])
+        if gemm == "none":
+            lib.zoo_set_blas(None, None)
     try:
         with kernels.use_backend(backend):
             kernels.forward_pass(W, drive_cue, bias, C, w_out, b_out, keys, 7, 1e-3, 0.5, 0.1, R, Z, L)
             DL = 1e-3 * torch.sigmoid(L) * (1 - torch.sigmoid(L))  # any readout gradient
             grads = kernels.backward_pass(W, w_out, u_cue, C, 0.5, R, Z.clone(), DL)
     finally:
-        if lib is not None and saved is not None:
-            lib.zoo_set_blas(*saved)
+        if lib is not None:
+            if saved is not None:
+                lib.zoo_set_blas(*saved)
+            lib.zoo_set_gemm(kernels._gemm_mode())
     return R, Z, L, grads
+
+
+def _assert_passes_close(got, ref):
+    for a, b in zip(got[:3], ref[:3], strict=True):
+        assert (a - b).abs().max().item() < 1e-5
+    for n in ref[3]:
+        scale = ref[3][n].abs().max().item()
+        assert (got[3][n] - ref[3][n]).abs().max().item() < 1e-4 * scale, n
 
 
 @needs_c
 def test_c_whole_passes_match_torch():
-    """The C passes (network by network, BLAS from torch) and the C per-step path agree with torch."""
+    """The C passes (network by network, our matrix products or MKL's) and the C per-step path agree with
+    torch."""
     ref = _run_passes("torch")
-    for blas in (True, False):
-        got = _run_passes("c", blas=blas)
-        for a, b in zip(got[:3], ref[:3], strict=True):
-            assert (a - b).abs().max().item() < 1e-5
-        for n in ref[3]:
-            scale = ref[3][n].abs().max().item()
-            assert (got[3][n] - ref[3][n]).abs().max().item() < 1e-4 * scale, n
+    modes = ["own", "none"] + (["blas"] if kernels._torch_blas() is not None else [])
+    if not kernels.c_library().zoo_has_own_gemm():
+        modes.remove("own")
+    for gemm in modes:
+        _assert_passes_close(_run_passes("c", gemm), ref)
+
+
+@needs_c
+@pytest.mark.parametrize("shape", [dict(B=10, N=21, T=5, C=2), dict(B=6, N=45, T=3, C=1), dict(B=2, N=8, T=2, C=1)])
+def test_c_own_matrix_products_ragged_shapes(shape):
+    """Our matrix products on shapes that leave partial tiles (rows not a multiple of 4, columns not of 8,
+    more than one column panel) agree with torch and with MKL's."""
+    if not kernels.c_library().zoo_has_own_gemm():
+        pytest.skip("no AVX2 + FMA: the C passes use BLAS")
+    got = _run_passes("c", "own", **shape)
+    _assert_passes_close(got, _run_passes("torch", **shape))
+    if kernels._torch_blas() is not None:
+        _assert_passes_close(got, _run_passes("c", "blas", **shape))
 
 
 def test_compile_path_logic_with_eager_formulas(monkeypatch):
@@ -279,3 +305,41 @@ def test_aliasing_guard():
     R = torch.zeros(2, 5, 4, 6)
     assert kernels._aliased((R[:, 0], R[:, 1], torch.zeros(3)))
     assert not kernels._aliased((R[:, 0].clone(), R[:, 1], torch.zeros(3), torch.tensor(1.0), torch.tensor(1.0)))
+
+
+_TRAIN_AND_HASH = (
+    "import hashlib, sys, torch\n"
+    "from zoo import kernels\n"
+    "from zoo.config import NetConfig\n"
+    "from zoo.train import train_networks\n"
+    "torch.set_num_threads(2)\n"
+    "cfgs = [NetConfig('nopost', seed=s, lr=lr, delay_ms=40, epochs=6) for s in (3, 4) for lr in (0.02, 0.2)]\n"
+    "res = train_networks(cfgs)\n"
+    "h = hashlib.sha256()\n"
+    "for n in sorted(res.weights): h.update(res.weights[n].numpy().tobytes())\n"
+    "for c in sorted(res.curves): [h.update(a.tobytes()) for a in res.curves[c]]\n"
+    "print(res.extra['kernels'], kernels.c_gemm(), h.hexdigest())\n")
+
+
+@needs_c
+def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):
+    """Compiled for plain AVX2 + FMA (``-march=x86-64-v3``: 8-float vectors, generic tuning) the C path trains
+    to the same bits as compiled for this CPU (perhaps AVX-512, its own tuning): our matrix products and every
+    running sum have one fixed order, so a zoo retrains bitwise on any x86-64 CPU with AVX2 + FMA."""
+    if not kernels.c_library().zoo_has_own_gemm():
+        pytest.skip("the C kernels were not compiled with AVX2 + FMA here")
+    cc = tmp_path / "cc-avx2"
+    cc.write_text(f'#!/bin/sh\nexec {kernels._compiler()} "$@" -march=x86-64-v3\n')
+    cc.chmod(0o755)
+    outs = []
+    for extra in ({}, {"CC": str(cc), "ZOO_CACHE_DIR": str(tmp_path / "cache")}):
+        env = {**os.environ, **extra}
+        env.pop("ZOO_KERNELS", None)
+        env.pop("ZOO_C_GEMM", None)
+        out = subprocess.run([sys.executable, "-c", _TRAIN_AND_HASH], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        outs.append(out.stdout.split())
+    assert outs[0][:2] == outs[1][:2] == ["c", "own"], outs
+    assert outs[0][2] == outs[1][2], "compiled for AVX2, the C path gives other bits than compiled for this CPU"
+    assert (tmp_path / "cache").is_dir()  # the second run really built its own library

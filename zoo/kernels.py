@@ -14,9 +14,11 @@ Backends (choose with the environment variable ``ZOO_KERNELS`` or :func:`set_bac
 - ``torch``: the reference, plain torch operations (any device, any dtype).
 - ``c``: C kernels (``zoo/_csrc/zoo_kernels.c``) for float32 tensors on the CPU: one pass per step draws the
   noise (SplitMix64 + Box-Muller, exactly the formula of :mod:`zoo.rng`), applies tanh, the leaky update and
-  the readout. With torch's MKL ``sgemm`` (looked up in ``libtorch_cpu``; ``ZOO_C_BLAS=0`` disables it) the
-  whole forward and backward passes run in C, one network at a time (its weights and state stay in cache,
-  no Python per step); otherwise the steps run with batched torch matmuls and the fused elementwise kernels.
+  the readout. The whole forward and backward passes run in C, one network at a time (its weights and state
+  stay in cache, no Python per step), with matrix products of our own on x86-64 CPUs with AVX2 + FMA
+  (``ZOO_C_GEMM=blas`` uses torch's MKL ``sgemm`` instead) or else with MKL's (looked up in ``libtorch_cpu``;
+  ``ZOO_C_BLAS=0`` disables it); with neither, the steps run with batched torch matmuls and the fused
+  elementwise kernels.
   It is compiled on first use with the system C compiler into a cache folder (``$ZOO_CACHE_DIR`` or
   ``~/.cache/rnn-stm-zoo``) and called through ctypes; it splits work over ``torch.get_num_threads()``
   threads with OpenMP (torch's own OpenMP runtime when torch ships libgomp).
@@ -41,8 +43,10 @@ Reproducibility: each backend is deterministic and batch-invariant on a given ma
 not depend on K, its position in the batch or the number of threads; reruns are bitwise equal; on a GPU the
 cuBLAS weight-gradient GEMMs may round differently for another K). The ``c``
 backend's elementwise code uses IEEE float32 operations in a fixed order (no -ffast-math; its own
-log/sin/cos/tanh, within 2 ulp) with fused multiply-adds where the CPU has them; its matrix products are
-torch's MKL sgemm. Across machines (other CPU, other MKL kernels) and between backends, results agree to float
+log/sin/cos/tanh, within 2 ulp) with fused multiply-adds where the CPU has them; its own matrix products
+sum every element in one fixed order (k = 0, 1, ... with fused multiply-adds), so on x86-64 CPUs with AVX2 +
+FMA the whole ``c`` path gives the same bits whatever the CPU model, vector width, MKL version or threads.
+With MKL's sgemm instead (no AVX2/FMA, or ``ZOO_C_GEMM=blas``), and between backends, results agree to float
 rounding only: ``torch`` and ``c`` noise within ~1e-6 absolute (about 70% of the draws bitwise equal), tanh
 within 2 ulp; trained weights drift apart at the level of float32 rounding (~1e-7 relative per epoch).
 """
@@ -67,7 +71,7 @@ import torch
 from . import rng
 
 BACKENDS = ("auto", "c", "torch", "compile", "triton")
-_ABI_VERSION = 7
+_ABI_VERSION = 8
 #: rows per unit of parallel work in the C kernels (bias-gradient partial sums are kept per such chunk)
 _ROWS = 16
 _SRC = Path(__file__).resolve().parent / "_csrc" / "zoo_kernels.c"
@@ -391,6 +395,26 @@ class _BwdPassArgs(ctypes.Structure):
         ("gWout_ks", ctypes.c_int64)]
 
 
+_GEMM_MODES = {"own": 0, "blas": 1}
+
+
+def _gemm_mode() -> int:
+    """The C passes' matrix products: ours where compiled in (default), or BLAS with ``ZOO_C_GEMM=blas``."""
+    mode = os.environ.get("ZOO_C_GEMM", "own").strip().lower() or "own"
+    if mode not in _GEMM_MODES:
+        warnings.warn(f"ZOO_C_GEMM={mode!r} is not one of {sorted(_GEMM_MODES)}; using 'own'", stacklevel=4)
+        mode = "own"
+    return _GEMM_MODES[mode]
+
+
+def c_gemm(lib: ctypes.CDLL | None = None) -> str | None:
+    """Which matrix products the C passes use: ``"own"``, ``"blas"`` (MKL's sgemm), or None (no C passes)."""
+    lib = lib if lib is not None else c_library()
+    if lib is None:
+        return None
+    return {1: "own", 2: "blas", 3: "none (profiling)"}.get(lib.zoo_gemm_kind())
+
+
 def _torch_blas() -> tuple[int, int] | None:
     """Addresses of the BLAS sgemm_ (Fortran interface, 32-bit ints) and MKL_Set_Num_Threads_Local (C
     interface) in the libraries torch loaded (its MKL on x86-64 builds), or None."""
@@ -429,6 +453,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.zoo_set_blas.argtypes = [P, P]
     lib.zoo_set_blas.restype = None
     lib.zoo_has_blas.restype = ci
+    lib.zoo_has_own_gemm.restype = ci
+    lib.zoo_set_gemm.argtypes = [ci]
+    lib.zoo_set_gemm.restype = None
+    lib.zoo_gemm_kind.restype = ci
     lib.zoo_fwd_pass_f32.argtypes = [ctypes.POINTER(_FwdPassArgs), ci]
     lib.zoo_fwd_pass_f32.restype = ci
     lib.zoo_bwd_pass_f32.argtypes = [ctypes.POINTER(_BwdPassArgs), ci]
@@ -436,6 +464,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     blas = _torch_blas()
     if blas is not None:
         lib.zoo_set_blas(*blas)
+    lib.zoo_set_gemm(_gemm_mode())
     return lib
 
 
@@ -469,7 +498,8 @@ def c_backend_info() -> dict:
     lib = c_library()
     return {"available": lib is not None, "path": _lib_state["path"], "error": _lib_state["error"],
             "openmp": bool(lib.zoo_has_openmp()) if lib is not None else False,
-            "blas": bool(lib.zoo_has_blas()) if lib is not None else False}
+            "blas": bool(lib.zoo_has_blas()) if lib is not None else False,
+            "gemm": c_gemm(lib) if lib is not None else None}
 
 
 def _block_ptr(t: torch.Tensor) -> tuple[int, int] | None:
@@ -709,7 +739,7 @@ def _c_pass_ok(*tensors) -> bool:
     if backend_for(tensors[0]) != "c":
         return False
     lib = c_library()
-    return lib is not None and bool(lib.zoo_has_blas()) and all(_block_ptr(t) is not None for t in tensors)
+    return lib is not None and c_gemm(lib) is not None and all(_block_ptr(t) is not None for t in tensors)
 
 
 def _blocks_contiguous(t: torch.Tensor) -> bool:
@@ -849,6 +879,6 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["BACKENDS", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
-           "c_backend_info", "c_library", "compile_info", "forward_pass", "initial_state", "noisy_tanh_step", "normal",
+           "c_backend_info", "c_gemm", "c_library", "compile_info", "forward_pass", "initial_state", "noisy_tanh_step", "normal",
            "requested_backend", "set_backend", "tanh", "triton_check", "triton_info", "triton_usable", "use_backend"]
 

@@ -150,6 +150,7 @@ class _Batch:
         self.diverge = f([c.diverge_loss if c.diverge_loss is not None else math.inf for c in configs])
         self.pos = torch.arange(len(configs), device=dev)  # position of each active net in the chunk
         self.pos_cpu = self.pos.cpu()
+        self._tmp: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.pos.numel()
@@ -161,16 +162,60 @@ class _Batch:
         for a in ("lr", "wd", "mom", "keys", "epochs", "diverge", "pos"):
             setattr(self, a, getattr(self, a)[mask])
         self.pos_cpu = self.pos.cpu()
+        self._tmp = {}
+
+    def sgd_step(self, grads: dict[str, torch.Tensor], ok: torch.Tensor) -> None:
+        """SGD with momentum and weight decay (torch.optim.SGD semantics), per-network lr; networks where
+        ``ok`` is False are not updated. In place, with reused buffers (the same operations as
+        ``buf = mom buf + (g + wd p); p -= lr buf``)."""
+        if not self._tmp:
+            self._tmp = {n: torch.empty_like(p) for n, p in self.P.items()}
+        step = ok[:, None].to(self.lr.dtype) * self.lr[:, None]
+        for n, p in self.P.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            d = torch.mul(p, self.wd.view(shape), out=self._tmp[n]).add_(grads[n])  # g + wd p
+            self.buf[n].mul_(self.mom.view(shape)).add_(d)
+            p.sub_(torch.mul(self.buf[n], step.view(shape), out=self._tmp[n]))
+
+
+class _Readout:
+    """Loss, metrics and the gradient wrt the readout logits, for K networks of one trial shape."""
+
+    def __init__(self, task, sigmoid: bool, dev: torch.device, dtype: torch.dtype):
+        T, B = task.n_steps, task.batch_size
+        self.task, self.sigmoid, self.shape = task, sigmoid, (T, B)
+        self.Y = task.targets(dev, dtype).reshape(T * B, 2)  # (TB, 2)
+        # per-(step, trial) loss weights expanded over the 2 channels: the same products as broadcasting a
+        # (TB, 1) column, without TensorIterator's slow inner loop of length 2
+        w = task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]  # (TB, 1)
+        self.wloss = w.expand(T * B, 2).contiguous()  # (TB, 2)
+        self.wgrad = ((2.0 / (T * B * 2)) * w).expand(T * B, 2).contiguous()  # d mean / d y_hat
+        self.buf: dict[str, torch.Tensor] = {}
+
+    def __call__(self, L: torch.Tensor):
+        """L: (K, T, B, 2) logits -> loss, accuracy, reliability (K,) and dL/dlogits (K, T, B, 2)."""
+        K, (T, B) = L.shape[0], self.shape
+        if not self.buf or self.buf["y"].shape[0] != K:
+            # reused every epoch: fresh large tensors cost page faults, more than the arithmetic here
+            self.buf = {n: torch.empty((K, T * B, 2), dtype=L.dtype, device=L.device) for n in ("y", "d", "g", "t")}
+        Y_hat = L.view(K, T * B, 2)
+        if self.sigmoid:
+            Y_hat = torch.sigmoid(Y_hat, out=self.buf["y"])
+        diff, tmp = torch.sub(Y_hat, self.Y, out=self.buf["d"]), self.buf["t"]
+        loss = torch.mul(diff, self.wloss, out=tmp).mul_(diff).mean(dim=(1, 2))  # mean of w (y_hat - y)^2
+        acc, rel = accuracy_reliability(Y_hat.view(K, T, B, 2), self.task)
+        dlogit = torch.mul(diff, self.wgrad, out=self.buf["g"])
+        if self.sigmoid:  # * y_hat * (1 - y_hat), with 1 - y as -y + 1 (the same float)
+            dlogit.mul_(Y_hat).mul_(tmp.copy_(Y_hat).neg_().add_(1.0))
+        return loss, acc, rel, dlogit.view(K, T, B, 2)
 
 
 def _train_batch(configs, dev, dtype, init, progress):
     b = _Batch(configs, dev, dtype, init)
     task, mc = b.task, b.mc
     T, B, N, C = task.n_steps, task.batch_size, mc.n_units, task.cue_steps
-    a, sigmoid = mc.alpha, mc.readout == "sigmoid"
-    Y = task.targets(dev, dtype).reshape(T * B, 2)  # (TB, 2)
-    wgrad = (2.0 / (T * B * 2)) * task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]  # (TB, 1)
-    wloss = task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]
+    a = mc.alpha
+    readout = _Readout(task, mc.readout == "sigmoid", dev, dtype)
     ch = task.correct_channel(dev)  # (B,) input channel active during the cue = correct output channel
     onehot = torch.nn.functional.one_hot(ch, 2).to(dtype)  # (B, 2)
     Kc, E = len(configs), int(b.epochs.max())
@@ -195,31 +240,19 @@ def _train_batch(configs, dev, dtype, init, progress):
         # ---- forward
         kernels.forward_pass(W_rec, drive_cue, bias, C, W_out, P["W_out.bias"], b.keys, e, mc.noise_std, a,
                              mc.init_state_std, R, Z, L)
-        Y_hat = L.view(K, T * B, 2)
-        if sigmoid:
-            Y_hat = torch.sigmoid(Y_hat)
-        diff = Y_hat - Y
-        loss = (wloss * diff * diff).mean(dim=(1, 2))  # (K,)
-        acc, rel = accuracy_reliability(Y_hat.view(K, T, B, 2), task)
+        loss, acc, rel, dlogit = readout(L)  # (K,) x 3, (K, T, B, 2)
         # ---- backward
-        dlogit = diff * wgrad
-        if sigmoid:
-            dlogit = dlogit * Y_hat * (1.0 - Y_hat)
-        gr = kernels.backward_pass(W_rec, W_out, u_cue, C, a, R, Z, dlogit.view(K, T, B, 2))
+        gr = kernels.backward_pass(W_rec, W_out, u_cue, C, a, R, Z, dlogit)
         g_Wrec = gr["W_rec"].to(dev)
         grads = {"W_in.weight": gr["W_in"].to(dev), "W_in.bias": gr["b"].to(dev), "W_rec.weight": g_Wrec,
-                 "W_rec.bias": gr["b"].to(dev), "W_out.weight": gr["W_out"].to(dev), "W_out.bias": dlogit.sum(1)}
+                 "W_rec.bias": gr["b"].to(dev), "W_out.weight": gr["W_out"].to(dev),
+                 "W_out.bias": dlogit.view(K, T * B, 2).sum(1)}
         gnorm = torch.linalg.vector_norm(g_Wrec, dim=(1, 2))
         hist[b.pos_cpu, e] = torch.stack((loss, acc, rel, gnorm), 1).float().cpu()
-        # ---- SGD with momentum and weight decay (torch.optim.SGD semantics), per-network lr
+        # ---- SGD
         ok = loss <= b.diverge  # a diverging network stops before its update (NaN loss is not divergence)
         ok |= torch.isnan(loss)
-        step = (ok[:, None].to(dtype) * b.lr[:, None])
-        for n, p in P.items():
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            d = grads[n].add(p * b.wd.view(shape))
-            b.buf[n].mul_(b.mom.view(shape)).add_(d)
-            p.sub_(b.buf[n] * step.view(shape))
+        b.sgd_step(grads, ok)
         if progress is not None:
             progress(K)
         done = (~ok) | (b.epochs <= e + 1)
