@@ -84,3 +84,16 @@ def test_compare_releases(smoke_zoo, tmp_path):
     store.write_weights(wf, w, store.read_weight_ids(wf))
     assert compare_releases(z, smoke_zoo) == [f"{meta.iloc[0]['weights_file']}: weights differ"]
     json.loads((z / store.INFO_PATH).read_text())  # zoo.json untouched and not compared
+
+
+def test_bundled_sample_retrains_bitwise():
+    """The bundled sample zoo was built with the C kernels and their own matrix products, whose sums have one
+    fixed order: on any x86-64 CPU with AVX2 + FMA a network of it retrains to the same bits, labels included
+    (a 40 ms limit-cycle network and a 40 ms slow-point one, 1000 epochs each)."""
+    from zoo import kernels
+
+    if kernels.backend_for(torch.empty(1)) != "c" or kernels.c_gemm() != "own":
+        pytest.skip(f"needs the C kernels with their own matrix products (here: {kernels.c_backend_info()})")
+    rep = verify_zoo(None, net_ids=["nopost-d040-01656889-s001", "nopost-d040-04327897-s003"])
+    assert rep.ok, rep.summary()
+    assert all(c.weights_bitwise and c.labels_checked for c in rep.checks)

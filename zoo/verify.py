@@ -10,7 +10,8 @@ within ``psd_atol``). Labels are compared only when the release was labelled wit
 ``LABEL_VERSION`` (otherwise they are reported as skipped: relabel the release first).
 
 Training is deterministic and batch invariant on a given device type (each network's noise has its own
-counter-based stream), so a release built on the CPU retrains bitwise on the CPU. Across device types (built
+counter-based stream), so a release built on the CPU retrains bitwise on the CPU (also on another x86-64 CPU
+with AVX2 + FMA: the C kernels' own matrix products sum in one fixed order). Across device types (built
 on CUDA, verified on the CPU, or with TF32) results differ in the last bits and the difference grows during
 training: verify on the build's device type, or pass a tolerance.
 """
