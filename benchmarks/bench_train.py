@@ -12,9 +12,10 @@ stationary, so a few epochs suffice) is trained
   ("ours Np"; each process trains its share as one batch); the faster of the two is "ours".
 
 It prints network-epochs/s for each, the ratio ours / baseline, and our fraction of the machine's batched-GEMM
-ceiling measured in the same run: the rate of ``torch.bmm`` on (K, 128, 100) @ (K, 100, 100) float32 with
-``--cores`` threads (and ``--cores`` processes x 1 thread; the better counts), the shape of the 3 GEMMs of
-one network-step (forward, backward, weight gradient; 3 x 2 x 128 x 100 x 100 = 7.68 MFLOP). Then
+ceiling measured in the same run: the faster rate of ``torch.bmm`` (MKL) and of the trainer's own products
+(``zoo.kernels.matmul``) on (K, 128, 100) @ (K, 100, 100) float32 with ``--cores`` threads (and ``--cores``
+processes x 1 thread; the better counts), the shape of the 3 GEMMs of one network-step (forward, backward,
+weight gradient; 3 x 2 x 128 x 100 x 100 = 7.68 MFLOP). Then
 ``fraction = our network-steps/s x 7.68 MFLOP / ceiling``.
 
 Every measurement is repeated ``--repeats`` times, baseline and ours interleaved, and the best run counts (the
@@ -73,18 +74,29 @@ def train_ours(cfgs: Sequence[NetConfig], processes: int, threads: int) -> dict:
     return res
 
 
-def _gemm_worker(K, threads, barrier, queue, seconds=1.5):
+GEMM_IMPLS = ("torch.bmm", "zoo.kernels.matmul")
+
+
+def _gemm_worker(K, threads, impl, barrier, queue, seconds=1.5):
     torch.set_num_threads(threads)
+    from zoo import kernels
+
     a, w = torch.randn(K, 128, 100), torch.randn(K, 100, 100)
     out = torch.empty(K, 128, 100)
+    if impl == "torch.bmm":
+        def product():
+            torch.bmm(a, w, out=out)
+    else:  # the products of the trainer's C passes (ours or MKL's, see kernels.c_gemm)
+        def product():
+            kernels.matmul(a, w, out)
     for _ in range(5):
-        torch.bmm(a, w, out=out)
+        product()
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     while time.perf_counter() - t0 < seconds:
         for _ in range(10):
-            torch.bmm(a, w, out=out)
+            product()
         n += 10
     t1, c1 = time.perf_counter(), time.process_time()
     flop = n * K * 2 * 128 * 100 * 100
@@ -92,27 +104,43 @@ def _gemm_worker(K, threads, barrier, queue, seconds=1.5):
 
 
 def gemm_ceiling(K: int, cores: int, repeats: int) -> dict:
-    """Achieved GFLOP/s of batched sgemm at the trainer's shape: 1 process x cores threads, cores x 1.
+    """Achieved GFLOP/s of batched sgemm at the trainer's shape, for torch.bmm (MKL) and for the products of the
+    trainer's C passes (``zoo.kernels.matmul``: our own where the CPU has AVX2 + FMA), each with 1 process x
+    cores threads and cores x 1; the ceiling is the fastest.
 
     ``gflops``: wall-clock rate; ``gflops_cpu``: per CPU second x threads (what the cores deliver when the
     processes have them to themselves)."""
-    best = {"1p": 0.0, "Np": 0.0, "1p_cpu": 0.0, "Np_cpu": 0.0}
-    for _ in range(repeats):
-        for mode, procs, threads, k in (("1p", 1, cores, K), ("Np", cores, 1, max(1, K // cores))):
-            wall, cpu = _gemm_run(k, procs, threads)
-            best[mode] = max(best[mode], wall)
-            best[mode + "_cpu"] = max(best[mode + "_cpu"], cpu)
-    return {"gflops_1p": best["1p"] / 1e9, "gflops_Np": best["Np"] / 1e9,
-            "gflops": max(best["1p"], best["Np"]) / 1e9,
-            "gflops_cpu": max(best["1p_cpu"], best["Np_cpu"]) / 1e9, "K": K}
+    from zoo import kernels
+
+    impls = [i for i in GEMM_IMPLS if i == "torch.bmm" or kernels.c_gemm() is not None]
+    res: dict = {"K": K, "zoo_gemm": kernels.c_gemm()}
+    for impl in impls:
+        best = {"1p": 0.0, "Np": 0.0, "1p_cpu": 0.0, "Np_cpu": 0.0}
+        for _ in range(repeats):
+            for mode, procs, threads, k in (("1p", 1, cores, K), ("Np", cores, 1, max(1, K // cores))):
+                wall, cpu = _gemm_run(k, procs, threads, impl)
+                best[mode] = max(best[mode], wall)
+                best[mode + "_cpu"] = max(best[mode + "_cpu"], cpu)
+        res[impl] = {"gflops_1p": best["1p"] / 1e9, "gflops_Np": best["Np"] / 1e9,
+                     "gflops": max(best["1p"], best["Np"]) / 1e9,
+                     "gflops_cpu": max(best["1p_cpu"], best["Np_cpu"]) / 1e9}
+    _set_best(res)
+    return res
 
 
-def _gemm_run(K, procs, threads) -> float:
+def _set_best(res: dict) -> None:
+    impls = [i for i in GEMM_IMPLS if i in res]
+    res["best"] = max(impls, key=lambda i: res[i]["gflops"])
+    res["gflops"] = res[res["best"]]["gflops"]
+    res["gflops_cpu"] = max(res[i]["gflops_cpu"] for i in impls)
+
+
+def _gemm_run(K, procs, threads, impl) -> float:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(procs), ctx.Queue()
-    ps = [ctx.Process(target=_gemm_worker, args=(K, threads, barrier, queue)) for _ in range(procs)]
+    ps = [ctx.Process(target=_gemm_worker, args=(K, threads, impl, barrier, queue)) for _ in range(procs)]
     for p in ps:
         p.start()
     res = [queue.get() for _ in ps]
@@ -200,8 +228,11 @@ def main(argv=None) -> dict:
         rows.append(row)
         print(f"delay {d} ms done: ratio {row['ratio']:.2f} ({time.perf_counter() - t_start:.0f} s)", flush=True)
     ceiling = gemm_ceiling(max(2, args.nets // 2), args.cores, args.repeats)
-    for key in ("gflops_1p", "gflops_Np", "gflops", "gflops_cpu"):  # best of the runs before and after
-        ceiling[key] = max(ceiling[key], ceil0[key])
+    for impl in GEMM_IMPLS:  # best of the runs before and after
+        for key in ("gflops_1p", "gflops_Np", "gflops", "gflops_cpu"):
+            if impl in ceiling:
+                ceiling[impl][key] = max(ceiling[impl][key], ceil0[impl][key])
+    _set_best(ceiling)
     for row in rows:
         row["gemm_fraction"] = row["ours_flops"] / (ceiling["gflops"] * 1e9)
         best_cpu = max(row[f"ours_{m}"]["cpu_net_epochs_per_s"] for m in args.modes)
@@ -221,9 +252,13 @@ def print_table(res: dict) -> None:
     print()
     print(f"machine: {m.get('Model name', '?')}, {m.get('cpus')} CPUs; torch {m['torch']}; "
           f"kernels: {'c' if m['kernels']['available'] else 'torch'} (requested {m['kernels_requested']})")
-    print(f"batched-GEMM ceiling (torch.bmm (K,128,100)@(K,100,100) fp32): {c['gflops']:.1f} GFLOP/s "
-          f"(1 process x {res['args']['cores']} threads: {c['gflops_1p']:.1f}; {res['args']['cores']} processes x 1 "
-          f"thread: {c['gflops_Np']:.1f})")
+    cores = res["args"]["cores"]
+    print(f"batched-GEMM ceiling ((K,128,100)@(K,100,100) fp32): {c['gflops']:.1f} GFLOP/s, {c['best']}; measured:")
+    for impl in GEMM_IMPLS:
+        if impl in c:
+            name = impl if impl == "torch.bmm" else f"{impl} ({c['zoo_gemm']}: the trainer's products)"
+            print(f"  {name}: {c[impl]['gflops']:.1f} GFLOP/s (1 process x {cores} threads: "
+                  f"{c[impl]['gflops_1p']:.1f}; {cores} processes x 1 thread: {c[impl]['gflops_Np']:.1f})")
     print(f"load average before/after: {res['load_before'][0]:.2f} / {res['load_after'][0]:.2f}")
     hdr = (f"{'delay':>6} {'T':>4} {'baseline':>10} {'ours 1p':>10} {'ours Np':>10} {'ours':>10} {'ratio':>6} "
            f"{'GEMM frac':>9} {'ceil/base':>9}")
@@ -246,7 +281,6 @@ def print_table(res: dict) -> None:
         o1 = r.get("ours_1p", {}).get("cpu_net_epochs_per_s", float("nan"))
         on = r.get("ours_Np", {}).get("cpu_net_epochs_per_s", float("nan"))
         b = r["baseline"]["cpu_net_epochs_per_s"]
-        cores = res["args"]["cores"]
         print(f"{r['delay_ms']:>6} {b:>10.2f} {o1:>10.2f} {on:>10.2f} {r['ratio_cpu']:>6.2f} "
               f"{r['gemm_fraction_cpu']:>9.2f}   "
               f"({cores / (b * r['T']) * 1e6:.0f} / {cores / (max(o1, on) * r['T']) * 1e6:.0f})")

@@ -343,3 +343,36 @@ def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):
     assert outs[0][:2] == outs[1][:2] == ["c", "own"], outs
     assert outs[0][2] == outs[1][2], "compiled for AVX2, the C path gives other bits than compiled for this CPU"
     assert (tmp_path / "cache").is_dir()  # the second run really built its own library
+
+
+@needs_c
+@pytest.mark.parametrize("gemm", ["own", "blas"])
+def test_c_matrix_products_on_many_shapes(gemm):
+    """The passes' matrix products (ours: register tiles of 4 rows x 40 or 24 columns with masked edges; or
+    MKL's) against float64 products, on shapes with every kind of partial tile, both layouts of A, with and
+    without accumulating into C; and each product of a batch equals the same product computed alone."""
+    lib = kernels.c_library()
+    if gemm == "own" and not lib.zoo_has_own_gemm():
+        pytest.skip("no AVX2 + FMA: no own matrix products")
+    if gemm == "blas" and kernels._torch_blas() is None:
+        pytest.skip("no MKL in this torch")
+    lib.zoo_set_gemm({"own": 0, "blas": 1}[gemm])
+    try:
+        assert kernels.c_gemm() == gemm
+        g = torch.Generator().manual_seed(5)
+        for M, N, K in [(1, 1, 1), (3, 7, 5), (4, 8, 1), (5, 41, 9), (128, 100, 100), (100, 100, 128),
+                        (9, 17, 33), (6, 24, 2), (13, 120, 64), (7, 43, 6), (2, 11, 3), (5, 30, 7)]:
+            for trans_a in (False, True):
+                a = torch.randn((3, K, M) if trans_a else (3, M, K), generator=g)
+                b = torch.randn(3, K, N, generator=g)
+                c0 = torch.randn(3, M, N, generator=g)
+                ref = torch.bmm((a.mT if trans_a else a).double(), b.double())
+                tol = 1e-5 * (K ** 0.5) * ref.abs().max().item() + 1e-6
+                got = kernels.matmul(a, b, trans_a=trans_a)
+                assert (got.double() - ref).abs().max().item() < tol, (M, N, K, trans_a)
+                acc = kernels.matmul(a, b, c0.clone(), trans_a=trans_a, accumulate=True)
+                assert (acc.double() - (ref + c0.double())).abs().max().item() < tol + 1e-6, (M, N, K, trans_a)
+                alone = kernels.matmul(a[1:2].contiguous(), b[1:2].contiguous(), trans_a=trans_a)
+                assert torch.equal(alone[0], got[1])
+    finally:
+        lib.zoo_set_gemm(kernels._gemm_mode())

@@ -457,6 +457,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.zoo_set_gemm.argtypes = [ci]
     lib.zoo_set_gemm.restype = None
     lib.zoo_gemm_kind.restype = ci
+    lib.zoo_matmul_f32.argtypes = [i64, ci, i64, i64, i64, P, i64, i64, P, i64, i64, P, i64, i64, ci, ci]
+    lib.zoo_matmul_f32.restype = ci
     lib.zoo_fwd_pass_f32.argtypes = [ctypes.POINTER(_FwdPassArgs), ci]
     lib.zoo_fwd_pass_f32.restype = ci
     lib.zoo_bwd_pass_f32.argtypes = [ctypes.POINTER(_BwdPassArgs), ci]
@@ -878,7 +880,32 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
+def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, *, trans_a: bool = False,
+           accumulate: bool = False) -> torch.Tensor:
+    """Batched ``op(a) @ b`` (``op(a) = a.mT`` if ``trans_a``) with the C passes' matrix products (ours, or
+    MKL's: :func:`c_gemm`), into ``out`` (added to it if ``accumulate``); torch's where the C passes cannot
+    run. a: (nb, M, K) or (nb, K, M), b: (nb, K, N), out: (nb, M, N); float32, contiguous. For tests and
+    benchmarks of the products the trainer uses."""
+    nb = a.shape[0]
+    M, K = (a.shape[2], a.shape[1]) if trans_a else (a.shape[1], a.shape[2])
+    if b.shape[:2] != (nb, K) or (out is not None and out.shape != (nb, M, b.shape[2])):
+        raise ValueError(f"shapes do not fit: a {tuple(a.shape)} (trans_a={trans_a}), b {tuple(b.shape)}, "
+                         f"out {None if out is None else tuple(out.shape)}")
+    N = b.shape[2]
+    if out is None:
+        out = torch.zeros((nb, M, N), dtype=a.dtype, device=a.device)
+    lib = c_library()
+    if _c_pass_ok(a, b, out) and all(t.is_contiguous() for t in (a, b, out)):
+        err = lib.zoo_matmul_f32(nb, int(trans_a), M, N, K, a.data_ptr(), a.stride(0), a.shape[2], b.data_ptr(),
+                                 b.stride(0), N, out.data_ptr(), out.stride(0), N, int(accumulate), _c_threads())
+        if err == 0:
+            return out
+    prod = torch.bmm(a.mT if trans_a else a, b)
+    return out.add_(prod) if accumulate else out.copy_(prod)
+
+
 __all__ = ["BACKENDS", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
-           "c_backend_info", "c_gemm", "c_library", "compile_info", "forward_pass", "initial_state", "noisy_tanh_step", "normal",
-           "requested_backend", "set_backend", "tanh", "triton_check", "triton_info", "triton_usable", "use_backend"]
+           "c_backend_info", "c_gemm", "c_library", "compile_info", "forward_pass", "initial_state", "matmul",
+           "noisy_tanh_step", "normal", "requested_backend", "set_backend", "tanh", "triton_check", "triton_info",
+           "triton_usable", "use_backend"]
 

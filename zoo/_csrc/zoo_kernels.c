@@ -785,3 +785,28 @@ int zoo_bwd_pass_f32(const bwd_pass_args *a, int nthreads) {
     (void)nthreads;
     return err;
 }
+
+/* A batch of nb independent products with the passes' matrix products (ours or BLAS, as configured):
+ *     C[b] = [C[b] +] op(A[b]) B[b],  op(A) = A (M x K, rows of lda) or A^T (A: K x M, rows of lda)
+ * B[b] (K x N, rows of ldb) and C[b] (M x N, rows of ldc) row-major; a_ks, b_ks, c_ks: strides between the
+ * products (0 shares one operand). Threads own whole products. Returns 0, or -1 without matrix products.
+ * For tests and for benchmarks/bench_train.py's GEMM ceiling. */
+int zoo_matmul_f32(int64_t nb, int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t a_ks,
+                   int64_t lda, const float *B, int64_t b_ks, int64_t ldb, float *C, int64_t c_ks, int64_t ldc,
+                   int accumulate, int nthreads) {
+    if (!gemm_available()) return -1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nb > 1)
+#endif
+    {
+        int prev = g_blas_local_threads ? g_blas_local_threads(1) : 0;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t b = 0; b < nb; b++)
+            matmul(trans_a, M, N, K, A + b * a_ks, lda, B + b * b_ks, ldb, C + b * c_ks, ldc, accumulate);
+        if (g_blas_local_threads) g_blas_local_threads(prev);
+    }
+    (void)nthreads;
+    return 0;
+}
