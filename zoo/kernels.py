@@ -45,8 +45,9 @@ cuBLAS weight-gradient GEMMs may round differently for another K). The ``c``
 backend's elementwise code uses IEEE float32 operations in a fixed order (no -ffast-math; its own
 log/sin/cos/tanh, within 2 ulp) with fused multiply-adds where the CPU has them; its own matrix products
 sum every element in one fixed order (k = 0, 1, ... with fused multiply-adds), so on x86-64 CPUs with AVX2 +
-FMA the whole ``c`` path gives the same bits whatever the CPU model, vector width, MKL version or threads.
-With MKL's sgemm instead (no AVX2/FMA, or ``ZOO_C_GEMM=blas``), and between backends, results agree to float
+FMA the whole ``c`` path gives the same bits whatever the CPU model, vector width, MKL version or threads
+(compiled by GCC; checked for AMD and Intel targets, ``tests/test_kernels.py``). With MKL's sgemm instead (no
+AVX2/FMA, or ``ZOO_C_GEMM=blas``), another compiler, and between backends, results agree to float
 rounding only: ``torch`` and ``c`` noise within ~1e-6 absolute (about 70% of the draws bitwise equal), tanh
 within 2 ulp; trained weights drift apart at the level of float32 rounding (~1e-7 relative per epoch).
 """
