@@ -46,7 +46,7 @@ backend's elementwise code uses IEEE float32 operations in a fixed order (no -ff
 log/sin/cos/tanh, within 2 ulp) with fused multiply-adds where the CPU has them; its own matrix products
 sum every element in one fixed order (k = 0, 1, ... with fused multiply-adds), so on x86-64 CPUs with AVX2 +
 FMA the whole ``c`` path gives the same bits whatever the CPU model, vector width, MKL version or threads
-(compiled by GCC; checked for AMD and Intel targets, ``tests/test_kernels.py``). With MKL's sgemm instead (no
+(compiled by GCC 12; checked for AMD and Intel targets, ``tests/test_kernels.py``). With MKL's sgemm instead (no
 AVX2/FMA, or ``ZOO_C_GEMM=blas``), another compiler, and between backends, results agree to float
 rounding only: ``torch`` and ``c`` noise within ~1e-6 absolute (about 70% of the draws bitwise equal), tanh
 within 2 ulp; trained weights drift apart at the level of float32 rounding (~1e-7 relative per epoch).
@@ -497,12 +497,24 @@ def c_library(warn: bool = False) -> ctypes.CDLL | None:
 
 
 def c_backend_info() -> dict:
-    """Diagnostics: whether the C kernels loaded, from where, with OpenMP or not, and the error if any."""
+    """Diagnostics: whether the C kernels loaded, from where, built by which compiler (its ``--version``
+    line), with OpenMP or not, whose matrix products the passes use, and the error if any."""
     lib = c_library()
     return {"available": lib is not None, "path": _lib_state["path"], "error": _lib_state["error"],
+            "compiler": _compiler_version(_lib_state["path"]),
             "openmp": bool(lib.zoo_has_openmp()) if lib is not None else False,
             "blas": bool(lib.zoo_has_blas()) if lib is not None else False,
             "gemm": c_gemm(lib) if lib is not None else None}
+
+
+def _compiler_version(lib_path: str | None) -> str | None:
+    """The first line of ``cc --version`` recorded in build.txt beside the library (the C results' bits can
+    depend on the compiler), or None."""
+    try:
+        lines = (Path(lib_path).parent / "build.txt").read_text().splitlines()
+    except (OSError, TypeError):
+        return None
+    return lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
 
 
 def _block_ptr(t: torch.Tensor) -> tuple[int, int] | None:
