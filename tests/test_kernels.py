@@ -227,7 +227,7 @@ def _run_passes(backend, gemm="own", **shape):
     lib = kernels.c_library()
     saved = kernels._torch_blas()
     if lib is not None:
-        lib.zoo_set_gemm({"own": 0, "blas": 1, "none": 1}[gemm])
+        lib.zoo_set_gemm(kernels._GEMM_MODES["blas" if gemm == "none" else gemm])
         if gemm == "none":
             lib.zoo_set_blas(None, None)
     try:
@@ -356,7 +356,7 @@ def test_c_matrix_products_on_many_shapes(gemm):
         pytest.skip("no AVX2 + FMA: no own matrix products")
     if gemm == "blas" and kernels._torch_blas() is None:
         pytest.skip("no MKL in this torch")
-    lib.zoo_set_gemm({"own": 0, "blas": 1}[gemm])
+    lib.zoo_set_gemm(kernels._GEMM_MODES[gemm])
     try:
         assert kernels.c_gemm() == gemm
         g = torch.Generator().manual_seed(5)

@@ -777,9 +777,9 @@ def forward_pass(W_rec: torch.Tensor, drive_cue: torch.Tensor, bias: torch.Tenso
     keys (K,). Writes R (K, T + 1, B, N): r[0] = tanh(init_std z0) and the states r[1..T]; Z (K, T, B, N):
     the tanh values; L (K, T, B, O): the readout logits of r[0..T-1] (before the readout nonlinearity).
 
-    The C backend with a BLAS runs the whole pass in C, network by network, and the Triton backend in one
-    kernel launch; the other backends loop over the time steps with batched matmuls and
-    :func:`noisy_tanh_step`.
+    The C backend (with its own matrix products or a BLAS) runs the whole pass in C, network by network, and
+    the Triton backend in one kernel launch; the other backends loop over the time steps with batched matmuls
+    and :func:`noisy_tanh_step`.
     """
     K, T1, B, N = R.shape
     T = T1 - 1

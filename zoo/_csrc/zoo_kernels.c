@@ -414,8 +414,8 @@ void zoo_bwd_step_f32(const bwd_args *a, int nthreads) {
  * state and scratch stay in the core's L2 cache for all T steps; only R and Z stream to and from memory).
  * Matrix products: our own (above) where compiled in, else a BLAS sgemm (Fortran interface, column-major,
  * 32-bit ints) whose address the caller provides with zoo_set_blas (torch's MKL); each thread owns whole
- * networks, so there is no
- * synchronisation per time step, and a network's numbers do not depend on K, its position or the threads.
+ * networks, so there is no synchronisation per time step, and a network's numbers do not depend on K, its
+ * position or the threads.
  * ====================================================================================================== */
 
 typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *, const float *,
@@ -493,7 +493,8 @@ static inline __attribute__((always_inline)) void gemm_tile(const int MR, const 
         }
 }
 
-#define GEMM_TILE(MR, NV) gemm_tile(MR, NV, K, A + i * ars, ars, acs, B + j, ldb, C + i * ldc + j, ldc, accumulate, last)
+#define GEMM_TILE(MR, NV) \
+    gemm_tile(MR, NV, K, A + i * ars, ars, acs, B + j, ldb, C + i * ldc + j, ldc, accumulate, last)
 #if GEMM_NV == 5
 #define GEMM_WIDE(MR) case 4: GEMM_TILE(MR, 4); break; case 5: GEMM_TILE(MR, 5); break;
 #else
@@ -630,7 +631,8 @@ static void fwd_pass_one(const fwd_pass_args *a, int64_t k, float *pre, float *W
     }
 }
 
-/* Forward pass of K networks; returns 0, or -1 without matrix products (no BLAS), -2 if scratch memory could not be allocated. */
+/* Forward pass of K networks; returns 0, or -1 without matrix products, -2 if scratch memory could not be
+ * allocated. */
 int zoo_fwd_pass_f32(const fwd_pass_args *a, int nthreads) {
     if (!gemm_available()) return -1;
     int err = 0;
