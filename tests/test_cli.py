@@ -91,3 +91,49 @@ def test_device_that_is_not_here_is_a_one_line_error(tmp_path):
     _one_line_error(res, "'cuda'", "'cpu'", "0 CUDA device")
     res = _invoke("build", "--preset", "smoke", "--device", "gpu7", "--out", tmp_path / "z")
     _one_line_error(res, "'gpu7'", "cuda:N")
+
+
+def _plan_json(*args) -> dict:
+    import json
+
+    res = _invoke("plan", *args, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_family_without_preset_trains_the_family_paper_networks():
+    """`--family F` alone starts from F's paper definition: nopost at lr 0.001 trains max(1000, int(30/lr))
+    = 30,000 epochs per network, not the sample preset's fixed 1,000."""
+    s = _plan_json("--family", "nopost", "--lr", "0.001", "--delay", "160", "--seeds", "4")
+    assert s["n_networks"] == 4 and s["network_epochs"] == 4 * 30_000
+    assert s["preset"] == "nopost" and "sample" not in s["built_from"]
+    assert s["epoch_rules"] == ["nopost: epochs = max(1000, int(30/lr)) (the paper's rule)"]
+    post = _plan_json("--family", "post", "--lr", "0.002", "--delay", "40", "--seeds", "1")
+    assert post["network_epochs"] == 50_000  # post: max(1000, int(100/lr))
+    nomem = _plan_json("--family", "nomemory", "--lr", "0.5", "--delay", "100", "--seeds", "2")
+    assert nomem["network_epochs"] == 2 * 3000
+
+
+def test_preset_and_family_say_which_epoch_rule_applies():
+    s = _plan_json("--preset", "sample", "--family", "nopost", "--lr", "0.001", "--seeds", "1", "--delay", "40")
+    assert s["network_epochs"] == 1000
+    assert "NOT the paper's rule" in s["epoch_rules"][0] and "max(1000, int(30/lr))" in s["epoch_rules"][0]
+    res = _invoke("plan", "--preset", "sample", "--family", "nopost", "--lr", "0.001")
+    assert "NOT the paper's rule" in res.output
+
+
+@pytest.mark.slow
+def test_family_build_names_what_was_built(tmp_path):
+    import json
+
+    out = tmp_path / "z"
+    res = _invoke("build", "--family", "nopost", "--lr", "0.3", "--delay", "0", "--seeds", "1", "--out", out)
+    assert res.exit_code == 0, res.output
+    first = res.output.splitlines()[0]
+    assert first.startswith("family nopost (paper definition), lrs [0.3], delays [0] ms, seeds 0..0"), first
+    assert "the paper's rule" in res.output
+    info = json.loads((out / "zoo.json").read_text())
+    assert info["preset"] == "nopost" and info["built_from"].startswith("family nopost (paper definition)")
+    card = (out / "README.md").read_text()
+    assert "family nopost (paper definition)" in card and "preset `sample`" not in card
+    assert load_zoo(out, verify=False).metadata["epochs"].tolist() == [1000]

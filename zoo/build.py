@@ -129,6 +129,32 @@ class BuildPlan:
             return list(self.shards[i::n])
         return [self.shard(spec)]
 
+    def describe(self) -> str:
+        """What is built, for titles, ``zoo.json`` and the card: the preset (or the family's paper definition)
+        and every override, e.g. ``family nopost (paper definition), lrs [0.001], delays [160] ms, seeds 0..3``."""
+        head = (f"family {self.preset} (paper definition)" if self.preset in grids.FAMILIES
+                else f"preset {self.preset}")
+        o = self.overrides
+        parts = [head]
+        if "family" in o:
+            parts.append(f"only family {o['family']}")
+        if "lrs" in o:
+            parts.append(f"lrs {o['lrs']}")
+        if "delays" in o:
+            parts.append(f"delays {o['delays']} ms")
+        if "seeds" in o:
+            parts.append(f"seeds 0..{o['seeds'] - 1}" if isinstance(o["seeds"], int) else f"seeds {o['seeds']}")
+        if "epochs" in o:
+            parts.append(f"{o['epochs']} epochs (replacing the epoch rule)")
+        return ", ".join(parts)
+
+    def epoch_rules(self) -> list[str]:
+        """Which epoch rule each family of the plan trains with, and whether it is the paper's."""
+        o = self.overrides
+        return grids.epoch_rules(grids.preset_grids(self.preset, family=o.get("family"), lrs=o.get("lrs"),
+                                                    delays=o.get("delays"), seeds=o.get("seeds"),
+                                                    epochs=o.get("epochs")))
+
     def fingerprint(self) -> dict:
         return {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
                 "shards": {s.shard_id: s.net_ids for s in self.shards}}
@@ -148,11 +174,14 @@ class BuildPlan:
         return {"weights": w, "curves": c, "metadata": m, "total": w + c + m + _RELEASE_OVERHEAD + 200 * k}
 
 
-def plan_build(preset: str = "sample", *, family: str | None = None, lrs: Sequence[float] | None = None,
+def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Sequence[float] | None = None,
                delays: Sequence[int] | None = None, seeds: int | None = None, epochs: int | None = None,
                shard_size: int | None = None) -> BuildPlan:
-    """Expand a preset (with CLI-style overrides) into a sharded build plan."""
-    p = grids.load_preset(preset)
+    """Expand a preset (with CLI-style overrides) into a sharded build plan. Without a preset the build starts
+    from the paper definition of ``family`` (else the sample preset): see :func:`zoo.grids.resolve_preset`."""
+    p = grids.load_preset(grids.resolve_preset(preset, family))
+    if family == p.name:  # the family's own definition: naming the family again restricts nothing
+        family = None
     configs = grids.make_grid(p, family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs)
     size = shard_size or p.shard_size
     overrides = {k: v for k, v in dict(family=family, lrs=list(lrs) if lrs else None,
@@ -170,9 +199,9 @@ def plan_from_dict(d: dict) -> BuildPlan:
 def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:
     """What ``zoo plan`` prints: counts, the size estimate, the shards (and free disk space at ``out``)."""
     est = plan.estimate_bytes()
-    d = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
-         "n_shards": len(plan.shards), "n_networks": len(plan.configs), "network_epochs": plan.network_epochs,
-         "estimate_bytes": est}
+    d = {"preset": plan.preset, "overrides": plan.overrides, "built_from": plan.describe(),
+         "epoch_rules": plan.epoch_rules(), "shard_size": plan.shard_size, "n_shards": len(plan.shards),
+         "n_networks": len(plan.configs), "network_epochs": plan.network_epochs, "estimate_bytes": est}
     if out is not None:
         d["free_bytes"] = free_bytes(out)
     if shards:
@@ -684,7 +713,8 @@ class Build:
                 rel = p.relative_to(self.out)
                 if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
                     p.unlink(missing_ok=True)
-        info = {"preset": self.plan.preset, "overrides": self.plan.overrides, "code_version": __version__,
+        info = {"preset": self.plan.preset, "overrides": self.plan.overrides, "built_from": self.plan.describe(),
+                "epoch_rules": self.plan.epoch_rules(), "code_version": __version__,
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),
                 "missing_shards": missing, "n_shards": len(self.plan.shards),
                 "n_networks_planned": len(self.plan.configs), **(extra_info or {})}

@@ -53,7 +53,7 @@ def render_card(metadata: pd.DataFrame, info: dict) -> str:
         n_networks=len(metadata),
         size_category=_size_category(len(metadata)),
         code_version=info.get("code_version", ""),
-        preset=info.get("preset", "custom"),
+        built_from=info.get("built_from") or f"preset {info.get('preset', 'custom')}",
         partial_note=" (partial: some shards of the preset are missing)" if partial else "",
         repo_hint=info.get("repo_id", "ORG/NAME"),
         family_table=_count_table(metadata["family"]),

@@ -56,7 +56,8 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 
 # ---------------------------------------------------------------- shared options
-Preset = Annotated[str, typer.Option("--preset", "-p", help="sweep preset (see `zoo presets`)")]
+Preset = Annotated[str | None, typer.Option("--preset", "-p", help="sweep preset (see `zoo presets`); default: the "
+                                             "paper definition of --family, else `sample`")]
 Family = Annotated[str | None, typer.Option(help="restrict to one family")]
 Lr = Annotated[list[float] | None, typer.Option("--lr", help="learning rate (repeatable)")]
 Delay = Annotated[list[int] | None, typer.Option("--delay", help="delay in ms (repeatable)")]
@@ -94,10 +95,12 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         from .train import resolve_device
 
         where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
-    console.print(f"[bold]{plan.preset}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "
+    console.print(f"[bold]{plan.describe()}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "
                   f"running {len(shards)} shard(s) ({total_nets} networks) on {where} with executor {executor}. "
                   f"Estimated release size: {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, "
                   f"curves {format_bytes(est['curves'])} before compression).")
+    for rule in plan.epoch_rules():
+        console.print(f"  {rule}")
     if free_bytes(out) < est["total"]:
         console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
     total_epochs = sum(c.epochs for s in shards for c in s.configs)
@@ -157,7 +160,7 @@ def print_outcomes(df: pd.DataFrame, title: str) -> None:
 # ---------------------------------------------------------------- commands
 @app.command()
 @_friendly
-def build(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option(help="release folder")] = Path("zoo-release"),
           device: Device = "cpu", batch_size: BatchSize = None,
           shard: Annotated[str | None, typer.Option(help="only shard I/N (or a shard id); packaging is left to `zoo package`")] = None,
@@ -171,13 +174,13 @@ def build(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay
         console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
     df = b.package()
-    print_outcomes(df, f"{plan.preset}: {len(df)} networks")
+    print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
     console.print(f"release written to [bold]{out}[/]")
 
 
 @app.command()
 @_friendly
-def train(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
           batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
           executor: Annotated[str, typer.Option()] = "local", address: Annotated[str | None, typer.Option()] = None,
@@ -218,7 +221,7 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
 
 @app.command(name="plan")
 @_friendly
-def plan_(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
           out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False):
@@ -232,11 +235,13 @@ def plan_(preset: Preset = "sample", family: Family = None, lr: Lr = None, delay
         print(json.dumps(s, indent=1))
         return
     est = s["estimate_bytes"]
-    console.print(f"[bold]{s['preset']}[/] {s['overrides'] or ''}: {s['n_shards']} shards of up to {s['shard_size']} "
+    console.print(f"[bold]{s['built_from']}[/]: {s['n_shards']} shards of up to {s['shard_size']} "
                   f"networks, {s['n_networks']} networks, {s['network_epochs']:,} network-epochs; estimated release "
                   f"size {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, curves "
                   f"{format_bytes(est['curves'])} before compression)"
                   + (f"; free at {out}: {format_bytes(s['free_bytes'])}" if out is not None else ""))
+    for rule in s["epoch_rules"]:
+        console.print(f"  {rule}")
 
 
 @app.command()

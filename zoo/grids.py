@@ -463,9 +463,46 @@ def family_grid(family: str) -> FamilyGrid:
 # expansion, shards, summary
 
 
-def preset_grids(preset: str | Preset = "sample", *, family: str | None = None, lrs=None, delays=None,
+DEFAULT_PRESET = "sample"
+"""What ``zoo build`` trains when neither a preset nor a family is named: the bundled sample zoo's grid."""
+
+
+def resolve_preset(preset: str | Preset | None, family: str | None = None) -> str | Preset:
+    """The preset a build starts from: ``preset`` if given; else the paper definition of ``family`` (its own
+    preset file: epoch rule, post period, tau, readout and seeds as in the paper); else :data:`DEFAULT_PRESET`.
+
+    So ``--family nopost --lr 0.001`` trains nopost's networks (``max(1000, int(30/lr))`` = 30,000 epochs),
+    never the sample preset's fixed 1,000."""
+    if preset is not None:
+        return preset
+    if family is not None:
+        return check_choice("family", family, FAMILIES)
+    return DEFAULT_PRESET
+
+
+def epoch_rules(grids: Iterable[FamilyGrid]) -> list[str]:
+    """One line per family grid saying which epoch rule it trains with, and whether that is the paper's,
+    e.g. ``nopost: 1000 epochs (fixed by the preset; the paper's rule is max(1000, int(30/lr)))``."""
+    out = []
+    for g in grids:
+        paper = family_grid(g.family)
+        mine = f"{g.epochs} epochs" if g.epochs is not None else f"epochs = {g.epoch_rule.describe()}"
+        theirs = f"{paper.epochs} epochs" if paper.epochs is not None else paper.epoch_rule.describe()
+        if (g.epochs, g.epoch_rule) == (paper.epochs, paper.epoch_rule):
+            out.append(f"{g.family}: {mine} (the paper's rule)")
+        elif all(g.epochs_for(lr) == paper.epochs_for(lr) for lr in g.lrs):
+            out.append(f"{g.family}: {mine} (fixed by the preset; the paper's rule, {theirs}, gives the same "
+                       "at these learning rates)")
+        else:
+            out.append(f"{g.family}: {mine} (NOT the paper's rule, which is {theirs})")
+    return list(dict.fromkeys(out))
+
+
+def preset_grids(preset: str | Preset | None = None, *, family: str | None = None, lrs=None, delays=None,
                  seeds=None, epochs=None) -> list[FamilyGrid]:
-    """The family grids of ``preset`` after the overrides of :func:`make_grid` (no expansion)."""
+    """The family grids of ``preset`` after the overrides of :func:`make_grid` (no expansion).
+    ``preset`` None: see :func:`resolve_preset`."""
+    preset = resolve_preset(preset, family)
     p = preset if isinstance(preset, Preset) else load_preset(preset)
     grids = list(p.families)
     if family is not None:
@@ -474,11 +511,13 @@ def preset_grids(preset: str | Preset = "sample", *, family: str | None = None, 
     return [g.override(lrs=lrs, delays=delays, seeds=seeds, epochs=epochs) for g in grids]
 
 
-def make_grid(preset: str | Preset = "sample", *, family: str | None = None, lrs=None, delays=None,
+def make_grid(preset: str | Preset | None = None, *, family: str | None = None, lrs=None, delays=None,
               seeds=None, epochs=None) -> list[NetConfig]:
     """Expand a preset into its networks, with CLI-style overrides.
 
-    ``family`` keeps only that family's blocks (the family's paper definition if the preset has none);
+    ``preset`` None starts from the paper definition of ``family`` if one is given, else from
+    :data:`DEFAULT_PRESET` (:func:`resolve_preset`). ``family`` keeps only that family's blocks (the family's
+    paper definition if the preset has none);
     ``lrs`` (floats) replace the learning rates; ``delays`` (ms, multiples of 5) replace the delays, or the
     response lengths for nomemory; ``seeds`` N gives seeds 0..N-1; ``epochs`` N replaces the epoch rule.
     Order: family block (preset order), delay (response length), learning rate (as given), seed.
