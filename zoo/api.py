@@ -19,9 +19,16 @@ import pandas as pd
 import torch
 
 from . import labels, store
+from .cache import release_cache_dir
 from .config import NetConfig
-from .errors import ChecksumMismatchError, InvalidChoiceError, SourceNotFoundError
-from .manifest import VerifiedStamps, read_manifest
+from .errors import (
+    ChecksumMismatchError,
+    CorruptFileError,
+    InvalidChoiceError,
+    SourceNotFoundError,
+    UnverifiedReleaseError,
+)
+from .manifest import MANIFEST_NAME, VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest
 from .model import PARAM_NAMES, RNN
 from .task import TaskSpec
 
@@ -55,12 +62,16 @@ class LocalSource:
 
     ``verify``: ``"auto"`` (True, the default): the metadata table (a few MB) is hashed every time it is
     read; a weight or curve shard is hashed on its first read and then remembered (file size,
-    mtime, ctime, inode) in ``<release>/.cache/verified.json`` (:class:`zoo.manifest.VerifiedStamps`; a
-    release's own writer records its files when it writes the manifest), so later processes skip unchanged
-    shards instead of re-hashing gigabytes. ``"full"``: every file is hashed on its first read in this
-    process, stamps ignored. ``"none"`` (False): no checks. The whole folder: ``zoo.manifest.verify_folder``.
-    A verified metadata table is read from an uncompressed copy, ``.cache/metadata-<sha256[:16]>.arrow``,
-    written on the first open (:func:`zoo.store.read_table_cached`). ``.cache/`` is never part of a release.
+    mtime, ctime, inode) in the user cache (:class:`zoo.manifest.VerifiedStamps`; a release's own writer
+    records its files when it writes the manifest), so later processes skip unchanged shards instead of
+    re-hashing gigabytes. ``"full"``: every file is hashed on its first read in this process, stamps ignored.
+    ``"none"`` (False): no checks. The whole folder: ``zoo.manifest.verify_folder``. A folder without
+    ``manifest.sha256``, or a file the manifest does not list, is refused (:class:`UnverifiedReleaseError`)
+    unless ``verify=False``.
+
+    Reading never writes into the release folder: a verified metadata table is read from an uncompressed
+    copy, ``<zoo.cache.release_cache_dir(key)>/metadata-<sha256[:16]>.arrow`` (key: the manifest's hash),
+    written on the first open (:func:`zoo.store.read_table_cached`); an unwritable cache means no copy.
     """
 
     def __init__(self, folder: str | os.PathLike, verify: bool | str = True):
@@ -71,18 +82,27 @@ class LocalSource:
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
             raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {store.METADATA_PATH}){hint}")
         self.verify = _verify_mode(verify)
-        self._stamps = VerifiedStamps(self.folder)
+        if self.verify != "none" and not (self.folder / MANIFEST_NAME).is_file():
+            raise UnverifiedReleaseError(
+                f"{self.folder} has no {MANIFEST_NAME}, so its files cannot be checked: a changed or damaged file "
+                "would load silently. Re-download the release, or write a manifest for a folder you trust "
+                "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
+        self.key = manifest_key(self.folder)
+        self._stamps = VerifiedStamps(self.folder, self.key)
         self._checked: set[str] = set()
         self.description = str(self.folder)
         self.commit = None
 
     @cached_property
     def manifest(self) -> dict[str, str]:
-        return read_manifest(self.folder) if (self.folder / "manifest.sha256").exists() else {}
+        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_NAME).exists() else {}
 
     def read_info(self) -> dict:
         p = self.folder / store.INFO_PATH
-        return json.loads(p.read_text()) if p.exists() else {}
+        if not p.exists():
+            return {}
+        self.local_path(store.INFO_PATH)
+        return store.read_json(p)
 
     def read_metadata(self) -> pd.DataFrame:
         rel = store.METADATA_PATH
@@ -90,7 +110,7 @@ class LocalSource:
         digest = self.manifest.get(rel)
         if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
             digest = None  # unchecked and changed since its last check: no cached copy for it
-        cache = self.folder / ".cache" / f"metadata-{digest[:16]}.arrow" if digest else None
+        cache = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
         return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
 
     def local_paths(self, rel_paths: Sequence[str]) -> dict[str, Path]:
@@ -103,10 +123,14 @@ class LocalSource:
         return self.local_paths([rel])[rel]
 
     def _checked_path(self, rel: str) -> Path:
+        check_rel_path(rel, f"{self.folder / store.METADATA_PATH} (a file path in it)")
         p = self.folder / rel
         if not p.exists():
             raise FileNotFoundError(f"{p} is missing from the release")
-        if self.verify != "none" and rel not in self._checked and rel in self.manifest:
+        if self.verify != "none" and rel not in self.manifest:
+            raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_NAME}, so it cannot be "
+                                         "checked; re-download the release, or pass verify=False to read it unchecked")
+        if self.verify != "none" and rel not in self._checked:
             want = self.manifest[rel]
             shard = rel.startswith(_SHARD_DIRS)
             if not (shard and self.verify == "auto" and self._stamps.known(rel, p, want)):
@@ -237,6 +261,16 @@ class Network:
         c = store.read_curves(path, [self.row["net_id"]])[self.row["net_id"]]
         return pd.DataFrame(c).rename_axis("epoch")
 
+    def retrain(self, epochs=None, *, curves: bool = True, device: str | torch.device = "cpu",
+                progress: bool = False):
+        """Train this network again from its configuration; its weights at ``epochs`` (None: 0, 1, 2, 5, 10,
+        ..., final; ``"all"``; or a list) as a :class:`zoo.trajectories.Trajectory`, with its curves. Bitwise
+        equal to the release where its provenance allows (``.status``, ``.final_max_abs_diff``)."""
+        from .trajectories import retrain
+
+        return retrain(self._zoo.filter(net_id=[self.row["net_id"]]), epochs, curves=curves, device=device,
+                       progress=progress)[0]
+
     @torch.no_grad()
     def simulate(self, *, extend: int = 1, noise: bool = True, random_init: bool = True,
                  seed: int | None = None, r0: torch.Tensor | None = None, trial_types: Sequence[int] | None = None,
@@ -308,19 +342,41 @@ class Zoo:
         out = {n: np.empty((len(self), *s), dtype=np.float32) for n, s in _shapes(self).items()}
         codes, files = pd.factorize(self.metadata["weights_file"])
         paths = self.source.local_paths(list(files))  # one batch: fetch (Hub), verify
-        index = self.metadata["weights_index"].to_numpy()
+        index = _weight_rows(self.metadata)
+        ids = self.metadata["net_id"].to_numpy()
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(files) + 1))
         for j, wf in enumerate(files):
             pos = order[bounds[j]:bounds[j + 1]]
-            w = store.read_weights(paths[wf], index[pos])
+            w = store.read_weights(paths[wf], index[pos], net_ids=ids[pos].tolist())
             for n in PARAM_NAMES:
                 out[n][pos] = w[n].numpy()
         return {n: torch.from_numpy(v) for n, v in out.items()}
 
+    def retrain(self, epochs=None, *, curves: bool = False, device: str | torch.device = "cpu",
+                batch_size: int | None = None, progress=True):
+        """Train every selected network again, together; their weights at ``epochs`` (see
+        :func:`zoo.trajectories.retrain`) as :class:`zoo.trajectories.Trajectories`."""
+        from .trajectories import retrain
+
+        return retrain(self, epochs, curves=curves, device=device, batch_size=batch_size, progress=progress)
+
     def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
-        w = store.read_weights(self.source.local_path(row["weights_file"]), [int(row["weights_index"])])
+        index = _weight_rows(pd.DataFrame([row]))
+        w = store.read_weights(self.source.local_path(row["weights_file"]), index, net_ids=[row["net_id"]])
         return {n: w[n][0].clone() for n in PARAM_NAMES}
+
+
+def _weight_rows(metadata: pd.DataFrame) -> np.ndarray:
+    """The ``weights_index`` column as int64; a non-integer or negative entry names the network."""
+    col = metadata["weights_index"]
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CorruptFileError(store.METADATA_PATH, f"weights_index of {metadata['net_id'].iloc[i]!r}",
+                               f"{col.iloc[i]!r} is not a row number (0, 1, ...)")
+    return values.astype(np.int64)
 
 
 def _shapes(zoo: Zoo) -> dict[str, tuple[int, ...]]:

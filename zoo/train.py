@@ -45,6 +45,8 @@ class TrainResult:
     seconds: float = 0.0
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
+    #: with ``snapshot_epochs``: per network, ``{epoch: {name: tensor}}`` (weights after that many epochs)
+    snapshots: list[dict[int, dict[str, torch.Tensor]]] | None = None
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         return {name: w[i] for name, w in self.weights.items()}
@@ -89,13 +91,17 @@ def default_batch_size(device: torch.device, n_steps: int, fraction: float = 0.8
 def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device | None = "cpu",
                    batch_size: int | None = None, dtype: torch.dtype = torch.float32, tf32: bool = False,
                    init_weights: dict[str, torch.Tensor] | None = None,
-                   progress: Callable[[int], None] | None = None) -> TrainResult:
+                   progress: Callable[[int], None] | None = None,
+                   snapshot_epochs: Sequence[int] | Sequence[Sequence[int]] | None = None) -> TrainResult:
     """Train ``configs`` (any mix of families) and return their weights and curves.
 
     Networks are grouped by trial shape (``NetConfig.batch_key``) and trained ``batch_size`` at a time.
     ``init_weights`` (stacked, in the order of ``configs``) replaces the seed's initial weights, for
     fine-tuning. ``progress`` is called with the number of network-epochs done after every epoch.
     ``tf32`` allows TF32 matmuls on CUDA (off by default: it changes results slightly).
+    ``snapshot_epochs`` (one list for all networks, or one per network) copies the weights after those many
+    epochs (0: the initial weights) into ``TrainResult.snapshots``; it only reads the weights (same bits).
+    Epochs a network does not reach (diverged, or beyond its ``epochs``) are not in its snapshots.
     """
     configs = list(configs)
     dev = resolve_device(device)
@@ -105,6 +111,8 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
     curves = {c: [None] * K for c in CURVES}
     epochs_run = np.zeros(K, dtype=np.int64)
     diverged = np.zeros(K, dtype=bool)
+    snaps = _snapshot_sets(snapshot_epochs, K)
+    snapshots = None if snaps is None else [{} for _ in range(K)]
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault(c.batch_key(), []).append(i)
@@ -116,7 +124,11 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
             for s in range(0, len(idx), bs):
                 chunk = idx[s:s + bs]
                 init = None if init_weights is None else {n: w[chunk] for n, w in init_weights.items()}
-                w, cv, er, dv = _train_batch([configs[i] for i in chunk], dev, dtype, init, progress)
+                want = None if snaps is None else [snaps[i] for i in chunk]
+                w, cv, er, dv, sn = _train_batch([configs[i] for i in chunk], dev, dtype, init, progress, want)
+                if snapshots is not None:
+                    for j, i in enumerate(chunk):
+                        snapshots[i] = sn[j]
                 for n in PARAM_NAMES:
                     if out_w[n] is None:
                         out_w[n] = torch.empty((K, *w[n].shape[1:]), dtype=w[n].dtype)
@@ -129,7 +141,49 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     backend = kernels.backend_for(torch.empty(0, dtype=dtype, device=dev))
     return TrainResult(configs, out_w, curves, epochs_run, diverged, time.perf_counter() - t0, str(dev),
-                       extra={"kernels": backend})
+                       extra={"kernels": backend}, snapshots=snapshots)
+
+
+def _snapshot_sets(epochs, K: int) -> list[frozenset[int]] | None:
+    """``snapshot_epochs`` as one set of epochs per network (None: no snapshots)."""
+    if epochs is None:
+        return None
+    epochs = list(epochs)
+    if all(isinstance(e, (int, np.integer)) for e in epochs):
+        sets = [frozenset(int(e) for e in epochs)] * K
+    else:
+        if len(epochs) != K:
+            raise InvalidChoiceError("snapshot_epochs", f"{len(epochs)} lists",
+                                     hint=f"give one list of epochs for all networks, or one per network ({K})")
+        sets = [frozenset(int(e) for e in s) for s in epochs]
+    bad = sorted({e for s in sets for e in s if e < 0})
+    if bad:
+        raise InvalidChoiceError("snapshot epoch", bad[0], hint="epochs count SGD steps: 0 (initial weights) or more")
+    return sets
+
+
+class _Snapshots:
+    """Copies of the weights of K networks at requested epochs (read-only: training is unchanged)."""
+
+    def __init__(self, want: list[frozenset[int]]):
+        self.at: dict[int, list[int]] = {}  # epoch -> chunk positions that want it
+        for k, s in enumerate(want):
+            for e in s:
+                self.at.setdefault(e, []).append(k)
+        self.taken: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in want]
+
+    def take(self, epoch: int, b: _Batch) -> None:
+        ks = self.at.get(epoch)
+        if not ks:
+            return
+        active = {int(p): j for j, p in enumerate(b.pos_cpu.tolist())}  # chunk position -> row of b.P
+        rows = [(k, active[k]) for k in ks if k in active]
+        if not rows:
+            return
+        idx = torch.tensor([j for _, j in rows], device=b.pos.device)
+        copies = {n: p.index_select(0, idx).cpu() for n, p in b.P.items()}  # (k, ...) each
+        for i, (k, _) in enumerate(rows):
+            self.taken[k][epoch] = {n: c[i] for n, c in copies.items()}
 
 
 class _Batch:
@@ -210,8 +264,11 @@ class _Readout:
         return loss, acc, rel, dlogit.view(K, T, B, 2)
 
 
-def _train_batch(configs, dev, dtype, init, progress):
+def _train_batch(configs, dev, dtype, init, progress, want=None):
     b = _Batch(configs, dev, dtype, init)
+    snaps = _Snapshots(want) if want is not None else None
+    if snaps is not None:
+        snaps.take(0, b)
     task, mc = b.task, b.mc
     T, B, N, C = task.n_steps, task.batch_size, mc.n_units, task.cue_steps
     a = mc.alpha
@@ -253,6 +310,8 @@ def _train_batch(configs, dev, dtype, init, progress):
         ok = loss <= b.diverge  # a diverging network stops before its update (NaN loss is not divergence)
         ok |= torch.isnan(loss)
         b.sgd_step(grads, ok)
+        if snaps is not None:
+            snaps.take(e + 1, b)  # the weights after e + 1 epochs (a diverged network's: unchanged)
         if progress is not None:
             progress(K)
         done = (~ok) | (b.epochs <= e + 1)
@@ -267,4 +326,4 @@ def _train_batch(configs, dev, dtype, init, progress):
                 break
     hist_np = hist.cpu().numpy()
     curves = {c: [hist_np[k, : epochs_run[k], j].copy() for k in range(Kc)] for j, c in enumerate(CURVES)}
-    return final, curves, epochs_run, diverged
+    return final, curves, epochs_run, diverged, (snaps.taken if snaps is not None else None)
