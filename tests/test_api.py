@@ -15,8 +15,10 @@ import zoo.api as api
 import zoo.manifest as manifest
 import zoo.store as store
 from zoo import load_zoo
+from zoo.cache import release_cache_dir
 from zoo.errors import ChecksumMismatchError, InvalidChoiceError, NotCachedError, SourceNotFoundError
 from zoo.labels import MECHANISMS
+from zoo.manifest import manifest_key
 from zoo.model import PARAM_NAMES, RNN, ModelConfig, param_shapes
 
 SMOKE_DELAYS = (0, 40)
@@ -101,9 +103,9 @@ def test_weights_are_lazy(smoke_zoo, monkeypatch):
     calls = []
     real = store.read_weights
 
-    def counting(path, indices=None):
+    def counting(path, indices=None, **kw):
         calls.append(Path(path).name)
-        return real(path, indices)
+        return real(path, indices, **kw)
 
     monkeypatch.setattr(store, "read_weights", counting)
     z = load_zoo(smoke_zoo, delay=40, lr=0.1)
@@ -185,6 +187,7 @@ def test_corrupted_weights_detected(smoke_zoo, tmp_path):
 
 def test_verification_stamps(smoke_zoo, tmp_path, monkeypatch):
     """A shard is hashed once, then trusted while unchanged; verify="full" always re-hashes."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "user-cache"))
     folder = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, folder)  # new inodes: stamps copied along do not apply
     hashed = []
@@ -206,7 +209,9 @@ def test_verification_stamps(smoke_zoo, tmp_path, monkeypatch):
     os.utime(folder / "weights" / "nopost" / shard)  # touched: hashed again
     load_zoo(folder, delay=40).weights()
     assert hashed.count(shard) == 3
-    arrow = list((folder / ".cache").glob("metadata-*.arrow"))  # the uncompressed copy of the verified table
+    cache = release_cache_dir(manifest_key(folder))  # in the user cache, keyed by the manifest
+    arrow = list(cache.glob("metadata-*.arrow"))  # the uncompressed copy of the verified table
+    assert not (folder / ".cache").exists()
     assert len(arrow) == 1 and manifest.read_manifest(folder)["metadata/networks.parquet"][:16] in arrow[0].name
     n = hashed.count("networks.parquet")
     meta = load_zoo(folder, verify=False).metadata  # unchecked but unchanged: the copy is still used

@@ -154,40 +154,107 @@ def test_push_refuses_unlisted_and_corrupt_files(release, tmp_path):
         hub.push(folder, "zoo-test/rnn", dry_run=True)
 
 
-def test_push_calls_hub_api(release, monkeypatch, tmp_path):
-    """The upload path with a recording stand-in for HfApi (olah has no upload endpoints)."""
+class RecordingHub:
+    """A stand-in for HfApi (olah has no upload endpoints) that keeps the repo's files and records every call.
+
+    The repo changes only in ``create_commit``, all operations at once, as on the Hub; ``visible`` lists what a
+    reader of ``main`` sees after each call."""
+
+    def __init__(self, files: dict[str, bytes] | None = None):
+        self.files = dict(files or {})
+        self.calls: list[tuple] = []
+        self.visible: list[dict[str, bytes]] = []
+        self.tags: dict[str, str] = {}
+        self.commits = 0
+
+    def __call__(self, **kw):  # used as the HfApi class
+        self.calls.append(("init", kw))
+        return self
+
+    def _seen(self, *call):
+        self.calls.append(call)
+        self.visible.append(dict(self.files))
+
+    def create_repo(self, repo_id, **kw):
+        self._seen("create_repo", repo_id, kw)
+
+    def list_repo_refs(self, repo_id, **kw):
+        self._seen("list_repo_refs", repo_id, kw)
+        return type("Refs", (), {"tags": [type("Tag", (), {"name": t})() for t in self.tags]})()
+
+    def list_repo_files(self, repo_id, **kw):
+        self._seen("list_repo_files", repo_id, kw)
+        return sorted(self.files)
+
+    def preupload_lfs_files(self, repo_id, additions, **kw):
+        self._seen("preupload_lfs_files", repo_id, [a.path_in_repo for a in additions])
+
+    def create_commit(self, repo_id, operations, **kw):
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        for op in operations:
+            if isinstance(op, CommitOperationAdd):
+                src = op.path_or_fileobj
+                self.files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
+            elif isinstance(op, CommitOperationDelete):
+                del self.files[op.path_in_repo]
+        self.commits += 1
+        self._seen("create_commit", repo_id, [op.path_in_repo for op in operations], kw)
+        return type("Info", (), {"oid": f"{self.commits:040d}"})()
+
+    def create_tag(self, repo_id, **kw):
+        self.tags[kw["tag"]] = kw["revision"]
+        self._seen("create_tag", repo_id, kw)
+
+
+def _whole_release(files: dict[str, bytes]) -> bool:
+    """True if ``files`` hold one complete release: every file its manifest lists, with that sha256."""
+    if MANIFEST_NAME not in files:
+        return not files or set(files) <= {".gitattributes"}
+    from zoo.manifest import parse_manifest
+
+    listed = parse_manifest(files[MANIFEST_NAME].decode())
+    return all(rel in files and hashlib.sha256(files[rel]).hexdigest() == d for rel, d in listed.items())
+
+
+def test_push_is_one_commit_a_reader_never_sees_half_a_release(release, monkeypatch, tmp_path):
+    """With a recording fake of the Hub API: an older release is replaced in one commit (its extra files
+    deleted), the commit is tagged, and after every call a reader of main sees one whole release."""
     folder, files = release
-    calls = []
-
-    class FakeApi:
-        def __init__(self, **kw):
-            calls.append(("init", kw))
-
-        def create_repo(self, repo_id, **kw):
-            calls.append(("create_repo", repo_id, kw))
-
-        def list_repo_refs(self, repo_id, **kw):
-            return type("Refs", (), {"tags": []})()
-
-        def upload_folder(self, **kw):
-            calls.append(("upload_folder", kw))
-            return type("Info", (), {"oid": "c" * 40})()
-
-        def create_tag(self, repo_id, **kw):
-            calls.append(("create_tag", repo_id, kw))
-
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    old = {".gitattributes": b"*.safetensors filter=lfs\n", "weights/nopost/old-000.safetensors": b"old weights",
+           "README.md": b"old card"}
+    old[MANIFEST_NAME] = (f"{hashlib.sha256(b'old weights').hexdigest()}  weights/nopost/old-000.safetensors\n"
+                          .encode())
+    fake = RecordingHub(old)
+    monkeypatch.setattr(hub, "HfApi", fake)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     assert hub.push(folder, "zoo-test/rnn@v2.0", private=True) == files
-    names = [c[0] for c in calls]
-    assert names == ["init", "create_repo", "upload_folder", "create_tag"]
-    assert calls[0][1]["token"] == "hf_test"
-    assert calls[1][2] == {"repo_type": "dataset", "private": True, "exist_ok": True}
-    up = calls[2][1]
-    assert up["repo_type"] == "dataset" and Path(up["folder_path"]) == folder
-    assert up["allow_patterns"] == files
-    assert calls[3][2]["tag"] == "v2.0" and calls[3][2]["revision"] == "c" * 40
+    names = [c[0] for c in fake.calls]
+    assert names.count("create_commit") == 1 and names[-2:] == ["create_commit", "create_tag"]
+    assert names.index("preupload_lfs_files") < names.index("create_commit")
+    assert fake.calls[0][1]["token"] == "hf_test"
+    assert all(_whole_release(v) for v in fake.visible)  # between any two calls: old or new, never half
+    assert fake.visible[names.index("create_commit") - 2] == old  # before the commit: the old release intact
+    assert set(fake.files) == set(files) | {".gitattributes"}  # the old shard is gone
+    commit_ops = fake.calls[names.index("create_commit")][2]
+    assert "weights/nopost/old-000.safetensors" in commit_ops
+    assert fake.tags == {"v2.0": f"{1:040d}"}
+    assert fake.calls[-1][2]["tag"] == "v2.0"
+
+
+def test_pushed_card_names_the_repo_and_revision(tmp_path, monkeypatch, smoke_zoo):
+    folder = tmp_path / "zoo"
+    shutil.copytree(smoke_zoo, folder)
+    assert 'load_zoo("ORG/NAME"' in (folder / "README.md").read_text()
+    fake = RecordingHub()
+    monkeypatch.setattr(hub, "HfApi", fake)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    hub.push(folder, "my-lab/rnn-zoo", revision="v1.0")
+    card = fake.files["README.md"].decode()
+    assert 'load_zoo("my-lab/rnn-zoo@v1.0"' in card and "ORG/NAME" not in card
+    assert (folder / "README.md").read_text().count("ORG/NAME") >= 1  # the local folder is left as it was
 
 
 # -- against the server --------------------------------------------------------------------------------
@@ -288,9 +355,10 @@ def test_pull_partial_release(published, release, hub_server, tmp_path):
     out = hub.pull(f"{repo_id}@v1.0", out=tmp_path / "partial", net_ids=ids)
     assert verify_folder(out)
     got = sorted(read_manifest(out))
-    assert got == sorted(["README.md", "zoo.json", "metadata/networks.parquet",
+    assert got == sorted(["zoo.json", "metadata/networks.parquet",
                           _shard(100), _shard(100, "curves"), _shard(300), _shard(300, "curves")])
-    assert hub.release_files(out) == sorted([*got, MANIFEST_NAME])
+    assert (out / "README.md").read_text() == CARD  # the card comes along, outside the manifest
+    assert hub.release_files(out) == sorted([*got, MANIFEST_NAME, "README.md"])
     info = json.loads((out / "zoo.json").read_text())
     assert info["partial"] is True
     assert info["source"] == {"repo": repo_id, "revision": "v1.0", "commit": commit,
@@ -313,3 +381,28 @@ def test_load_dataset_reads_the_card_config(published, hub_server, tmp_path):
     ds = datasets.load_dataset(str(snap), cache_dir=str(tmp_path / "ds_cache"))
     assert list(ds) == ["train"] and ds["train"].num_rows == 12
     assert "weights_file" in ds["train"].column_names
+
+
+def test_card_edited_on_the_hub_breaks_nothing(release, hub_server, tmp_path):
+    """A card fixed on the Hub after the release (staff pull requests do that) leaves load_zoo and pull
+    working; every data file stays checked. Also for an older manifest that still lists the card."""
+    from zoo import load_zoo
+
+    for repo_id, old_style in (("zoo-test/card-edit", False), ("zoo-test/card-edit-old", True)):
+        folder = tmp_path / repo_id.split("/")[1]
+        shutil.copytree(release[0], folder)
+        if old_style:  # releases written before the card left the manifest
+            entries = read_manifest(folder)
+            entries["README.md"] = hashlib.sha256((folder / "README.md").read_bytes()).hexdigest()
+            from zoo.manifest import format_manifest
+
+            (folder / MANIFEST_NAME).write_text(format_manifest(entries))
+        files = hub.release_files(folder)
+        hub_server.add_dataset(repo_id, folder, files, tag="v1.0")
+        (folder / "README.md").write_text(CARD.replace("A tiny fake release", "A tiny fake release (typo fixed)"))
+        hub_server.add_dataset(repo_id, folder, files, message="Update README.md")  # main moves on
+        z = load_zoo(repo_id, delay=200)
+        assert len(z) == N_PER_SHARD and z.weights()["W_rec.weight"].shape[0] == N_PER_SHARD
+        out = hub.pull(repo_id, out=tmp_path / f"pulled-{old_style}")
+        assert "typo fixed" in (out / "README.md").read_text()
+        assert verify_folder(out)

@@ -18,9 +18,10 @@ packaging only merges the metadata parts and writes the card, ``zoo.json`` and t
 Every file is written atomically (temp name + rename) and the done marker last, so a process killed at any
 point leaves either a finished shard or one that a re-run finishes; see docs/scale-out.md.
 
-Fault injection (tests): ``ZOO_FAULT_POINT=<point>:<n>`` SIGKILLs the process the ``n``-th time it reaches
-``<point>`` (one of :data:`FAULT_POINTS`); with ``ZOO_FAULT_ONCE=<file>`` only the first process that gets
-there dies (it creates the file), so a retried or resumed run goes through.
+Fault injection (tests, :mod:`zoo.faults`): ``ZOO_FAULT_POINT=<point>:<n>`` SIGKILLs the process the ``n``-th
+time it reaches ``<point>`` (one of :data:`FAULT_POINTS`, or a point inside every atomic write:
+:data:`zoo.faults.WRITE_POINTS`); with ``ZOO_FAULT_ONCE=<file>`` only the first process that gets there dies
+(it creates the file), so a retried or resumed run goes through.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, grids, labels, store
+from . import __version__, faults, grids, labels, store
 from .config import NetConfig
 from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
-from .manifest import atomic_write_text, sha256_file
+from .manifest import atomic_write_text, file_mode, sha256_file
 from .model import PARAM_NAMES
 from .train import CURVES, resolve_device, train_networks
 
@@ -68,29 +68,9 @@ _RELEASE_OVERHEAD = 24_000  # metadata schema, README.md, zoo.json, manifest
 
 
 # ---------------------------------------------------------------- fault injection (tests)
-_fault_counts: dict[str, int] = {}
-
-
 def fault_point(name: str) -> None:
     """SIGKILL this process if ``ZOO_FAULT_POINT=<name>:<n>`` and this is the n-th time here (see module doc)."""
-    spec = os.environ.get("ZOO_FAULT_POINT")
-    if not spec:
-        return
-    point, _, n = spec.partition(":")
-    if point.strip() != name:
-        return
-    _fault_counts[name] = count = _fault_counts.get(name, 0) + 1
-    if count != int(n or 1):
-        return
-    once = os.environ.get("ZOO_FAULT_ONCE")
-    if once:
-        try:
-            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    faults.fault_point(name)
 
 
 # ---------------------------------------------------------------- plan
@@ -285,6 +265,7 @@ def _create_exclusive(path: Path, text: str) -> bool:
     # the temp name says who made it, so that one left by a killed process can be told from one in use
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}@{socket.gethostname()}@{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # readable by the other workers of a shared build (umask permitting)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

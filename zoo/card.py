@@ -61,3 +61,13 @@ def render_card(metadata: pd.DataFrame, info: dict) -> str:
         label_version=info.get("label_version", "none"),
         files_section=FILES_SECTION,
     )
+
+
+#: the placeholder of the card's load snippet until the release is pushed (:func:`card_for_repo`)
+REPO_PLACEHOLDER = "ORG/NAME"
+
+
+def card_for_repo(text: str, repo_id: str, revision: str | None = None) -> str:
+    """The card as pushed to ``repo_id``: the load snippet names the real repo id (and revision)."""
+    target = f"{repo_id}@{revision}" if revision else repo_id
+    return text.replace(f'"{REPO_PLACEHOLDER}"', f'"{target}"')

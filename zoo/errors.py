@@ -46,6 +46,20 @@ class ChecksumMismatchError(ZooError, OSError):
         super().__init__(msg + (f". {hint}" if hint else ""))
 
 
+class CorruptFileError(ZooError, ValueError):
+    """A release file that is malformed or crafted (a bad safetensors header, a truncated parquet file, ...):
+    the message names the file and the bad field."""
+
+    def __init__(self, path, field: str, problem: str, hint: str = ""):
+        self.path, self.field, self.problem = str(path), field, problem
+        hint = hint or "the file is damaged or was not written by rnn-stm-zoo; re-download or rebuild it"
+        super().__init__(f"{path}: bad {field}: {problem}. {hint}")
+
+
+class UnverifiedReleaseError(ZooError, FileNotFoundError):
+    """A release folder without a manifest (or a file missing from it): its files cannot be checked."""
+
+
 class MissingShardsError(ZooError, RuntimeError):
     """Packaging was asked for a complete zoo but some build shards are not finished."""
 

@@ -12,7 +12,6 @@ the environment at call time, not when huggingface_hub was imported, and passed 
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import glob
 import json
@@ -23,7 +22,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub import HfApi, constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    constants,
+    hf_hub_download,
+    snapshot_download,
+    try_to_load_from_cache,
+)
 
 from .errors import (
     ChecksumMismatchError,
@@ -34,9 +41,11 @@ from .errors import (
     ZooError,
 )
 from .manifest import (
+    CARD_NAME,
     MANIFEST_NAME,
     atomic_path,
     atomic_write_text,
+    data_entries,
     parse_manifest,
     read_manifest,
     sha256_file,
@@ -77,9 +86,9 @@ METADATA_NAME = "metadata/networks.parquet"
 DIAGNOSTICS_NAME = "diagnostics/networks.parquet"
 SHARD_DIRS = ("weights/", "curves/")
 OPEN_FILES = (INFO_NAME, METADATA_NAME)  # fetched and verified when a HubSource opens
-LARGE_FILE_COUNT = 200  # push: beyond this many files (or LARGE_BYTES) a release counts as large
-LARGE_BYTES = 20 * 1024**3
 _DOWNLOAD_WORKERS = 8
+_PREUPLOAD_BATCH = 256  # files per preupload_lfs_files call of a push
+_KEEP_ON_HUB = {".gitattributes"}  # files of the Hub repo a push never deletes
 _LIBRARY = "rnn-stm-zoo"
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -284,7 +293,8 @@ class HubSource:
         self._info: dict | None = None
         self._metadata = None
         self.commit, self.root = self._resolve()
-        self._manifest = parse_manifest((self.root / MANIFEST_NAME).read_text())
+        where = f"{MANIFEST_NAME} of Hub dataset {self.label} (commit {self.commit[:12]})"
+        self._manifest = data_entries(parse_manifest((self.root / MANIFEST_NAME).read_text(), where))
         self.local_paths(list(OPEN_FILES))
 
     # -- protocol -------------------------------------------------------------------------------------
@@ -304,15 +314,17 @@ class HubSource:
         return dict(self._manifest)
 
     def read_info(self) -> dict:
+        from .store import read_json
+
         if self._info is None:
-            self._info = json.loads(self.local_path(INFO_NAME).read_text())
+            self._info = read_json(self.local_path(INFO_NAME))
         return json.loads(json.dumps(self._info))
 
     def read_metadata(self):
-        import pandas as pd
+        from .store import read_table
 
         if self._metadata is None:
-            self._metadata = pd.read_parquet(self.local_path(METADATA_NAME))
+            self._metadata = read_table(self.local_path(METADATA_NAME))
         return self._metadata.copy()
 
     def local_path(self, rel: str) -> Path:
@@ -381,22 +393,40 @@ class HubSource:
         err.missing = list(missing)
         return err
 
-    def _download_one(self, rel: str) -> Path:
-        with _hub_errors(self.repo_id, self.revision, self.endpoint, rel):
-            return Path(hf_hub_download(self.repo_id, rel, repo_type=REPO_TYPE, revision=self.commit,
-                                        cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
-                                        library_name=_LIBRARY))
-
     def _download(self, rels: list[str]) -> dict[str, Path]:
-        if len(rels) == 1:
-            return {rels[0]: self._download_one(rels[0])}
-        with concurrent.futures.ThreadPoolExecutor(min(_DOWNLOAD_WORKERS, len(rels))) as pool:
-            futures = {rel: pool.submit(self._download_one, rel) for rel in rels}
-            return {rel: f.result() for rel, f in futures.items()}
+        """Download ``rels`` with huggingface_hub's own parallel download (``snapshot_download`` of exactly
+        these files, pinned to the commit; its progress bars unless HF_HUB_DISABLE_PROGRESS_BARS)."""
+        with _hub_errors(self.repo_id, self.revision, self.endpoint, rels[0] if len(rels) == 1 else None):
+            if len(rels) == 1:  # one file: no listing request
+                p = hf_hub_download(self.repo_id, rels[0], repo_type=REPO_TYPE, revision=self.commit,
+                                    cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                    library_name=_LIBRARY)
+                return {rels[0]: Path(p)}
+            root = Path(snapshot_download(self.repo_id, repo_type=REPO_TYPE, revision=self.commit,
+                                          cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                          library_name=_LIBRARY, allow_patterns=[glob.escape(r) for r in rels],
+                                          max_workers=_DOWNLOAD_WORKERS))
+        missing = [r for r in rels if not (root / r).is_file()]
+        if missing:
+            raise SourceNotFoundError(f"{len(missing)} file(s) of the manifest are not in Hub dataset {self.label} "
+                                      f"(commit {self.commit[:12]}): {', '.join(missing[:10])}")
+        return {r: root / r for r in rels}
+
+    @staticmethod
+    def _blob_named(p: Path, digest: str) -> bool:
+        """True if ``p`` is a cache entry whose blob is named by ``digest`` (an LFS file, stored under its
+        sha256): its content was already checked against that name, so it is not hashed again."""
+        try:
+            return p.is_symlink() and p.resolve().name == digest and p.resolve().is_file()
+        except OSError:
+            return False
 
     def _verify(self, paths: dict[str, Path]) -> None:
         bad = []
         for rel, p in paths.items():
+            if self._blob_named(p, self._manifest[rel]):
+                self._verified.add(rel)
+                continue
             actual = sha256_file(p)
             if actual == self._manifest[rel]:
                 self._verified.add(rel)
@@ -411,6 +441,18 @@ class HubSource:
                 f"the copy of {rel} from Hub dataset {self.label} (commit {self.commit[:12]}) does not match the "
                 f"release manifest and was removed from the cache{more}. Retry to download it again; if it fails "
                 "again the file on the Hub is corrupt: report it to the release maintainers")
+
+    def card_path(self) -> Path | None:
+        """The dataset card (README.md) of the commit, or None if it has none or it cannot be fetched. It is
+        not in the data manifest and never checked: an edited card (a typo fix on the Hub) breaks nothing."""
+        p = self._cached(CARD_NAME)
+        if p is not None or self.offline:
+            return p
+        with contextlib.suppress(Exception):
+            return Path(hf_hub_download(self.repo_id, CARD_NAME, repo_type=REPO_TYPE, revision=self.commit,
+                                        cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                        library_name=_LIBRARY))
+        return None
 
     def _evict(self, path: Path) -> None:
         """Remove a bad file from the cache: the snapshot entry and the blob it points to."""
@@ -443,9 +485,10 @@ def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | 
         selected = list(select_networks(meta, net_ids)["net_id"])
         shards = files_for_networks(meta, selected)
     paths = src.local_paths(core + shards)
+    card = src.card_path()  # documentation: fetched for the reader, never checked
     if out is None:
         return src.root
-    return _materialise(src, paths, selected, len(meta), Path(out))
+    return _materialise(src, paths, selected, len(meta), Path(out), card)
 
 
 def _filter_table(src_path: Path, dest: Path, net_ids: list[str]) -> None:
@@ -462,7 +505,7 @@ def _filter_table(src_path: Path, dest: Path, net_ids: list[str]) -> None:
 
 
 def _materialise(src: HubSource, paths: dict[str, Path], selected: list[str] | None, n_total: int,
-                 out: Path) -> Path:
+                 out: Path, card: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     old = read_manifest(out) if (out / MANIFEST_NAME).is_file() else {}
     partial = selected is not None and len(selected) < n_total
@@ -476,24 +519,22 @@ def _materialise(src: HubSource, paths: dict[str, Path], selected: list[str] | N
             continue
         with atomic_path(dest) as tmp:
             shutil.copyfile(p, tmp)
+    if card is not None:
+        with atomic_path(out / CARD_NAME) as tmp:
+            shutil.copyfile(card, tmp)
     info["partial"] = bool(info.get("partial")) or partial
     info["source"] = {"repo": src.repo_id, "revision": src.revision, "commit": src.commit,
                       "networks_selected": len(selected) if selected is not None else n_total,
                       "networks_total": n_total}
     atomic_write_text(out / INFO_NAME, json.dumps(info, indent=2) + "\n")
     files = sorted(paths)
-    for rel in set(old) - set(files):  # left over from an earlier pull into the same folder
+    for rel in set(old) - set(files) - {CARD_NAME}:  # left over from an earlier pull into the same folder
         (out / rel).unlink(missing_ok=True)
     write_manifest(out, files)
     return out
 
 
 # -- push --------------------------------------------------------------------------------------------------
-def _hub_version() -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", huggingface_hub.__version__)
-    return (int(m[1]), int(m[2])) if m else (0, 0)
-
-
 def _check_release(folder: Path) -> list[str]:
     if not (folder / MANIFEST_NAME).is_file():
         raise SourceNotFoundError(f"{folder} is not a zoo release: it has no {MANIFEST_NAME} (package it first)")
@@ -502,7 +543,7 @@ def _check_release(folder: Path) -> list[str]:
     except FileNotFoundError as e:
         raise SourceNotFoundError(str(e)) from e
     files = release_files(folder)
-    extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_NAME})
+    extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_NAME, CARD_NAME})
     if extra:
         shown = ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else "")
         raise ZooError(f"{len(extra)} file(s) in {folder} are not in its manifest: {shown}. Remove them or "
@@ -513,11 +554,17 @@ def _check_release(folder: Path) -> list[str]:
 def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None, private: bool = False,
          dry_run: bool = False, token: str | None = None, large: bool | None = None,
          commit_message: str | None = None) -> list[str]:
-    """Upload the release in ``folder`` to the Hub dataset ``repo_id``; tag the commit ``revision`` if given.
+    """Upload the release in ``folder`` to the Hub dataset ``repo_id`` as ONE commit; tag it ``revision``.
 
-    The manifest is verified first. ``dry_run`` returns the files that would be uploaded and makes no request.
-    ``large=None`` picks the upload method from the release size. Returns the uploaded paths.
+    The manifest is verified first. The large files are uploaded ahead of the commit
+    (``HfApi.preupload_lfs_files``, in batches, parallel), then a single ``create_commit`` adds every file of
+    the release and deletes the files of an older release that this one lacks, so a reader of the branch sees
+    either the old release or the new one, never half of each. The card's load snippet names the real repo id
+    and revision. ``dry_run`` returns the files that would be uploaded and makes no request. ``large`` is
+    accepted for compatibility (every push is one commit). Returns the uploaded paths.
     """
+    from .card import card_for_repo
+
     folder = Path(folder)
     rid, rev = parse_repo_id(repo_id)
     if revision is not None and rev is not None and revision != rev:
@@ -532,10 +579,14 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
                                 "`hf auth login`, or set HF_TOKEN, or pass token=")
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, token=tok, library_name=_LIBRARY)
-    if large is None:
-        large = len(files) > LARGE_FILE_COUNT or sum((folder / f).stat().st_size for f in files) > LARGE_BYTES
-    allow = [glob.escape(f) for f in files]
     message = commit_message or (f"zoo release {revision}" if revision else "zoo release")
+    adds = []
+    for rel in files:
+        if rel == CARD_NAME:
+            text = card_for_repo((folder / rel).read_text(), rid, revision)
+            adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=text.encode()))
+        else:
+            adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)))
     with _hub_errors(rid, revision, endpoint, pushing=True):
         api.create_repo(rid, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if revision:
@@ -543,16 +594,16 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
             if revision in tags:
                 raise ZooError(f"tag {revision!r} already exists in Hub dataset {rid}: release tags are not moved; "
                                "choose a new one")
-        commit = None
-        # huggingface_hub >= 1.20: upload_folder itself is resumable and commits in batches
-        # (upload_large_folder is deprecated there, and gone in 2.x).
-        if large and hasattr(api, "upload_large_folder") and _hub_version() < (1, 20):
-            api.upload_large_folder(repo_id=rid, folder_path=str(folder), repo_type=REPO_TYPE,
-                                    allow_patterns=allow, private=private)
-        else:
-            info = api.upload_folder(repo_id=rid, folder_path=str(folder), repo_type=REPO_TYPE,
-                                     allow_patterns=allow, commit_message=message)
-            commit = getattr(info, "oid", None)
+        present = api.list_repo_files(rid, repo_type=REPO_TYPE)
+        stale = sorted(set(present) - set(files) - _KEEP_ON_HUB)
+        big = [a for a in adds if not isinstance(a.path_or_fileobj, bytes)]
+        for i in range(0, len(big), _PREUPLOAD_BATCH):  # content first (LFS), nothing visible yet
+            api.preupload_lfs_files(rid, additions=big[i:i + _PREUPLOAD_BATCH], repo_type=REPO_TYPE)
+        ops = [*adds, *(CommitOperationDelete(path_in_repo=r) for r in stale)]
+        info = api.create_commit(rid, operations=ops, commit_message=message, repo_type=REPO_TYPE,
+                                 commit_description=f"{len(adds)} files; {len(stale)} files of an older release "
+                                 "removed" if stale else f"{len(adds)} files")
+        commit = getattr(info, "oid", None)
         if revision:
             api.create_tag(rid, repo_type=REPO_TYPE, tag=revision, revision=commit, tag_message=message)
     return files

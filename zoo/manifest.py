@@ -1,7 +1,11 @@
 """Checksums and atomic writes: the data-safety layer shared by the store, the build and the Hub code.
 
 The manifest is ``manifest.sha256`` at the root of a release: one ``<sha256>  <relative path>`` line per
-file (the format of ``sha256sum``), sorted by path, so ``sha256sum -c manifest.sha256`` works too.
+file (the format of ``sha256sum``), sorted by path, so ``sha256sum -c manifest.sha256`` works too. The
+dataset card (``README.md``) is documentation, not data: it is not in the manifest (a card edited on the Hub
+never breaks reading), and a card line in an older manifest is ignored by every check.
+
+Written files get the mode the umask allows (0644 under umask 022), like any tool that writes data.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ChecksumMismatchError
+from . import cache, faults
+from .errors import ChecksumMismatchError, CorruptFileError
 
 MANIFEST_NAME = "manifest.sha256"
-STAMPS_PATH = ".cache/verified.json"  # see VerifiedStamps; hidden, so never in a manifest or an upload
+CARD_NAME = "README.md"  # the dataset card: never in the manifest, never checked
 _CHUNK = 1 << 20
+_umask_lock = threading.Lock()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -29,21 +36,57 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc where possible; otherwise set and restored under a lock)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new data file gets: 0666 less the umask (``mkstemp`` alone gives 0600)."""
+    return 0o666 & ~current_umask()
+
+
+def make_temp(path: Path) -> Path:
+    """An empty temp file beside ``path`` (``.tmp-<name>.*``) with the mode the umask allows."""
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def _cut_in_half(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, tmp.stat().st_size // 2)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place.
 
-    A crash leaves only a ``.tmp-*`` file that no reader mistakes for the real one.
+    A crash leaves only a ``.tmp-*`` file that no reader mistakes for the real one. The file gets the mode
+    the umask allows. Fault points (tests, :mod:`zoo.faults`): ``write-partial``, ``write-rename``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = make_temp(path)
     try:
         yield tmp
+        faults.fault_point("write-partial", before_kill=lambda: _cut_in_half(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        faults.fault_point("write-rename")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -59,16 +102,43 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def parse_manifest(text: str) -> dict[str, str]:
-    """``{relative path: sha256}`` from manifest text."""
+def check_rel_path(rel: str, where: str = "") -> str:
+    """``rel`` if it is a plain relative path inside a release (no ``..``, not absolute, no backslash)."""
+    parts = rel.split("/")
+    if (not rel or rel.startswith("/") or "\\" in rel or ":" in parts[0] or any(p in ("", ".", "..") for p in parts)
+            or "\0" in rel):
+        raise CorruptFileError(where or "a release file list", f"path {rel!r}",
+                               "not a relative path inside the release (a crafted or damaged file)")
+    return rel
+
+
+def parse_manifest(text: str, where: str = MANIFEST_NAME) -> dict[str, str]:
+    """``{relative path: sha256}`` from manifest text; a malformed line or an unsafe path (absolute, ``..``)
+    raises :class:`CorruptFileError` naming ``where``."""
     out = {}
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         digest, _, rel = line.partition("  ")
-        out[rel.strip()] = digest.strip()
+        digest, rel = digest.strip().lower(), rel.strip()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise CorruptFileError(where, f"line {n}", "expected '<sha256>  <relative path>'")
+        out[check_rel_path(rel, f"{where} line {n}")] = digest
     return out
+
+
+def data_entries(manifest: dict[str, str]) -> dict[str, str]:
+    """The entries every reader checks: all but the dataset card (older manifests list it)."""
+    return {rel: d for rel, d in manifest.items() if rel != CARD_NAME}
+
+
+def manifest_key(folder: str | os.PathLike) -> str | None:
+    """The cache key of the release in ``folder`` (:func:`zoo.cache.release_key` of its manifest), or None."""
+    try:
+        return cache.release_key((Path(folder) / MANIFEST_NAME).read_bytes())
+    except OSError:
+        return None
 
 
 def format_manifest(entries: dict[str, str]) -> str:
@@ -76,20 +146,29 @@ def format_manifest(entries: dict[str, str]) -> str:
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
-    return parse_manifest((Path(folder) / MANIFEST_NAME).read_text())
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise CorruptFileError(path, "encoding", "not a text file") from None
+    return parse_manifest(text, str(path))
 
 
 def write_manifest(folder: str | os.PathLike, files: list[str] | None = None) -> dict[str, str]:
-    """Hash ``files`` (relative paths; default: every file of the release) and write the manifest."""
+    """Hash ``files`` (relative paths; default: every file of the release but the card) and write the
+    manifest; the hashes are remembered as verified stamps of the new manifest (in the user cache)."""
     folder = Path(folder)
     if files is None:
         files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
                  if p.is_file() and p.name != MANIFEST_NAME and not _is_private(p.relative_to(folder))]
+    files = [f for f in files if f != CARD_NAME]
     stamps = VerifiedStamps(folder)
     entries = {}
     for rel in files:
         entries[rel] = stamps.hash(rel, folder / rel)
-    atomic_write_text(folder / MANIFEST_NAME, format_manifest(entries))
+    text = format_manifest(entries)
+    atomic_write_text(folder / MANIFEST_NAME, text)
+    stamps.key = cache.release_key(text)
     stamps.save()
     return entries
 
@@ -108,7 +187,7 @@ def verify_file(path: str | os.PathLike, expected: str, hint: str = "") -> None:
 def verify_folder(folder: str | os.PathLike, files: list[str] | None = None) -> list[str]:
     """Check files of a release against its manifest; return the checked paths, raise on the first mismatch."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = data_entries(read_manifest(folder))
     for rel in files if files is not None else sorted(manifest):
         p = folder / rel
         if not p.exists():
@@ -123,21 +202,32 @@ def _file_stamp(path: str | os.PathLike) -> list[int]:
 
 
 class VerifiedStamps:
-    """Files of a release folder whose sha256 is known, remembered across processes in ``.cache/verified.json``.
+    """Files of a release folder whose sha256 is known, remembered across processes in the user cache
+    (``<zoo.cache.release_cache_dir(key)>/verified-<folder key>.json``, keyed by the release's manifest and
+    the folder's path; never inside the release).
 
     An entry is ``rel -> [sha256, size, mtime_ns, ctime_ns, inode]`` of the file when it was hashed (the stat
     taken before and after hashing must agree). A file whose stat still matches is not hashed again: any write,
     copy or replacement changes its mtime/ctime/inode. Silent on-disk corruption that keeps the stat (bit rot)
     is not caught this way; ``verify="full"`` (zoo.api) or :func:`verify_folder` re-hash everything.
-    An unwritable folder just keeps the stamps in memory.
+    ``key`` None (no manifest yet), or an unwritable cache: the stamps are kept in memory only.
     """
 
-    def __init__(self, folder: str | os.PathLike):
-        self.path = Path(folder) / STAMPS_PATH
+    def __init__(self, folder: str | os.PathLike, key: str | None = None):
+        self.folder = Path(folder)
+        self.key = key
         self._data: dict | None = None
         self._new: dict[str, list] = {}
 
+    @property
+    def path(self) -> Path | None:
+        if self.key is None:
+            return None
+        return cache.release_cache_dir(self.key) / f"verified-{cache.folder_key(self.folder)}.json"
+
     def _load(self) -> dict:
+        if self.path is None:
+            return {}
         try:
             data = json.loads(self.path.read_text())
             return data if isinstance(data, dict) else {}
@@ -163,7 +253,7 @@ class VerifiedStamps:
         return digest
 
     def save(self) -> None:
-        if not self._new:
+        if not self._new or self.path is None:
             return
         data = {**self._load(), **self._new}  # merge with what other processes recorded meanwhile
         with contextlib.suppress(OSError):
