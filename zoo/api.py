@@ -37,7 +37,7 @@ _CHOICES = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES}
 #: keyword filter -> metadata column
 _COLUMNS = {"family": "family", "delay": "delay_ms", "lr": "lr", "seed": "seed", "mechanism": "mechanism",
             "outcome": "outcome", "learned": "learned", "tau": "tau_ms", "post": "post_ms",
-            "response": "response_ms", "net_id": "net_id"}
+            "response": "response_ms", "net_id": "net_id", "split": "split"}
 
 
 def bundled_sample_path() -> Path:
@@ -361,6 +361,20 @@ class Zoo:
 
         return retrain(self, epochs, curves=curves, device=device, batch_size=batch_size, progress=progress)
 
+    def weight_dataset(self, split=None, target="mechanism", **kwargs):
+        """A ``torch.utils.data.Dataset`` of the selected networks' weights and targets
+        (:class:`zoo.weightspace.WeightDataset`: ``format``, ``augment``, ``seed``, ``dropna``)."""
+        from .weightspace import WeightDataset
+
+        return WeightDataset(self, split, target, **kwargs)
+
+    def to_hf_dataset(self, *, format: str = "dict", columns=None):
+        """The selection as a ``datasets.Dataset``: metadata columns and the weights as float32 array features
+        (:func:`zoo.weightspace.to_hf_dataset`)."""
+        from .weightspace import to_hf_dataset
+
+        return to_hf_dataset(self, format=format, columns=columns)
+
     def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
         index = _weight_rows(pd.DataFrame([row]))
         w = store.read_weights(self.source.local_path(row["weights_file"]), index, net_ids=[row["net_id"]])
@@ -405,6 +419,10 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
                       verify=verify)
     meta = src.read_metadata()
+    if "split" not in meta.columns and "seed" in meta.columns:  # releases before the split column: from the seed
+        from .weightspace import split_column
+
+        meta["split"] = split_column(meta).to_numpy()
     selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
                       learned=learned, tau=tau, post=post, **column_filters)
     zoo = Zoo(src, selected, src.read_info())

@@ -305,6 +305,10 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
 
     folder = Path(folder)
     metadata = metadata.sort_values("net_id", kind="stable").reset_index(drop=True)
+    if "split" not in metadata.columns and "seed" in metadata.columns:  # train/validation/test, by seed
+        from .weightspace import split_column
+
+        metadata["split"] = split_column(metadata).to_numpy()
     write_table(folder / METADATA_PATH, metadata)
     info = {"format_version": FORMAT_VERSION, **info, "n_networks": int(len(metadata))}
     atomic_write_text(folder / INFO_PATH, json.dumps(info, indent=2, sort_keys=True) + "\n")
