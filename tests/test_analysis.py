@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy.optimize import brentq
+from scipy.stats import linregress
 
 from zoo.analysis import (
     DYN_MECHANISM,
@@ -291,3 +292,72 @@ def test_cli_diagnose_writes_into_release(smoke_zoo, tmp_path):
     assert res.exit_code == 0, res.output
     merged = read_diagnostics(rel)  # the second call's rows are added to the first's, none dropped
     assert set(first["net_id"]) <= set(merged["net_id"]) and len(merged) >= len(first)
+
+
+# ---------------------------------------------------------------- the paper's procedures, pooled panels
+@pytest.mark.parametrize("method", ["package", "paper"])
+def test_both_methods_recover_known_exponents(method):
+    df = _synthetic(beta=2.5)
+    fit = scaling_exponent(df, method=method, n_boot=30)
+    assert fit.ok and fit.method == method and fit.n_rates == 8 and abs(fit.beta - 2.5) < 0.3, fit.summary()
+    assert fit.r2 > 0.95
+    sp = _synthetic(beta=2.5, d0_top=250.0, slow_beta=4.5, slow_mid_top=60.0, seeds=40)
+    fit = scaling_exponent(sp, kind="slow_point", method=method, n_boot=30)
+    assert abs(fit.beta - 4.5) < 0.8, fit.summary()
+
+
+def test_paper_method_is_the_scripts_procedure():
+    """beta +- 1 SE from curve_fit of the line = the OLS slope and its standard error; the line drawn in ms."""
+    df = _synthetic(beta=2.5)
+    fit = scaling_exponent(df, method="paper")
+    t = critical_delays(df, method="paper")
+    reg = linregress(np.log(t["d0_ms"]), np.log(t["lr"]))
+    assert fit.beta == pytest.approx(-reg.slope, rel=1e-6) and fit.slope_se == pytest.approx(reg.stderr, rel=1e-4)
+    assert fit.ci == pytest.approx((fit.beta - fit.slope_se, fit.beta + fit.slope_se))
+    assert fit.r2 == pytest.approx(reg.rvalue ** 2)
+    assert np.allclose(fit.lr_at(t["d0_ms"]), np.exp(reg.intercept + reg.slope * np.log(t["d0_ms"])), rtol=1e-5)
+    assert "1 SE" in fit.summary()
+
+
+def test_methods_differ_as_documented_on_unequal_cells():
+    """The package weights each delay by its networks; the paper weighs every delay the same. One crowded
+    cell that disagrees with its neighbours pulls the package's D0, not the paper's."""
+    D = np.arange(0, 401, 40)
+    f_true = onset_curve(D, 150.0, 0.02)
+    n = np.full(D.size, 8)
+    n[D == 120] = 200  # a crowded cell just below D0 ...
+    k = np.round(f_true * n).astype(int)
+    k[D == 120] = 100  # ... where half of its networks fail
+    rows = [{"family": "nopost", "lr": 0.05, "delay_ms": int(d), "seed": s,
+             "outcome": "no_learning" if s < kk else "limit_cycle"} for d, nn, kk in zip(D, n, k) for s in range(nn)]
+    df = pd.DataFrame(rows)
+    ours = critical_delays(df)["d0_ms"].iloc[0]
+    paper = critical_delays(df, method="paper")["d0_ms"].iloc[0]
+    frac = k / n
+    assert ours == pytest.approx(fit_critical_delay(D, frac, n)["d0"], abs=0.5)
+    assert paper == pytest.approx(fit_critical_delay(D, frac)["d0"], abs=2.0)  # unweighted least squares
+    assert paper - ours > 20.0
+
+
+def test_paper_settings_skip_and_drop_rates():
+    df = _synthetic(beta=2.5, seeds=10)
+    post = df.assign(family="post")
+    t = critical_delays(post, method="paper")
+    assert not t["used"].iloc[1] and "by hand" in t["reason"].iloc[1] and t["used"].drop(index=1).all()
+    assert critical_delays(df, method="paper")["used"].all()
+    with pytest.raises(ValueError, match="method"):
+        scaling_exponent(df, method="authors")
+
+
+def test_pooled_no_post_panel():
+    """nopost-narrow (large rates) and nopost (small rates) pooled as the paper's "no post" panel."""
+    df = _synthetic(beta=2.5)
+    df.loc[df["lr"] > 0.02, "family"] = "nopost-narrow"
+    with pytest.raises(ValueError, match="no-post"):
+        scaling_exponent(df)
+    pooled = scaling_exponent(df, family="no-post", n_boot=20)
+    assert pooled.family == "no-post" and pooled.n_rates == 8 and abs(pooled.beta - 2.5) < 0.3
+    assert scaling_exponent(df, family="nopost", n_boot=0).n_rates == 5
+    assert len(phase_diagram(df, family="no-post")) == 8 * 21
+    with pytest.raises(ValueError, match="none of which"):
+        scaling_exponent(df.assign(family="post"), family="no-post")

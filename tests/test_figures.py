@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -64,3 +65,49 @@ def test_make_figures_on_empty_selection(smoke_zoo, tmp_path):
     rep = make_figures(z, tmp_path, formats=("png",), n_boot=5, log=None)
     assert "trajectories_nopost" in rep.skipped and "psd_ratio_nopost" in rep.skipped
     assert (tmp_path / "phase_diagram_nopost.png").exists()
+
+
+def test_pooled_panel_and_paper_method_figures(tmp_path):
+    """The paper's "no post" panel pools nopost + nopost-narrow; its name is in the title; method="paper"."""
+    df = _synthetic(seeds=6)
+    df.loc[df["lr"] > 0.02, "family"] = "nopost-narrow"
+    with pytest.raises(ValueError, match="no-post"):
+        plot_scaling(df, n_boot=5)
+    for method in ("package", "paper"):
+        fig = plot_scaling(df, "no-post", n_boot=10, method=method)
+        ax = fig.axes[0]
+        assert "no post (pooled: nopost + nopost-narrow)" in ax.get_title()
+        fig.savefig(tmp_path / f"s_{method}.png")
+        _png_ok(tmp_path / f"s_{method}.png")
+    fig = plot_phase_diagram(df, "no-post")
+    assert "no post (pooled: nopost + nopost-narrow)" in fig.get_suptitle()
+
+
+def test_theory_slopes_go_through_the_data():
+    """Theory lines carry the theory's slopes with the intercept fitted to the measured boundary: they pass
+    through the measured points (the analytical prefactors would put them at ~10-40 ms, far from the data)."""
+    df = _synthetic(seeds=10)
+    ax = plot_scaling(df, n_boot=5).axes[0]
+    points = [ln for ln in ax.get_lines() if ln.get_label().startswith("critical delay")][0]
+    theory = [ln for ln in ax.get_lines() if "limit cycle" in str(ln.get_label()) and "theory" in str(ln.get_label())]
+    assert theory and "intercept fitted" in theory[0].get_label()
+    lr_pts, d_pts = points.get_xdata(), points.get_ydata()
+    for ln in theory:  # at the measured rates, within a factor 1.5 of the measured delays
+        lr_th, d_th = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
+        order = np.argsort(lr_th)
+        d_at = np.exp(np.interp(np.log(lr_pts), np.log(lr_th[order]), np.log(d_th[order])))
+        assert np.median(np.abs(np.log(d_at / d_pts))) < np.log(1.5)
+
+
+def test_importing_and_plotting_leave_matplotlib_settings_alone():
+    code = ("import matplotlib; b = matplotlib.get_backend(); rc = dict(matplotlib.rcParams); "
+            "import zoo.figures as f, sys; sys.path.insert(0, 'tests'); from test_analysis import _synthetic; "
+            "f.plot_psd_ratio(_synthetic(seeds=2)); "
+            "assert matplotlib.get_backend() == b, (b, matplotlib.get_backend()); "
+            "assert dict(matplotlib.rcParams) == rc")
+    import subprocess
+
+    env = {**__import__("os").environ, "MPLBACKEND": "svg"}
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

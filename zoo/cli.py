@@ -423,12 +423,17 @@ def figures(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAM
             family: Family = None,
             out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
             fmt: Annotated[list[str] | None, typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
-            n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates for the exponents' CIs")] = 200):
-    """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories."""
+            n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates for the exponents' CIs")] = 200,
+            method: Annotated[str, typer.Option(help="boundary fits: package (default) or paper (the authors' "
+                                                     "figure scripts)")] = "package"):
+    """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories, per family and per
+    pooled panel (no-post = nopost + nopost-narrow, as in the paper); --family takes a family or a panel."""
+    from .analysis.phases import METHODS
     from .figures import make_figures
 
+    check_choice("method", method, METHODS)
     rep = make_figures(source, out, family=family, formats=tuple(fmt or ("png", "pdf")), n_boot=n_boot,
-                       log=lambda line: console.print(line, highlight=False))
+                       method=method, log=lambda line: console.print(line, highlight=False))
     console.print(f"{len(rep.written)} file(s) written to {out}; {len(rep.skipped)} figure(s) skipped")
 
 

@@ -1,6 +1,16 @@
-"""Figures of a zoo (matplotlib, Agg backend): phase diagrams, scaling of critical delays, psd_ratio
-histograms and example trajectories. ``make_figures`` (and ``zoo figures``) writes every figure it can and
-skips the others with a reason (a zoo without a mechanism, too few delays for a fit, ...).
+"""Figures of a zoo (matplotlib): phase diagrams, scaling of critical delays, psd_ratio histograms and example
+trajectories. ``make_figures`` (and ``zoo figures``) writes every figure it can and skips the others with a
+reason (a zoo without a mechanism, too few delays for a fit, ...). Families that the paper pools into one
+panel (its "no post" = nopost + nopost-narrow, :data:`zoo.analysis.phases.PANELS`) get the pooled panel too.
+
+The plot functions return :class:`matplotlib.figure.Figure` objects made without pyplot, under a local
+``rc_context``: importing or calling this module never changes the user's backend or rcParams (in a notebook,
+figures keep showing).
+
+Theory lines: the paper's critical learning rates come from a reduced model whose prefactors it does not
+claim to match trained networks; it compares exponents. The figures therefore draw the theory's *slopes*
+(beta in [2, 3] for limit cycles, [4, 5] for slow points) through the measured boundaries, with the intercept
+fitted to them, and say so in the legend; with no measured boundary there is no theory line.
 
 Colours: the Okabe-Ito palette for categories and ``cividis`` / ``viridis`` for continuous values, all
 readable with the common forms of colour blindness.
@@ -8,22 +18,20 @@ readable with the common forms of colour blindness.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import patheffects
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
 
-matplotlib.use("Agg")  # noqa: E402 - before pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
-
-from .analysis import phases, theory  # noqa: E402
+from .analysis import phases, theory
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
              "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
@@ -31,21 +39,34 @@ OUTCOME_COLORS = {"slow_point": OKABE_ITO["blue"], "limit_cycle": OKABE_ITO["ora
                   "no_learning": "#7F7F7F", "unstable": OKABE_ITO["vermillion"]}
 OUTCOME_TITLES = {"slow_point": "slow point", "limit_cycle": "limit cycle", "no_learning": "no learning",
                   "unstable": "unstable"}
-#: theory curves on white axes (scaling plot)
+#: theory slopes on white axes (scaling plot)
 THEORY_STYLE = {"slow_point": {"color": OKABE_ITO["sky_blue"], "ls": "--"},
                 "limit_cycle": {"color": OKABE_ITO["orange"], "ls": ":"}}
-#: theory curves over the cividis phase diagram: white lines with a black outline, told apart by dashes
+#: theory slopes over the cividis phase diagram: white lines with a black outline, told apart by dashes
 THEORY_STYLE_MAP = {"slow_point": {"color": "white", "ls": "--"}, "limit_cycle": {"color": "white", "ls": ":"}}
+#: which measured boundary each theory curve is compared with: no learning above the limit-cycle curve
+BOUNDARY_OF = {"limit_cycle": "critical_delay", "slow_point": "slow_point"}
 FIGURES = ("phase_diagram", "scaling", "psd_ratio", "trajectories")
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
+         "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 150}
 
 
 class FigureSkipped(Exception):
     """A figure that cannot be drawn for this zoo (the message says why)."""
 
 
-def _style():
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
-                         "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 150})
+def _styled(fn):
+    """Run a plot function under :data:`STYLE` in a local rc_context (no global rcParams change)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _figure(**kw) -> Figure:
+    """A new figure outside pyplot (no global state; save it with ``fig.savefig``)."""
+    return Figure(layout="constrained", **kw)
 
 
 def _meta(obj) -> pd.DataFrame:
@@ -53,14 +74,27 @@ def _meta(obj) -> pd.DataFrame:
 
 
 def _family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str]:
-    fams = sorted(df["family"].dropna().unique().tolist()) if "family" in df.columns else []
-    if family is None:
-        if len(fams) > 1:
-            raise ValueError(f"the zoo holds families {fams}: pass family=...")
-        family = fams[0] if fams else ""
-    elif family not in fams:
-        raise ValueError(f"family {family!r} is not in this zoo; it has {fams}")
-    return (df[df["family"] == family] if fams else df), family
+    rows, name = phases.family_rows(df, family)
+    return rows, name or ""
+
+
+def panel_title(name: str) -> str:
+    """``no-post`` -> ``no post (pooled: nopost + nopost-narrow)``; a family's name as it is."""
+    if name in phases.PANELS:
+        return f"{name.replace('-', ' ')} (pooled: {' + '.join(phases.PANELS[name])})"
+    return name
+
+
+def theory_through(fit: phases.ScalingFit, mechanism: str, delays_ms) -> dict[float, np.ndarray]:
+    """The theory's slopes for ``mechanism`` (each end of its beta range) through the used points of ``fit``:
+    ``{beta: lr(delays_ms)}`` with ``log lr = c - beta log D`` and ``c`` fitted (mean residual) to the points."""
+    col = "d0_ms" if fit.kind == "critical_delay" else "midpoint_ms"
+    used = fit.rates[fit.rates["used"]] if len(fit.rates) else fit.rates
+    if not len(used):
+        return {}
+    logD, loglr = np.log(used[col].to_numpy(float)), np.log(used["lr"].to_numpy(float))
+    D = np.asarray(delays_ms, dtype=float)
+    return {b: np.exp(np.mean(loglr + b * logD)) * D ** (-b) for b in theory.THEORY_BETA_RANGE[mechanism]}
 
 
 def _x_column(df: pd.DataFrame) -> tuple[str, str]:
@@ -89,33 +123,43 @@ def _response_steps(df: pd.DataFrame) -> float:
 
 
 # ---------------------------------------------------------------- phase diagram
-def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True) -> Figure:
-    """2 x 2 panels: the fraction of each outcome per (learning rate, delay) cell of one family, learning
-    rate on a log axis, delay in ms; the theory's critical learning rates are overlaid."""
-    _style()
+@_styled
+def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True,
+                       method: str = "package") -> Figure:
+    """2 x 2 panels: the fraction of each outcome per (learning rate, delay) cell of one family or pooled
+    panel, learning rate on a log axis, delay in ms. With ``show_theory``, the theory's slopes are drawn
+    through the measured boundaries (fitted with ``method``), intercept fitted (:func:`theory_through`)."""
     df, family = _family_rows(_meta(metadata), family)
     if not len(df) or "outcome" not in df.columns or df["outcome"].isna().all():
         raise FigureSkipped("no labelled networks")
     x, xlabel = _x_column(df)
-    table = phases.phase_diagram(df, x=x)
+    table = phases.phase_diagram(df.drop(columns="family", errors="ignore"), x=x)
     xs = np.sort(table[x].unique())
     lrs = np.sort(table["lr"].unique())
     xe, ye = _edges(xs, log=False), _edges(lrs, log=True)
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.2), sharex=True, sharey=True, constrained_layout=True)
+    fig = _figure(figsize=(9.5, 7.2))
+    axes = fig.subplots(2, 2, sharex=True, sharey=True)
+    lines = {}
+    if show_theory and x == "delay_ms":
+        D = np.linspace(max(xe[0], xs[xs > 0].min() if (xs > 0).any() else 1.0), xe[-1], 200)
+        for mech, kind in BOUNDARY_OF.items():
+            fit = phases.scaling_exponent(df.drop(columns="family", errors="ignore"), family or None, kind=kind,
+                                          ci="regression", method=method)
+            lines[mech] = theory_through(fit, mech, D)
     mesh = None
     for ax, outcome in zip(axes.flat, ("slow_point", "limit_cycle", "no_learning", "unstable"), strict=True):
         grid = table.pivot(index="lr", columns=x, values=outcome).reindex(index=lrs, columns=xs).to_numpy()
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(grid), cmap="cividis", vmin=0, vmax=1, shading="flat")
         ax.set_yscale("log")
         ax.set_title(OUTCOME_TITLES[outcome], color=OUTCOME_COLORS[outcome] if outcome != "no_learning" else "black")
-        if show_theory and x == "delay_ms":
-            D = np.linspace(max(xe[0], 1e-3), xe[-1], 400)
-            outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
-            for mech, style in THEORY_STYLE_MAP.items():
-                lr_c = theory.critical_lr(theory.ms_to_steps(D), mech, _response_steps(df))
-                ax.plot(D, lr_c, lw=1.8, label=f"theory: {OUTCOME_TITLES[mech]}", path_effects=outline, **style)
-            ax.set_ylim(ye[0], ye[-1])
-            ax.set_xlim(xe[0], xe[-1])
+        outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
+        for mech, by_beta in lines.items():
+            for j, (beta, lr_line) in enumerate(by_beta.items()):
+                ax.plot(D, lr_line, lw=1.6 if j else 1.2, path_effects=outline, **THEORY_STYLE_MAP[mech],
+                        label=(f"theory slopes, {OUTCOME_TITLES[mech]}: beta {' and '.join(f'{b:g}' for b in by_beta)}"
+                               " (intercept fitted to the measured boundary)") if j == 0 else None)
+        ax.set_ylim(ye[0], ye[-1])
+        ax.set_xlim(xe[0], xe[-1])
         if len(xs) <= 12:
             ax.set_xticks(xs)
         if len(lrs) <= 8:
@@ -126,61 +170,72 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel("learning rate")
-    if show_theory and x == "delay_ms":
-        axes[0, 0].legend(loc="upper right", framealpha=0.85)
+    if any(lines.values()):
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=1, fontsize=8,
+                   frameon=False)
     cb = fig.colorbar(mesh, ax=axes, shrink=0.8, label="fraction of networks")
     cb.ax.tick_params(labelsize=9)
     n = int(table["n"].sum())
-    fig.suptitle(f"Phase diagram: {family} ({n} networks, {int(table['n'].median())} per cell)")
+    fig.suptitle(f"Phase diagram: {panel_title(family)} ({n} networks, {int(table['n'].median())} per cell)")
     return fig
 
 
 # ---------------------------------------------------------------- scaling
+@_styled
 def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
-                 fits: Sequence[phases.ScalingFit] | None = None) -> Figure:
+                 fits: Sequence[phases.ScalingFit] | None = None, method: str = "package") -> Figure:
     """Critical delay (not-learned onset) and slow-point boundary vs learning rate (log-log), with the
-    fitted power laws (beta and its CI in the legend) and the theory's critical delays."""
-    _style()
+    fitted power laws (beta and its interval in the legend, fitted with ``method``) and the theory's slopes
+    through the same points (intercept fitted)."""
     df, family = _family_rows(_meta(metadata), family)
     x, _ = _x_column(df)
     if x != "delay_ms":
         raise FigureSkipped("no delay axis (no-memory control family)")
     if fits is None:
-        fits = [phases.scaling_exponent(df, kind=k, n_boot=n_boot) for k in phases.KINDS]
+        flat = df.drop(columns="family", errors="ignore")  # one family or one pooled panel, named by `family`
+        fits = [phases.scaling_exponent(flat, family or None, kind=k, n_boot=n_boot, method=method)
+                for k in phases.KINDS]
     usable = [f for f in fits if f.ok]
     if not usable:
         raise FigureSkipped("; ".join(f.summary() for f in fits))
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    fig = _figure(figsize=(6.8, 5.2))
+    ax = fig.subplots()
     lrs = np.sort(df["lr"].unique())
     lr_line = np.geomspace(lrs.min() / 1.3, lrs.max() * 1.3, 100)
     style = {"critical_delay": (OKABE_ITO["black"], "o", "critical delay D0 (not-learned onset)"),
              "slow_point": (OKABE_ITO["blue"], "s", "slow-point boundary (logistic midpoint)")}
+    mech_of = {kind: mech for mech, kind in BOUNDARY_OF.items()}
     for f in fits:
         color, marker, label = style[f.kind]
         col = "d0_ms" if f.kind == "critical_delay" else "midpoint_ms"
-        used = f.rates[f.rates["used"]]
+        used = f.rates[f.rates["used"]] if len(f.rates) else f.rates
         if not len(used):
             continue
         ax.plot(used["lr"], used[col], marker, color=color, ms=6, label=label, zorder=3)
         if f.ok:
             lo, hi = f.ci
-            ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5,
-                    label=f"fit: beta = {f.beta:.2f} [{lo:.2f}, {hi:.2f}] ({f.level:.0%} {f.ci_method} CI)")
-    tr = _response_steps(df)
-    for mech, st in THEORY_STYLE.items():
-        ax.plot(lr_line, theory.steps_to_ms(theory.critical_delay_steps(lr_line, mech, tr)), lw=2,
-                label=f"theory {OUTCOME_TITLES[mech]} (beta = {theory.THEORY_BETA[mech]:g}, T_r = {tr:g} steps)", **st)
+            interval = (f"+- {f.slope_se:.2f} (1 SE, paper's fit)" if f.method == "paper"
+                        else f"[{lo:.2f}, {hi:.2f}] ({f.level:.0%} {f.ci_method} CI)")
+            ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5, label=f"fit: beta = {f.beta:.2f} {interval}")
+        mech = mech_of[f.kind]
+        D_line = np.geomspace(used[col].min() / 1.5, used[col].max() * 1.5, 50)
+        for j, (beta, lr_th) in enumerate(theory_through(f, mech, D_line).items()):
+            ax.plot(lr_th, D_line, lw=1.8, alpha=0.9, **THEORY_STYLE[mech],
+                    label=(f"theory slopes, {OUTCOME_TITLES[mech]}: beta {' and '.join(f'{b:g}' for b in theory.THEORY_BETA_RANGE[mech])}"
+                           " (intercept fitted to these points)") if j == 0 else None)
     ax.set_xscale("log")
     ax.set_yscale("log")
     measured = np.concatenate([f.rates.loc[f.rates["used"], "d0_ms" if f.kind == "critical_delay" else "midpoint_ms"]
-                               .to_numpy(float) for f in fits] + [np.array([])])
+                               .to_numpy(float) for f in fits if len(f.rates)] + [np.array([])])
     measured = measured[np.isfinite(measured) & (measured > 0)]
     if len(measured):  # frame the measurements; a poorly determined fit line must not set the scale
-        ax.set_ylim(min(measured.min(), 20.0) / 3, max(measured.max(), 20.0) * 3)
+        ax.set_ylim(measured.min() / 2, measured.max() * 2)
+    ax.set_xlim(lr_line[0], lr_line[-1])
     ax.set_xlabel("learning rate")
     ax.set_ylabel("critical delay (ms)")
-    ax.set_title(f"Critical delay vs learning rate: {family}")
-    ax.legend(loc="best", framealpha=0.9)
+    ax.set_title(f"Critical delay vs learning rate: {panel_title(family)}"
+                 + (" (the paper's fitting)" if method == "paper" else ""))
+    ax.legend(loc="best", framealpha=0.9, fontsize=7.5)
     skipped = [f.summary() for f in fits if not f.ok]
     if skipped:
         ax.text(0.01, 0.01, "\n".join(skipped), transform=ax.transAxes, fontsize=7.5, va="bottom", color="#555555")
@@ -188,15 +243,16 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
 
 
 # ---------------------------------------------------------------- psd ratio
+@_styled
 def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Figure:
     """Histogram of the reference spectral index per mechanism, with the 0.5 threshold."""
-    _style()
     df, family = _family_rows(_meta(metadata), family)
-    h = phases.psd_ratio_histogram(df, bins=bins)
+    h = phases.psd_ratio_histogram(df.drop(columns="family", errors="ignore"), bins=bins)
     total = int(h[["limit_cycle", "slow_point"]].to_numpy().sum())
     if total == 0:
         raise FigureSkipped("no learned network with a psd_ratio")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    fig = _figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     width = h["bin_hi"] - h["bin_lo"]
     for mech in ("slow_point", "limit_cycle"):
         n = int(h[mech].sum())
@@ -206,7 +262,7 @@ def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Fi
     ax.set_xlim(0, 1)
     ax.set_xlabel("psd_ratio (fraction of spectral power within radius 3)")
     ax.set_ylabel("networks")
-    ax.set_title(f"Spectral index of learned networks: {family}")
+    ax.set_title(f"Spectral index of learned networks: {panel_title(family)}")
     ax.legend(loc="upper center", framealpha=0.9)
     return fig
 
@@ -250,14 +306,14 @@ def _shade(ax, sim):
     ax.axvspan(*sim["reaction_ms"], color=OKABE_ITO["green"], alpha=0.2, lw=0, label="reaction window")
 
 
+@_styled
 def plot_network(net, *, extend: int = 9, axes=None, legend: bool = True) -> Figure:
     """Outputs (trial types 0 and 1) and firing rates (trial 0, units sorted by the time of their peak,
     min-max normalised per unit) of one network over a trial ``extend`` times the nominal length."""
-    _style()
     sim = simulate_example(net, extend)
     if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(7, 6.2), sharex=True, constrained_layout=True,
-                                 gridspec_kw={"height_ratios": [1, 1.6]})
+        fig = _figure(figsize=(7, 6.2))
+        axes = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
     else:
         fig = axes[0].figure
     t = sim["time_ms"]
@@ -291,17 +347,17 @@ def plot_network(net, *, extend: int = 9, axes=None, legend: bool = True) -> Fig
     return fig
 
 
+@_styled
 def plot_trajectories(zoo, family: str | None = None, *, extend: int = 9) -> tuple[Figure, list[str]]:
     """Example trajectories of a slow-point and a limit-cycle network of ``zoo`` (one column each). Returns
     the figure and the mechanisms that the zoo lacks."""
-    _style()
     examples = pick_examples(zoo.metadata, family)
     missing = [m for m in ("slow_point", "limit_cycle") if m not in examples]
     if not examples:
         raise FigureSkipped("no learned network (neither mechanism present)")
     n = len(examples)
-    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 6.4), sharex="col", squeeze=False, constrained_layout=True,
-                             gridspec_kw={"height_ratios": [1, 1.6]})
+    fig = _figure(figsize=(6.4 * n, 6.4))
+    axes = fig.subplots(2, n, sharex="col", squeeze=False, gridspec_kw={"height_ratios": [1, 1.6]})
     for j, net_id in enumerate(examples.values()):
         plot_network(zoo[net_id], extend=extend, axes=axes[:, j], legend=j == 0)
     fig.suptitle(f"Example trajectories over a {extend}x extended trial"
@@ -322,40 +378,48 @@ def _save(fig: Figure, out: Path, stem: str, formats: Sequence[str], report: Fig
         p = out / f"{stem}.{ext}"
         fig.savefig(p, bbox_inches="tight")
         report.written.append(p)
-    plt.close(fig)
 
 
 def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str | None = None,
-                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200,
+                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = "package",
                  log: Callable[[str], None] | None = print) -> FigureReport:
     """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, or None for
-    the bundled sample) allows into ``out``: ``phase_diagram_<family>``, ``scaling_<family>``,
-    ``psd_ratio_<family>`` and ``trajectories_<family>``, each in every format of ``formats``. Figures that
-    cannot be drawn are skipped; ``log`` gets one line per written file and per skipped figure."""
+    the bundled sample) allows into ``out``: ``phase_diagram_<name>``, ``scaling_<name>``, ``psd_ratio_<name>``
+    and ``trajectories_<name>`` for every family, and the first three for every pooled panel the zoo can fill
+    (``<name>`` = ``no-post`` for nopost + nopost-narrow, as the paper's figures pool them), each in every
+    format of ``formats``. ``family`` restricts to one family or panel. ``method="paper"`` fits the boundaries
+    as the authors' scripts do (files ``..._paper``). Figures that cannot be drawn are skipped; ``log`` gets
+    one line per written file and per skipped figure."""
     from .api import Zoo, load_zoo
 
+    phases._check_method(method)
     zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
-    if family is not None:
-        zoo = zoo.filter(family=family)
+    all_fams = sorted(zoo.metadata["family"].dropna().unique().tolist()) if len(zoo) else []
+    if family is None:
+        names = all_fams + phases.panels_of(all_fams)
+    else:
+        phases.family_rows(zoo.metadata, family)  # a clear error for a family or panel that is not here
+        names = [family]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = FigureReport()
     say = log or (lambda s: None)
-    fams = sorted(zoo.metadata["family"].dropna().unique().tolist()) if len(zoo) else []
-    if not fams:
+    if not all_fams:
         report.skipped["all"] = "the zoo selection is empty"
         say("skipped all figures: the zoo selection is empty")
         return report
-    for fam in fams:
-        sub = zoo.filter(family=fam)
+    suffix = "_paper" if method == "paper" else ""
+    for name in names:
+        members = [f for f in phases.PANELS.get(name, (name,)) if f in all_fams]
+        sub = zoo.filter(family=members)
         jobs = {
-            "phase_diagram": lambda s=sub, f=fam: plot_phase_diagram(s.metadata, f),
-            "scaling": lambda s=sub, f=fam: plot_scaling(s.metadata, f, n_boot=n_boot),
-            "psd_ratio": lambda s=sub, f=fam: plot_psd_ratio(s.metadata, f),
-            "trajectories": lambda s=sub, f=fam: plot_trajectories(s, f),
+            f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s.metadata, f, method=method),
+            f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s.metadata, f, n_boot=n_boot, method=method),
+            f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s.metadata, f),
         }
-        for name, job in jobs.items():
-            stem = f"{name}_{fam}"
+        if name not in phases.PANELS:  # examples are per family
+            jobs[f"trajectories_{name}"] = lambda s=sub, f=name: plot_trajectories(s, f)
+        for stem, job in jobs.items():
             try:
                 fig = job()
             except FigureSkipped as why:

@@ -2,6 +2,7 @@
 
 - :mod:`zoo.analysis.phases`: outcome fractions per (lr, delay) cell, critical delays, slow-point
   boundaries, scaling exponents with confidence intervals, psd_ratio histograms (metadata only).
+- :mod:`zoo.analysis.paper`: the authors' own figure procedures (``method="paper"``), for their numbers.
 - :mod:`zoo.analysis.theory`: the paper's critical-learning-rate curves and ms <-> step conversions.
 - :mod:`zoo.analysis.dynamics`: fixed/slow points, Jacobian spectra, limit cycles, ``dyn_mechanism``,
   per-network diagnostics tables stored as ``diagnostics/networks.parquet``.
@@ -32,15 +33,20 @@ from .dynamics import (
     with_config,
     write_diagnostics,
 )
+from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
 from .phases import (
+    METHODS,
+    PANELS,
     FitError,
     ScalingFit,
     critical_delays,
+    family_rows,
     fit_critical_delay,
     fit_slow_point_midpoint,
     logistic_curve,
     loglog_regression,
     onset_curve,
+    panels_of,
     phase_diagram,
     psd_ratio_histogram,
     scaling_exponent,
@@ -59,7 +65,8 @@ from .theory import (
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
+    "METHODS", "PANELS", "PAPER_SETTINGS", "PaperSettings", "family_rows", "panels_of", "paper_exponent",
+    "paper_rates", "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
     "SUMMARY_COLUMNS", "THEORY_BETA", "DiagnosticsConfig", "FitError", "FixedPoints", "NetworkDiagnosis",
     "ScalingFit", "analyse_tail", "autonomous_trajectories", "critical_delay_steps", "critical_delays",
     "critical_lr", "diagnose_network", "diagnose_stacked", "diagnose_zoo", "eta_c_limit_cycle",

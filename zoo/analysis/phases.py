@@ -33,6 +33,12 @@ Confidence interval (``ci=``):
 
 Both are computed when possible: ``ScalingFit.ci`` is the requested one, ``ScalingFit.ci_regression`` the
 OLS one.
+
+Pooled panels. The paper's "no post" panels pool two families (nopost and nopost-narrow, 30 learning rates);
+every function here accepts a panel of :data:`PANELS` (``family="no-post"``) where it takes a family.
+
+The authors' procedure. ``method="paper"`` reproduces the figure scripts instead (:mod:`zoo.analysis.paper`,
+whose docstring tabulates how the two methods differ and why this one is the default).
 """
 
 from __future__ import annotations
@@ -44,11 +50,17 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .. import labels
+from ..errors import InvalidChoiceError
 from .theory import DT_MS
 
 NOT_LEARNED = ("no_learning", "unstable")
 MIN_FRACTION = 0.1  # rates whose largest fraction is below this are not fitted
 KINDS = ("critical_delay", "slow_point")
+#: ``package``: this module's fits (default); ``paper``: the authors' figure scripts (:mod:`.paper`)
+METHODS = ("package", "paper")
+#: panels that pool families as the paper's figures do: its "no post" panels hold nopost and nopost-narrow
+#: (30 learning rates); pass the panel name wherever a family is asked for
+PANELS = {"no-post": ("nopost", "nopost-narrow")}
 
 
 class FitError(ValueError):
@@ -63,17 +75,36 @@ def _metadata(obj) -> pd.DataFrame:
     return df
 
 
-def _one_family(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str | None]:
+def panels_of(families) -> list[str]:
+    """The pooled panels (:data:`PANELS`) for which ``families`` hold at least two member families."""
+    fams = set(families)
+    return [p for p, members in PANELS.items() if len(fams & set(members)) >= 2]
+
+
+def family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str | None]:
+    """The rows of one family, or of a pooled panel (:data:`PANELS`, e.g. ``"no-post"``); ``None`` if the
+    table holds a single family. Raises ``ValueError`` naming the valid choices."""
     if "family" not in df.columns:
         return df, family
     fams = sorted(df["family"].dropna().unique().tolist())
+    if family in PANELS:
+        members = [f for f in PANELS[family] if f in fams]
+        if not members:
+            raise InvalidChoiceError("family or panel", family, fams + panels_of(fams), hint=(
+                f"panel {family!r} pools {list(PANELS[family])}, none of which is in this zoo"))
+        return df[df["family"].isin(members)], family
     if family is not None:
         if family not in fams:
-            raise ValueError(f"family {family!r} is not in this zoo; it has {fams}")
+            raise InvalidChoiceError("family or panel", family, fams + panels_of(fams),
+                                     hint="not in this zoo")
         return df[df["family"] == family], family
     if len(fams) > 1:
-        raise ValueError(f"the table mixes families {fams}: pass family=...")
+        raise InvalidChoiceError("family", None, fams + panels_of(fams),
+                                 hint="the table mixes families: pass family=... (a family or a pooled panel)")
     return df, fams[0] if fams else None
+
+
+_one_family = family_rows
 
 
 def phase_diagram(metadata, family: str | None = None, *, x: str = "delay_ms") -> pd.DataFrame:
@@ -378,25 +409,46 @@ def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
     return out
 
 
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
 def critical_delays(metadata, family: str | None = None, *, min_fraction: float = MIN_FRACTION,
-                    x: str = "delay_ms") -> pd.DataFrame:
-    """Per learning rate, the critical delay D0 of the not-learned fraction (see the module docstring).
+                    x: str = "delay_ms", method: str = "package") -> pd.DataFrame:
+    """Per learning rate, the critical delay D0 of the not-learned fraction (see the module docstring;
+    ``method="paper"``: the authors' fit, :mod:`zoo.analysis.paper`, which ignores ``min_fraction``).
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``d0_ms``, ``d0_steps``,
-    ``rate_per_ms`` (a), ``used`` (enters the regression), ``reason`` (why not)."""
+    ``rate_per_ms`` (a; ``param``, a per second, for the paper's fit), ``used`` (enters the regression),
+    ``reason`` (why not)."""
+    _check_method(method)
     df, _ = _one_family(_metadata(metadata), family)
+    if method == "paper":
+        from .paper import paper_rates
+
+        t = paper_rates(df, family, kind="critical_delay", x=x)
+        return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
     t = _fit_rates(_cells(df, "critical_delay", "all", x), "critical_delay", min_fraction)
     return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
 
 
 def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "all",
-                          min_fraction: float = MIN_FRACTION, x: str = "delay_ms") -> pd.DataFrame:
+                          min_fraction: float = MIN_FRACTION, x: str = "delay_ms",
+                          method: str = "package") -> pd.DataFrame:
     """Per learning rate, the midpoint of a decreasing logistic fit of the slow-point fraction vs delay.
     ``among="all"`` (default) divides by all networks of the cell, ``"learned"`` by the learned ones.
+    ``method="paper"``: the authors' logistic fit (fractions of all networks), :mod:`zoo.analysis.paper`.
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``midpoint_ms``, ``midpoint_steps``,
-    ``width_ms``, ``amplitude``, ``used``, ``reason``."""
+    ``width_ms``, ``amplitude`` (``param``, k per second, for the paper's fit), ``used``, ``reason``."""
+    _check_method(method)
     df, _ = _one_family(_metadata(metadata), family)
+    if method == "paper":
+        from .paper import paper_rates
+
+        t = paper_rates(df, family, kind="slow_point", x=x)
+        return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
     t = _fit_rates(_cells(df, "slow_point", among, x), "slow_point", min_fraction)
     return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
 
@@ -439,6 +491,8 @@ class ScalingFit:
     bootstrap: np.ndarray = field(default_factory=lambda: np.empty(0))  # betas of the valid replicates
     n_boot_failed: int = 0
     reason: str = ""  # why beta is NaN
+    method: str = "package"  # one of METHODS
+    r2: float = np.nan  # R^2 of the log-log line (the paper's figures report it)
 
     @property
     def ok(self) -> bool:
@@ -457,16 +511,29 @@ class ScalingFit:
         if not self.ok:
             return f"{what}: no exponent ({self.reason})"
         lo, hi = self.ci
+        if self.method == "paper":
+            return (f"{what}: beta = {self.beta:.2f} +- {self.slope_se:.2f} (1 SE, the paper's curve_fit), "
+                    f"R^2 = {self.r2:.2f}, from {self.n_rates} learning rates")
         return (f"{what}: beta = {self.beta:.2f}  [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI), "
                 f"from {self.n_rates} learning rates")
 
 
 def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critical_delay", ci: str = "bootstrap",
                      n_boot: int = 200, level: float = 0.95, seed: int = 0, min_fraction: float = MIN_FRACTION,
-                     among: str = "all", x: str = "delay_ms") -> ScalingFit:
+                     among: str = "all", x: str = "delay_ms", method: str = "package") -> ScalingFit:
     """The exponent beta of ``lr_c ~ D^-beta`` for the critical delay (``kind="critical_delay"``) or the
     slow-point boundary (``kind="slow_point"``), with a confidence interval (see the module docstring).
+    ``family`` may name a pooled panel (:data:`PANELS`, e.g. ``"no-post"``). ``method="paper"`` fits as the
+    authors' figure scripts do (:func:`zoo.analysis.paper.paper_exponent`: beta +- 1 SE; ``ci``, ``n_boot``,
+    ``level``, ``min_fraction`` and ``among`` do not apply).
     Never raises on degenerate data: ``ScalingFit.reason`` says why beta is NaN."""
+    _check_method(method)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if method == "paper":
+        from .paper import paper_exponent
+
+        return paper_exponent(metadata, family, kind=kind, x=x)
     if ci not in ("bootstrap", "regression"):
         raise ValueError(f"ci must be 'bootstrap' or 'regression', got {ci!r}")
     df, fam = _one_family(_metadata(metadata), family)
@@ -484,6 +551,8 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
     ci_reg = (reg["beta"] - t * reg["slope_se"], reg["beta"] + t * reg["slope_se"]) if reg["n"] >= 3 else nan2
     fit = ScalingFit(kind, fam, reg["beta"], reg["intercept"], ci_reg, "regression", level, reg["slope_se"],
                      ci_reg, int(reg["n"]), table)
+    if reg["n"] >= 3:
+        fit.r2 = float(stats.linregress(np.log(used["value_ms"]), np.log(used["lr"])).rvalue ** 2)
     if reg["n"] < 2:
         fit.reason = f"only {reg['n']} learning rate(s) with a usable fit (need 2)"
         return fit

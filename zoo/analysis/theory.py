@@ -23,6 +23,8 @@ RESPONSE_STEPS = 10  #: T_r, the reaction window (50 ms)
 MECHANISMS = ("slow_point", "limit_cycle")
 #: exponent beta of eta_c ~ T^-beta for a fixed response length
 THEORY_BETA = {"slow_point": 5.0, "limit_cycle": 3.0}
+#: the paper's range of beta: T_r = T gives the lower end, T_r fixed the upper
+THEORY_BETA_RANGE = {"slow_point": (4.0, 5.0), "limit_cycle": (2.0, 3.0)}
 _PREFACTOR = {"slow_point": math.pi**4 / 4.0, "limit_cycle": 0.25}
 
 

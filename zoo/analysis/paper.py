@@ -1,0 +1,166 @@
+"""The authors' own figure procedures (``method="paper"``): how the paper's Figure 4 turns outcome tables into
+critical delays and exponents, restated from their figure scripts (``paper-method.md``, "How the paper's
+figures aggregate"). Use it to get the published numbers back from the authors' networks; the package's
+default (:mod:`zoo.analysis.phases`) is better founded. The differences, all deliberate:
+
+=================================  =====================================  ========================================
+step                               ``method="paper"`` (the authors)        ``method="package"`` (default)
+=================================  =====================================  ========================================
+cell fractions in the fit          every delay weighs the same            weighted by the networks of the cell
+onset fit (critical delay D0)      ``scipy.optimize.curve_fit`` from a    grid search over (D0, a), then least
+                                   fixed initial guess (D0 = 0.1 s,       squares; a flat optimum (a step between
+                                   a = 0.1 /s; D0 = 0.5 s for post):      two delays) gives the middle of the gap
+                                   a local optimum near the guess
+slow-point boundary                increasing logistic                    decreasing logistic with a free
+                                   ``1 / (1 + exp(-k (D - D0)))``,        amplitude; midpoints outside the
+                                   amplitude 1, any midpoint > 0          sampled delays are not used
+rates fitted                       largest fraction >= 0.1 (0.2 post);    largest fraction >= 0.1 for every
+                                   post drops its 2nd-largest rate from   family; every usable rate
+                                   D0; the no-post slow-point exponent
+                                   uses the 25 largest rates only
+exponent                           ``curve_fit`` of a line, beta = |B|,   OLS, beta = -slope; 95% interval from a
+                                   +- 1 standard error, R^2               bootstrap over seeds
+=================================  =====================================  ========================================
+
+Delays enter the paper's fits in seconds, as in the scripts (the initial guesses are in seconds); results are
+reported in ms. ``beta`` here is ``-B`` (the signed slope's negative), which is the paper's ``|B|`` whenever
+the boundary moves to shorter delays as the rate grows; a positive slope shows as a negative beta instead of
+being hidden by the absolute value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from .phases import ScalingFit, _cells, _metadata, _one_family
+from .theory import DT_MS
+
+
+@dataclass(frozen=True)
+class PaperSettings:
+    """The figure scripts' constants for one panel."""
+
+    min_fraction: float = 0.1  # rates whose largest fraction is below this are skipped
+    p0_onset: tuple[float, float] = (0.1, 0.1)  # initial (D0 in s, a per s) of the onset fit
+    p0_logistic: tuple[float, float] = (0.1, 0.1)  # initial (D0 in s, k per s) of the logistic fit
+    onset_drop: tuple[int, ...] = ()  # positions (0 = largest rate) left out of the critical-delay fit
+    slow_point_largest: int | None = None  # only the N largest rates enter the slow-point exponent
+
+
+#: the scripts' settings per panel; families not listed (e.g. longtau) use the no-post ones without its
+#: 25-rate cut, which the authors applied to their 30-rate pooled panel only
+PAPER_SETTINGS = {
+    "no-post": PaperSettings(slow_point_largest=25),
+    "post": PaperSettings(min_fraction=0.2, p0_onset=(0.5, 0.1), onset_drop=(1,)),
+}
+DEFAULT_SETTINGS = PaperSettings()
+
+
+def settings_for(panel: str | None) -> PaperSettings:
+    return PAPER_SETTINGS.get(panel or "", DEFAULT_SETTINGS)
+
+
+def _onset(D, d0, a):
+    return np.where(D < d0, 0.0, 1.0 - np.exp(-a * (D - d0)))
+
+
+def _logistic(D, d0, k):
+    return 1.0 / (1.0 + np.exp(-k * (D - d0)))
+
+
+def _curve_fit(f, x, y, p0):
+    """``curve_fit`` as the scripts call it; None if it does not converge."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # OptimizeWarning (covariance), overflow in exp
+        try:
+            popt, pcov = optimize.curve_fit(f, x, y, p0=p0)
+        except (RuntimeError, ValueError, TypeError):
+            return None
+    return popt, pcov
+
+
+def paper_rates(metadata, family: str | None = None, *, kind: str = "critical_delay",
+                settings: PaperSettings | None = None, x: str = "delay_ms") -> pd.DataFrame:
+    """Per learning rate (largest first), the authors' fit of the not-learned onset (``kind="critical_delay"``)
+    or of the slow-point logistic (``kind="slow_point"``) to the fractions of all networks of each cell.
+
+    Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``value_ms`` (D0), ``value_steps``,
+    ``param`` (a or k, per second), ``used`` (enters the exponent fit), ``reason`` (why not)."""
+    df, panel = _one_family(_metadata(metadata), family)
+    st = settings or settings_for(panel)
+    cells = _cells(df, kind, "all", x)
+    frac, n = cells.fractions()
+    rows = []
+    for i, lr in enumerate(cells.lrs):
+        ok = np.isfinite(frac[i])
+        D, f = cells.delays[ok] / 1000.0, frac[i][ok]
+        row = {"lr": float(lr), "n_delays": int(ok.sum()), "n_networks": int(n[i][ok].sum()),
+               "max_fraction": float(f.max()) if f.size else np.nan, "value_ms": np.nan, "param": np.nan,
+               "used": False, "reason": ""}
+        rows.append(row)
+        if kind == "critical_delay" and i in st.onset_drop:
+            row["reason"] = "left out by hand in the authors' script"
+            continue
+        if f.size == 0 or f.max() < st.min_fraction:
+            row["reason"] = f"largest fraction < {st.min_fraction:g}"
+            continue
+        model, p0 = (_onset, st.p0_onset) if kind == "critical_delay" else (_logistic, st.p0_logistic)
+        fit = _curve_fit(model, D, f, p0)
+        if fit is None or not np.all(np.isfinite(fit[0])):
+            row["reason"] = "curve_fit did not converge"
+            continue
+        d0, p = fit[0]
+        row.update(value_ms=float(d0) * 1000.0, param=float(p))
+        if d0 > 0:
+            row["used"] = True
+        else:
+            row["reason"] = "D0 <= 0"
+    out = pd.DataFrame(rows)
+    if kind == "slow_point" and st.slow_point_largest is not None and len(out):
+        beyond = out.index >= st.slow_point_largest
+        out.loc[beyond & out["used"], "reason"] = f"not among the {st.slow_point_largest} largest rates"
+        out.loc[beyond, "used"] = False
+    if len(out):
+        out["value_steps"] = out["value_ms"] / DT_MS
+    return out
+
+
+def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical_delay",
+                   settings: PaperSettings | None = None, x: str = "delay_ms") -> ScalingFit:
+    """The exponent as the figure scripts compute it: ``curve_fit`` of ``log(lr) = B log(D0) + c`` over the
+    used rates; ``beta = -B`` with ``+- sqrt(pcov[0, 0])`` (one standard error) as its interval and
+    ``r2`` from ``scipy.stats.linregress``."""
+    df, panel = _one_family(_metadata(metadata), family)
+    rates = paper_rates(df, kind=kind, settings=settings or settings_for(panel), x=x)
+    col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
+    table = rates.rename(columns={"value_ms": col, "value_steps": col.replace("_ms", "_steps")})
+    nan2 = (np.nan, np.nan)
+    fit = ScalingFit(kind, panel, np.nan, np.nan, nan2, "+-1 SE (paper)", 0.6827, np.nan, nan2, 0, table,
+                     method="paper")
+    if not len(rates):
+        fit.reason = "no labelled networks"
+        return fit
+    used = rates[rates["used"]]
+    fit.n_rates = len(used)
+    if len(used) < 2:
+        fit.reason = f"only {len(used)} learning rate(s) with a usable fit (need 2)"
+        return fit
+    X, Y = np.log(used["value_ms"].to_numpy() / 1000.0), np.log(used["lr"].to_numpy())
+    line = _curve_fit(lambda t, B, c: B * t + c, X, Y, (1.0, 0.0))
+    if line is None:  # pragma: no cover - a straight line always fits
+        fit.reason = "curve_fit of the line did not converge"
+        return fit
+    (B, c), pcov = line
+    se = float(np.sqrt(pcov[0, 0])) if np.isfinite(pcov[0, 0]) else np.nan
+    fit.beta = -float(B)
+    fit.intercept = float(c - B * np.log(1000.0))  # the same line with D0 in ms
+    fit.slope_se = se
+    fit.ci = (fit.beta - se, fit.beta + se)
+    fit.ci_regression = fit.ci
+    fit.r2 = float(stats.linregress(X, Y).rvalue ** 2) if len(used) >= 3 else np.nan
+    return fit
