@@ -450,3 +450,15 @@ def test_grid_summary_paper(paper):
     assert nm["network_epochs"] == 8000 * 3000
     assert nm["network_epoch_steps"] == 3000 * 20 * 20 * sum(6 + r // 5 for r in range(20, 401, 20))
     assert math.isclose(s["network_epochs"] / s["networks"], 5689, rel_tol=1e-3)
+
+
+def test_family_config_takes_every_field_from_the_paper_definition():
+    from zoo.grids import family_config
+
+    post = family_config("post", seed=3, lr=0.002, delay_ms=40)
+    assert (post.post_ms, post.epochs, post.tau_ms, post.nomemory) == (30, 50_000, 10.0, False)
+    assert family_config("longtau", seed=0, lr=0.1, delay_ms=80).tau_ms == 20.0
+    nm = family_config("nomemory", seed=0, lr=0.5, response_ms=100, epochs=7)
+    assert (nm.nomemory, nm.diverge_loss, nm.response_ms, nm.delay_ms, nm.epochs) == (True, 100.0, 100, 0, 7)
+    # the same network as the family's grid holds
+    assert family_config("nopost", seed=4, lr=0.1, delay_ms=200) in make_grid("nopost", delays=[200], seeds=5)

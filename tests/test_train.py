@@ -8,6 +8,7 @@ import torch
 
 from zoo import rng
 from zoo.config import NetConfig
+from zoo.grids import family_config
 from zoo.train import train_networks
 
 
@@ -114,12 +115,14 @@ def test_matches_spec_without_noise(dtype, tol):
 # Every family's training against the spec, with noise and random initial states: nopost, post (R = 16),
 # longtau (a = 0.25: a swap of a and 1 - a would pass at a = 0.5) and nomemory (linear readout, the label at
 # every step, unit loss weights); the accuracy and reliability curves, which decide every label, too.
+# The configs come from the families' paper definitions (grids.family_config), so these tests also check that
+# the definitions hold the paper's post period, tau, readout and divergence rule.
 FAMILY_CASES = {
-    "nopost": (NetConfig("nopost", seed=2, lr=0.08, delay_ms=60, epochs=4), {}),
-    "post": (NetConfig("post", seed=5, lr=0.05, delay_ms=20, epochs=3, post_ms=30), {"post": 6}),
-    "longtau": (NetConfig("longtau", seed=4, lr=0.1, delay_ms=40, epochs=4, tau_ms=20.0), {"tau": 20.0}),
-    "nomemory": (NetConfig("nomemory", seed=6, lr=0.05, delay_ms=0, epochs=4, nomemory=True, response_ms=40,
-                           diverge_loss=100.0), {"nomemory": True, "resp": 8, "diverge": 100.0}),
+    "nopost": (family_config("nopost", seed=2, lr=0.08, delay_ms=60, epochs=4), {}),
+    "post": (family_config("post", seed=5, lr=0.05, delay_ms=20, epochs=3), {"post": 6}),
+    "longtau": (family_config("longtau", seed=4, lr=0.1, delay_ms=40, epochs=4), {"tau": 20.0}),
+    "nomemory": (family_config("nomemory", seed=6, lr=0.05, response_ms=40, epochs=4),
+                 {"nomemory": True, "resp": 8, "diverge": 100.0}),
 }
 
 

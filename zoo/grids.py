@@ -459,6 +459,16 @@ def family_grid(family: str) -> FamilyGrid:
     return _load_preset(family).families[0]
 
 
+def family_config(family: str, *, seed: int, lr: float, delay_ms: int = 0, response_ms: int | None = None,
+                  epochs: int | None = None) -> NetConfig:
+    """One network of ``family`` with every field from the family's paper definition (post period, tau,
+    readout, divergence rule, epochs from its rule unless ``epochs`` is given). Prefer it to ``NetConfig(...)``,
+    whose field defaults are those of nopost (no post period, tau = 10 ms, sigmoid readout)."""
+    g = family_grid(family)
+    return g.override(lrs=[lr], delays=[response_ms if g.nomemory and response_ms is not None else delay_ms],
+                      seeds=[seed], epochs=epochs).configs()[0]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # expansion, shards, summary
 
