@@ -80,7 +80,9 @@ def test_errors_are_one_line(smoke_zoo, tmp_path):
 def test_push_dry_run(smoke_zoo):
     res = _invoke("push", smoke_zoo, "--repo", "org/smoke", "--dry-run")
     assert res.exit_code == 0, res.output
-    assert "weights/nopost/nopost-d040-000.safetensors" in res.output and "dry run: 8 files" in res.output
+    # 4 shards, metadata, zoo.json, LICENSE, the phase diagram picture, the card, the manifest
+    assert "weights/nopost/nopost-d040-000.safetensors" in res.output and "dry run: 10 files" in res.output
+    assert "images/phase_diagram.png" in res.output and "LICENSE" in res.output
     assert ".build" not in res.output and ".cache" not in res.output
 
 
@@ -137,3 +139,35 @@ def test_family_build_names_what_was_built(tmp_path):
     card = (out / "README.md").read_text()
     assert "family nopost (paper definition)" in card and "preset `sample`" not in card
     assert load_zoo(out, verify=False).metadata["epochs"].tolist() == [1000]
+
+
+def test_python_dash_m_zoo_runs_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("zoo "), res.stderr
+
+
+def test_ls_and_info_machine_readable_and_uncut(smoke_zoo):
+    import io
+    import json
+
+    import pandas as pd
+
+    res = _invoke("ls", smoke_zoo, "--format", "csv", "--limit", "0")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(io.StringIO(res.output))
+    assert len(df) == 8 and df["net_id"].str.len().min() > 20 and "weights_index" in df
+    res = _invoke("ls", smoke_zoo, "--format", "json")
+    assert [r["net_id"] for r in json.loads(res.output)] == list(df["net_id"])
+    res = _invoke("ls", smoke_zoo)  # the table wraps a long net_id, never cuts it with an ellipsis
+    assert res.exit_code == 0 and "…" not in res.output
+    res = _invoke("info", smoke_zoo, "--format", "json")
+    d = json.loads(res.output)
+    assert d["n_networks"] == 8 and d["counts"]["family"] == {"nopost": 8}
+    assert d["info"]["provenance"]["version"]
+    res = _invoke("info", smoke_zoo, "--format", "csv")
+    assert res.output.splitlines()[0] == "column,value,networks"
+    res = _invoke("info", smoke_zoo, "--format", "xml")
+    assert res.exit_code == 2 and "format" in res.output

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, faults, grids, labels, store
+from . import __version__, faults, grids, labels, provenance, store
 from .config import NetConfig
 from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
 from .manifest import atomic_write_text, file_mode, sha256_file
@@ -618,18 +618,21 @@ class Build:
         store.write_curves(self.out / cf, ids, curves)
         df = metadata_rows(shard.configs, [found[i]["epochs_run"] for i in ids],
                            [found[i]["diverged"] for i in ids], curves, wf, cf)
+        for col, value in provenance.network_columns(device).items():  # where and how these were trained
+            df[col] = value
         if label:
             df = label_frame(df, weights, curves["accuracy"], curves["reliability"], device)
-        self._write_part(shard, df, wf, cf)
+        self._write_part(shard, df, wf, cf, provenance.environment(device))
 
-    def _write_part(self, shard, df, wf, cf):
+    def _write_part(self, shard, df, wf, cf, env: dict | None = None):
         part = self._part_path(shard.shard_id)
         store.write_table(self.out / part, df)
         fault_point("shard-part")
         files = {rel: sha256_file(self.out / rel) for rel in (wf, cf, part)}
         labelled = "outcome" in df
         atomic_write_text(self._done_file(shard.shard_id),
-                          json.dumps({"files": files, "labelled": labelled, "n": len(df)}, indent=1))
+                          json.dumps({"files": files, "labelled": labelled, "n": len(df), "provenance": env},
+                                     indent=1))
 
     def label_shards(self, device="cpu", force: bool = False) -> int:
         """Label finished shards that are not labelled yet (all with ``force``); returns how many.
@@ -649,7 +652,7 @@ class Build:
             cv = store.read_curves(self.out / cf)
             df = label_frame(df, weights, [cv[i]["accuracy"] for i in df["net_id"]],
                              [cv[i]["reliability"] for i in df["net_id"]], resolve_device(device))
-            self._write_part(s, df, wf, cf)
+            self._write_part(s, df, wf, cf, _read_json(f).get("provenance"))
             n += 1
         return n
 
@@ -698,7 +701,11 @@ class Build:
                 "epoch_rules": self.plan.epoch_rules(), "code_version": __version__,
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),
                 "missing_shards": missing, "n_shards": len(self.plan.shards),
-                "n_networks_planned": len(self.plan.configs), **(extra_info or {})}
+                "n_networks_planned": len(self.plan.configs),
+                "provenance": provenance.summarize(
+                    provenance.environment("cpu"), (_read_json(self._done_file(s.shard_id)).get("provenance")
+                                                    for s in self.plan.shards if problems[s.shard_id] is None), df),
+                **(extra_info or {})}
         store.finalize_release(self.out, df, info)
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:

@@ -45,10 +45,63 @@ def _template_text() -> str:
         return (Path(__file__).resolve().parents[1] / "dataset_cards" / "template.md").read_text()
 
 
-def render_card(metadata: pd.DataFrame, info: dict) -> str:
+PICTURE_PATH = "images/phase_diagram.png"
+LICENSE_PATH = "LICENSE"
+
+
+def _dtype(series: pd.Series) -> str:
+    kind = series.dtype.kind
+    if kind == "b":
+        return "bool"
+    if kind in "iu":
+        return "int64"
+    if kind == "f":
+        return "float64"
+    return "string"
+
+
+def features_yaml(metadata: pd.DataFrame) -> str:
+    """The ``dataset_info.features`` of the metadata table (YAML lines): every column with its dtype,
+    ``outcome`` and ``mechanism`` as class labels."""
+    from .labels import MECHANISMS, OUTCOMES
+
+    labels = {"outcome": tuple(OUTCOMES), "mechanism": tuple(MECHANISMS)}
+    lines = []
+    for col in metadata.columns:
+        lines.append(f"  - name: {col}")
+        if col in labels:
+            lines.append("    dtype:")
+            lines.append("      class_label:")
+            lines.append("        names:")
+            lines += [f"          '{i}': {name}" for i, name in enumerate(labels[col])]
+        else:
+            lines.append(f"    dtype: {_dtype(metadata[col])}")
+    return "\n".join(lines)
+
+
+def license_text() -> str:
+    try:
+        return resources.files("zoo.dataset_cards").joinpath("license.md").read_text()
+    except ModuleNotFoundError:
+        from pathlib import Path
+
+        return (Path(__file__).resolve().parents[1] / "dataset_cards" / "license.md").read_text()
+
+
+def _provenance_text(info: dict) -> str:
+    from .provenance import describe
+
+    return "\n".join(f"- {label}: {value}" for label, value in describe(info.get("provenance") or {}))
+
+
+def render_card(metadata: pd.DataFrame, info: dict, picture: str | None = None) -> str:
+    """The card text; ``picture``: the release path of the phase diagram image, if there is one."""
     template = Template(_template_text())
     partial = info.get("partial")
     return template.substitute(
+        features=features_yaml(metadata),
+        picture=f"![Phase diagram of this zoo]({picture})\n" if picture else "",
+        provenance=_provenance_text(info),
         pretty_name=info.get("pretty_name", "RNN short-term-memory zoo"),
         n_networks=len(metadata),
         size_category=_size_category(len(metadata)),

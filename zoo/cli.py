@@ -253,12 +253,17 @@ def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME
            device: Device = "cpu",
            atol: Annotated[float, typer.Option(help="tolerance for weights and curves (0 = bitwise)")] = 0.0):
     """Retrain a random sample of networks from their recorded config and seed; compare weights, curves, labels."""
-    from .verify import verify_zoo
+    from .verify import expected_result, verify_zoo
 
+    kind, why = expected_result(source, net_ids=net_id or None, device=device)
+    console.print(f"[bold]expected here:[/] {kind}" + (" (weights, curves and labels equal to the last bit)"
+                                                       if kind == "bitwise" else " (small differences, see "
+                                                       "README Reproducibility; pass --atol)") + f": {escape(why)}",
+                  soft_wrap=True)
     rep = verify_zoo(source, sample=sample, seed=seed, net_ids=net_id or None, device=device, atol=atol)
     t = Table(title=f"retrained {len(rep.checks)} of {rep.n_networks} networks")
     for c in ("net_id", "weights", "max |dw|", "max |d curve|", "labels", "result"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # wrapped, never cut
     for c in rep.checks:
         t.add_row(c.net_id, "bitwise" if c.weights_bitwise else "differ", f"{c.weights_max_abs_diff:.3g}",
                   f"{max(c.curves_max_abs_diff.values(), default=0.0):.3g}",
@@ -272,23 +277,51 @@ def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME
         raise typer.Exit(1)
 
 
+OutFormat = Annotated[str, typer.Option("--format", help="table, csv or json (machine-readable)")]
+
+
+def _emit(df: pd.DataFrame, fmt: str) -> None:
+    """Print ``df`` as CSV or JSON records on stdout (no wrapping, nothing cut)."""
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    else:
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+
+
 @app.command()
 @_friendly
-def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None):
-    """Counts by family, outcome and delay."""
-    from .api import load_zoo
+def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+         fmt: OutFormat = "table"):
+    """Counts by family, outcome and delay, and the build provenance."""
+    import json
 
+    from .api import load_zoo
+    from .provenance import describe
+
+    check_choice("format", fmt, ("table", "csv", "json"))
     z = load_zoo(source, fetch=False)
     df = z.metadata
+    counts = {col: {str(k): int(v) for k, v in df[col].value_counts(dropna=False).sort_index().items()}
+              for col in ("family", "outcome", "delay_ms") if col in df}
+    if fmt == "json":
+        print(json.dumps({"source": z.source.description, "n_networks": len(z), "info": z.info, "counts": counts},
+                         indent=1, default=str))
+        return
+    if fmt == "csv":
+        _emit(pd.DataFrame([(c, k, v) for c, kv in counts.items() for k, v in kv.items()],
+                           columns=["column", "value", "networks"]), fmt)
+        return
     console.print(f"{z}  {z.info.get('preset', '')}  label version {z.info.get('label_version', '?')}"
-                  + ("  [yellow](partial)[/]" if z.info.get("partial") else ""))
-    for col in ("family", "outcome", "delay_ms"):
+                  + ("  [yellow](partial)[/]" if z.info.get("partial") else ""), soft_wrap=True)
+    for col, kv in counts.items():
         t = Table(title=f"by {col}")
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
         t.add_column("networks", justify="right")
-        for k, v in df[col].value_counts(dropna=False).sort_index().items():
-            t.add_row(str(k), str(v))
+        for k, v in kv.items():
+            t.add_row(k, str(v))
         console.print(t)
+    for label, value in describe(z.info.get("provenance") or {}):
+        console.print(f"[bold]{label}:[/] {escape(value)}", soft_wrap=True, highlight=False)
 
 
 @app.command(name="ls")
@@ -296,18 +329,22 @@ def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@
 def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family = None, delay: Delay = None,
         lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
         outcome: Annotated[str | None, typer.Option()] = None, seed: Annotated[list[int] | None, typer.Option()] = None,
-        limit: Annotated[int, typer.Option(help="rows to show (0 = all)")] = 50):
-    """List networks matching filters."""
+        limit: Annotated[int, typer.Option(help="rows to show (0 = all)")] = 50, fmt: OutFormat = "table"):
+    """List networks matching filters (``--format csv|json``: every metadata column, machine-readable)."""
     from .api import load_zoo
 
+    check_choice("format", fmt, ("table", "csv", "json"))
     z = load_zoo(source, family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
                  seed=seed or None, fetch=False)
+    shown = z.metadata if limit == 0 else z.metadata.head(limit)
+    if fmt != "table":
+        _emit(shown, fmt)
+        return
     cols = [c for c in ("net_id", "family", "delay_ms", "lr", "seed", "outcome", "psd_ratio", "final_accuracy")
             if c in z.metadata]
     t = Table(title=f"{len(z)} networks")
     for c in cols:
-        t.add_column(c)
-    shown = z.metadata if limit == 0 else z.metadata.head(limit)
+        t.add_column(c, overflow="fold")  # wrapped, never cut: a net_id must stay whole
     for _, r in shown.iterrows():
         t.add_row(*[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
     console.print(t)
@@ -342,15 +379,15 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
 
     rep = import_reference(src, family, out, label=label, device=device,
                            progress=lambda sid, n: console.print(f"  {sid}: {n} networks"))
-    console.print(rep.summary())
-    if rep.problems:
+    console.print(rep.summary(), soft_wrap=True)
+    if rep.problems:  # one block per problem, the folder's full relative path on its own line (never cut)
         shown = rep.problems if show == 0 else rep.problems[:show]
-        t = Table(title=f"{len(rep.problems)} problem(s) (all in {out}/zoo.json import_problems)")
-        for c in ("folder", "problem", "action"):
-            t.add_column(c)
+        console.print(f"[bold]{len(rep.problems)} problem(s)[/] (all in {out}/zoo.json import_problems):",
+                      soft_wrap=True)
         for p in shown:
-            t.add_row(p["folder"], p["problem"], p["action"])
-        console.print(t)
+            console.print(escape(p["folder"]), soft_wrap=True, highlight=False)
+            console.print(f"    problem: {escape(p['problem'])}", soft_wrap=True, highlight=False)
+            console.print(f"    action:  {escape(p['action'])}", soft_wrap=True, highlight=False)
     console.print(f"reference labels: {rep.reference_outcomes}; ours: {rep.outcomes}")
 
 

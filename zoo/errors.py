@@ -52,7 +52,7 @@ class CorruptFileError(ZooError, ValueError):
 
     def __init__(self, path, field: str, problem: str, hint: str = ""):
         self.path, self.field, self.problem = str(path), field, problem
-        hint = hint or "the file is damaged or was not written by rnn-stm-zoo; re-download or rebuild it"
+        hint = hint or "The file is damaged or was not written by rnn-stm-zoo: re-download or rebuild it"
         super().__init__(f"{path}: bad {field}: {problem}. {hint}")
 
 

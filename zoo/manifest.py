@@ -85,6 +85,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         faults.fault_point("write-partial", before_kill=lambda: _cut_in_half(tmp))
         with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), file_mode())  # the writer may have replaced the temp file (safetensors does)
             os.fsync(f.fileno())
         faults.fault_point("write-rename")
         os.replace(tmp, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -300,8 +301,9 @@ def read_info(folder: str | os.PathLike) -> dict:
 
 
 def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: dict) -> dict[str, str]:
-    """Write the metadata table, zoo.json and the dataset card, then the manifest of the whole release."""
-    from .card import render_card  # local import: card pulls in the template machinery
+    """Write the metadata table, zoo.json, the LICENSE, the phase diagram picture and the dataset card, then
+    the manifest of the whole release (the card is not in it: see zoo.manifest)."""
+    from .card import LICENSE_PATH, PICTURE_PATH, license_text, render_card  # the template machinery
 
     folder = Path(folder)
     metadata = metadata.sort_values("net_id", kind="stable").reset_index(drop=True)
@@ -312,5 +314,30 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
     write_table(folder / METADATA_PATH, metadata)
     info = {"format_version": FORMAT_VERSION, **info, "n_networks": int(len(metadata))}
     atomic_write_text(folder / INFO_PATH, json.dumps(info, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(folder / CARD_PATH, render_card(metadata, info))
+    atomic_write_text(folder / LICENSE_PATH, license_text())
+    picture = PICTURE_PATH if write_phase_picture(folder / PICTURE_PATH, metadata) else None
+    atomic_write_text(folder / CARD_PATH, render_card(metadata, info, picture))
     return write_manifest(folder)
+
+
+def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
+    """Render the zoo's phase diagram (its largest family) as a PNG at ``path``; False (and no file) when the
+    zoo has nothing to draw (unlabelled)."""
+    from .figures import FigureSkipped, plot_phase_diagram
+
+    path = Path(path)
+    fams = metadata["family"].value_counts() if "family" in metadata and len(metadata) else None
+    try:
+        if fams is None:
+            raise FigureSkipped("empty zoo")
+        fig = plot_phase_diagram(metadata, str(fams.index[0]))
+    except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
+        print(f"note: no phase diagram picture for the card ({why})", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return False
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return True

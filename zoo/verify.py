@@ -215,6 +215,19 @@ def verify_zoo(source: str | os.PathLike | None, *, sample: int | None = 4, seed
     return report
 
 
+def expected_result(source: str | os.PathLike | None, *, net_ids: Sequence[str] | None = None,
+                    device: str | torch.device = "cpu", revision: str | None = None) -> tuple[str, str]:
+    """What retraining ``source``'s networks (``net_ids``, else all) on ``device`` here can reproduce:
+    ``("bitwise" | "close" | "mixed", why)``, from the provenance the release records (``zoo.json`` and the
+    per-network ``train_*`` columns; :func:`zoo.provenance.expectation`)."""
+    from .api import load_zoo
+    from .provenance import expectation
+
+    zoo = load_zoo(source, revision=revision, fetch=False)
+    meta = zoo.metadata if net_ids is None else zoo.metadata[zoo.metadata["net_id"].isin(list(net_ids))]
+    return expectation(meta, zoo.info, device)
+
+
 # ---------------------------------------------------------------- two releases
 def _safetensors_parts(path: os.PathLike) -> tuple[dict, bytes]:
     """(parsed header, raw tensor bytes) of a safetensors file. The header is compared parsed because the
