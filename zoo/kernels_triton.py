@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import os
 
-import torch
 import triton
 import triton.language as tl
 
-from .kernels import bias_total  # the programs' partial sums, added in a fixed order
+try:  # the kernels themselves need only Triton: benchmarks/triton_aot.py compiles them in a venv without torch
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
 
 
 @triton.jit
@@ -89,9 +91,28 @@ def _tanh(x):
 
 
 @triton.jit
-def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
+def _outer(dl, wo, outs, j):
+    """dl[:, j] (x) wo[j, :]; the column and the row are selected exactly (x + 0 = x)."""
+    dl_j = tl.sum(tl.where(outs[None, :] == j, dl, 0.0), axis=1)  # (BB,)
+    wo_j = tl.sum(tl.where(outs[:, None] == j, wo, 0.0), axis=0)  # (NP,)
+    return dl_j[:, None] * wo_j[None, :]
+
+
+@triton.jit
+def _readout_grad(dl, wo, outs, OP: tl.constexpr):
+    """dl @ wo, (BB, OP) x (OP, NP), as OP outer products summed in order j = 0, 1, ...: exact float32.
+    Never written as sum(dl[:, :, None] * wo[None, :, :], axis=1), which Triton <= 3.6 rewrites into a dot
+    with TF32 inputs (triton-lang/triton#9609)."""
+    acc = _outer(dl, wo, outs, 0)
+    for j in tl.static_range(1, OP):
+        acc = acc + _outer(dl, wo, outs, j)
+    return acc
+
+
+@triton.jit(do_not_specialize=["ctr0"])  # one compiled variant for every epoch (0 and 2^40 k alike)
+def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
                     w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
-                    T, C, B, N, sigma, alpha, init_std,
+                    T, C, B, N, ctr0: tl.int64, sigma, alpha, init_std,
                     NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
                     EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
     k = tl.program_id(0).to(tl.int64)  # network (64-bit: K x T x B x N exceeds 2^31)
@@ -109,7 +130,7 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, CTR, R, Z, L,
                  other=0.0)  # (OP, NP)
     bo = tl.load(BO + k * bo_ks + outs, mask=omask, other=0.0)  # (OP,)
     key = tl.load(KEYS + k).to(tl.uint64, bitcast=True)
-    ctr = tl.load(CTR).to(tl.uint64, bitcast=True)  # rng.counter(epoch, 0); slot s adds s << 24
+    ctr = ctr0.to(tl.int64).to(tl.uint64, bitcast=True)  # rng.counter(epoch, 0); slot s adds s << 24
     state = rows[:, None] * N + cols[None, :]  # offset of (trial, unit) inside one step
     lout = rows[:, None] * NO + outs[None, :]
     lmask = rmask[:, None] & omask[None, :]
@@ -180,7 +201,7 @@ def _backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
             gwi += tl.sum(u[:, :, None] * d[:, None, :], axis=0) * cue[:, None]
         else:
             tl.store(Z + k * z_ks + t * BN + state, d, mask=m2)
-        h = g * (1.0 - alpha) + tl.sum(dl[:, :, None] * wo[None, :, :], axis=1)
+        h = g * (1.0 - alpha) + _readout_grad(dl, wo, outs, OP)
         g = h + tl.dot(d, w, input_precision=PRECISION)  # dL/dr[t] (unused after t = 0)
     tl.store(GB + k * gb_ks + rb * N + cols, gb, mask=cmask)
     if FUSED:
@@ -209,7 +230,44 @@ def num_warps() -> int:
     return int(os.environ.get("ZOO_TRITON_WARPS", "4"))
 
 
+def max_registers() -> int | None:
+    """Cap on registers per thread (``$ZOO_TRITON_MAXNREG``; default none: the compiler's choice)."""
+    v = os.environ.get("ZOO_TRITON_MAXNREG", "").strip()
+    if not v or v == "0":
+        return None
+    n = int(v)
+    if not 24 <= n <= 255:
+        raise ValueError(f"ZOO_TRITON_MAXNREG={n}: must be between 24 and 255")
+    return n
+
+
+def _launch_opts() -> dict:
+    mr = max_registers()
+    return {"num_warps": num_warps(), **({"maxnreg": mr} if mr and not INTERPRETED else {})}
+
+
 PRECISIONS = ("ieee", "tf32x3")
+
+
+def _opt(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = None) -> dict:
+    return {"precision": precision, "bb": bb, "warps": warps, "grads": grads, "maxnreg": maxnreg}
+
+
+#: the launch options ``benchmarks/bench_gpu.py`` may try, fastest expected first; each compiles for sm_90
+#: within an H200 block's shared memory (``tests/test_triton_compile.py``)
+LAUNCH_OPTIONS = (
+    _opt("ieee", 32, 4, "gemm"), _opt("ieee", 32, 8, "gemm"), _opt("tf32x3", 64, 4, "gemm"),
+    _opt("tf32x3", 64, 8, "kernel"), _opt("ieee", 32, 8, "kernel"), _opt("tf32x3", 128, 8, "gemm"),
+    _opt("tf32x3", 64, 8, "gemm"), _opt("ieee", 64, 8, "gemm"), _opt("ieee", 16, 4, "gemm"),
+    _opt("tf32x3", 128, 8, "kernel"),
+)
+
+
+def option_env(option: dict) -> dict[str, str]:
+    """The environment variables that select a launch option of :data:`LAUNCH_OPTIONS`."""
+    return {"ZOO_TRITON_PRECISION": option["precision"], "ZOO_TRITON_BB": str(option["bb"]),
+            "ZOO_TRITON_WARPS": str(option["warps"]), "ZOO_TRITON_GRADS": option["grads"],
+            "ZOO_TRITON_MAXNREG": str(option.get("maxnreg") or 0)}
 
 
 def _precision(tf32: bool | None = None) -> str:
@@ -230,9 +288,13 @@ def config_str() -> str:
     return f"{_precision(tf32=False)}, {block_rows()} trials x {num_warps()} warps per program, {grads}"
 
 
-def _meta(B: int, N: int, n_out: int) -> dict:
-    return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": block_rows(),
+def launch_meta(B: int, N: int, n_out: int, bb: int | None = None) -> dict:
+    """The kernels' block sizes for B trials of N units and ``n_out`` outputs (``bb``: trials per program)."""
+    return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": bb or block_rows(),
             "NP": max(16, triton.next_power_of_2(N)), "NO": n_out}
+
+
+_meta = launch_meta
 
 
 def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter, noise_std, alpha, init_std,
@@ -240,14 +302,13 @@ def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter,
     """Launch the forward kernel (shapes as :func:`zoo.kernels.forward_pass`; every [k] block contiguous;
     ``counter`` = ``rng.counter(epoch, 0)``)."""
     K, T1, B, N = R.shape
-    ctr = torch.tensor([counter], dtype=torch.int64).to(R.device, non_blocking=True)
     m = _meta(B, N, W_out.shape[1])
     grid = (K, triton.cdiv(B, m["BB"]))
     _forward_kernel[grid](
-        W_rec, drive_cue, bias, W_out, b_out, keys, ctr, R, Z, L,
+        W_rec, drive_cue, bias, W_out, b_out, keys, R, Z, L,
         W_rec.stride(0), drive_cue.stride(0), bias.stride(0), W_out.stride(0), b_out.stride(0), R.stride(0),
-        Z.stride(0), L.stride(0), T1 - 1, cue_steps, B, N, float(noise_std), float(alpha),
-        float(init_std), EVEN_N=N % 2 == 0, PRECISION=_precision(), num_warps=num_warps(), **m)
+        Z.stride(0), L.stride(0), T1 - 1, cue_steps, B, N, int(counter), float(noise_std), float(alpha),
+        float(init_std), EVEN_N=N % 2 == 0, PRECISION=_precision(), **_launch_opts(), **m)
 
 
 def fused_grads() -> bool:
@@ -284,7 +345,9 @@ def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) 
         W_rec, W_out, Z, DL, R, u, gb, gw, gwo, gwi,
         W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), R.stride(0), gb.stride(0), gw.stride(0),
         gwo.stride(0), gwi.stride(0), T, cue_steps, B, N, float(alpha), NI=n_in,
-        IP=max(2, triton.next_power_of_2(n_in)), PRECISION=_precision(), FUSED=fused, num_warps=num_warps(), **m)
+        IP=max(2, triton.next_power_of_2(n_in)), PRECISION=_precision(), FUSED=fused, **_launch_opts(), **m)
+    from .kernels import bias_total  # the programs' partial sums, added in a fixed order
+
     out = {"b": bias_total(gb)}
     if fused:
         out.update(W_rec=bias_total(gw), W_out=bias_total(gwo), W_in=bias_total(gwi).transpose(1, 2))
