@@ -329,7 +329,7 @@ def test_methods_differ_as_documented_on_unequal_cells():
     k = np.round(f_true * n).astype(int)
     k[D == 120] = 100  # ... where half of its networks fail
     rows = [{"family": "nopost", "lr": 0.05, "delay_ms": int(d), "seed": s,
-             "outcome": "no_learning" if s < kk else "limit_cycle"} for d, nn, kk in zip(D, n, k) for s in range(nn)]
+             "outcome": "no_learning" if s < kk else "limit_cycle"} for d, nn, kk in zip(D, n, k, strict=True) for s in range(nn)]
     df = pd.DataFrame(rows)
     ours = critical_delays(df)["d0_ms"].iloc[0]
     paper = critical_delays(df, method="paper")["d0_ms"].iloc[0]

@@ -116,12 +116,6 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
-def _response_steps(df: pd.DataFrame) -> float:
-    if "response_ms" in df.columns and len(df):
-        return float(df["response_ms"].median()) / theory.DT_MS
-    return float(theory.RESPONSE_STEPS)
-
-
 # ---------------------------------------------------------------- phase diagram
 @_styled
 def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True,
@@ -154,7 +148,7 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
         ax.set_title(OUTCOME_TITLES[outcome], color=OUTCOME_COLORS[outcome] if outcome != "no_learning" else "black")
         outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
         for mech, by_beta in lines.items():
-            for j, (beta, lr_line) in enumerate(by_beta.items()):
+            for j, lr_line in enumerate(by_beta.values()):
                 ax.plot(D, lr_line, lw=1.6 if j else 1.2, path_effects=outline, **THEORY_STYLE_MAP[mech],
                         label=(f"theory slopes, {OUTCOME_TITLES[mech]}: beta {' and '.join(f'{b:g}' for b in by_beta)}"
                                " (intercept fitted to the measured boundary)") if j == 0 else None)
@@ -219,7 +213,7 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
             ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5, label=f"fit: beta = {f.beta:.2f} {interval}")
         mech = mech_of[f.kind]
         D_line = np.geomspace(used[col].min() / 1.5, used[col].max() * 1.5, 50)
-        for j, (beta, lr_th) in enumerate(theory_through(f, mech, D_line).items()):
+        for j, lr_th in enumerate(theory_through(f, mech, D_line).values()):
             ax.plot(lr_th, D_line, lw=1.8, alpha=0.9, **THEORY_STYLE[mech],
                     label=(f"theory slopes, {OUTCOME_TITLES[mech]}: beta {' and '.join(f'{b:g}' for b in theory.THEORY_BETA_RANGE[mech])}"
                            " (intercept fitted to these points)") if j == 0 else None)
@@ -297,7 +291,7 @@ def simulate_example(net, extend: int = 9) -> dict[str, np.ndarray]:
     with torch.no_grad(), torch_threads(1):  # a small sequential problem: one thread is fastest
         outputs, rates = net.model()(u[:, pick], seed=int(net.row["seed"]))
     return {"time_ms": np.arange(u.shape[0]) * task.dt_ms, "outputs": outputs.numpy(),
-            "rates": rates[1:].numpy(), "cue_ms": task.cue_steps * task.dt_ms,
+            "rates": rates[1:].numpy(), "cue_ms": task.cue_steps * task.dt_ms, "dt_ms": task.dt_ms,
             "reaction_ms": (task.reaction_start * task.dt_ms, (task.reaction_start + task.reaction_steps) * task.dt_ms)}
 
 
@@ -333,7 +327,7 @@ def plot_network(net, *, extend: int = 9, axes=None, legend: bool = True) -> Fig
     norm = (r - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
     order = np.argsort(np.argmax(r, axis=0), kind="stable")
     im = axes[1].imshow(norm[:, order].T, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
-                        extent=(t[0], t[-1] + (t[1] - t[0] if len(t) > 1 else 5.0), 0, r.shape[1]),
+                        extent=(t[0], t[-1] + (t[1] - t[0] if len(t) > 1 else sim["dt_ms"]), 0, r.shape[1]),
                         interpolation="nearest")
     axes[1].set_ylabel("unit (sorted by peak time)")
     axes[1].set_xlabel("time (ms)")

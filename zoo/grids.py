@@ -323,15 +323,23 @@ def _raw_presets() -> dict[str, dict]:
     return out
 
 
-PRESETS: tuple[str, ...] = tuple(sorted(_raw_presets(), key=lambda n: (n not in FAMILIES, FAMILIES.index(n)
-                                                                       if n in FAMILIES else 0, n)))
-"""Names of the shipped presets (one TOML file each): the family presets in FAMILIES order, then the others
-(``paper``, ``sample``, ``smoke``, ...) sorted by name."""
+def _preset_names() -> tuple[str, ...]:
+    """The family presets in FAMILIES order, then the others sorted by name (read on first use, not at import)."""
+    return tuple(sorted(_raw_presets(), key=lambda n: (n not in FAMILIES, FAMILIES.index(n) if n in FAMILIES else 0,
+                                                      n)))
+
+
+def __getattr__(name: str):
+    # PRESETS: the names of the shipped presets (one TOML file each), computed when first asked for, so that
+    # importing this module reads no file
+    if name == "PRESETS":
+        return _preset_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def list_presets() -> list[str]:
     """Names of the available presets (the family presets, ``paper``, ``sample``, ``smoke``, ...)."""
-    return list(PRESETS)
+    return list(_preset_names())
 
 
 def _parse_lrs(v, where: str) -> tuple:
@@ -419,8 +427,8 @@ def _parse_block(block: Mapping, base: FamilyGrid | None, where: str) -> FamilyG
 
 
 def load_preset(name: str) -> Preset:
-    """The preset ``name`` (see :data:`PRESETS`), with every ``[[family]]`` block resolved to a grid."""
-    check_choice("preset", name, PRESETS)
+    """The preset ``name`` (see :func:`list_presets`), with every ``[[family]]`` block resolved to a grid."""
+    check_choice("preset", name, _preset_names())
     return _load_preset(name)
 
 
@@ -450,7 +458,7 @@ def _load_preset(name: str) -> Preset:
 def family_grid(family: str) -> FamilyGrid:
     """The paper's definition of ``family`` (the single block of the preset file of the same name)."""
     check_choice("family", family, FAMILIES)
-    check_choice("preset", family, PRESETS, hint=f"the definition file {family}.toml of family {family!r} is missing")
+    check_choice("preset", family, _preset_names(), hint=f"the definition file {family}.toml of family {family!r} is missing")
     raw = _raw_presets()[family]
     blocks = raw.get("family")
     if not isinstance(blocks, list) or len(blocks) != 1 or blocks[0].get("family") != family:

@@ -17,6 +17,7 @@ from torch import nn
 
 from . import rng
 from .errors import check_choice
+from .task import DT_MS
 
 READOUTS = ("sigmoid", "linear")
 PARAM_NAMES = ("W_in.weight", "W_in.bias", "W_rec.weight", "W_rec.bias", "W_out.weight", "W_out.bias")
@@ -27,7 +28,7 @@ class ModelConfig:
     n_units: int = 100
     n_in: int = 2
     n_out: int = 2
-    dt_ms: float = 5.0
+    dt_ms: float = DT_MS
     tau_ms: float = 10.0
     noise_std: float = 1e-3
     init_state_std: float = 0.1

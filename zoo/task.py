@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import InvalidChoiceError
@@ -20,12 +21,20 @@ REACTION_STEPS = 10
 N_COPIES = 64
 
 
-def ms_to_steps(ms: float, name: str = "duration", dt_ms: float = DT_MS) -> int:
-    """Convert a duration in ms to whole time steps; refuse values that are not a multiple of dt."""
+def ms_to_steps(ms, name: str = "duration", dt_ms: float = DT_MS):
+    """Convert a duration in ms (a number or an array) to whole time steps; refuse values that are not a
+    non-negative multiple of dt."""
+    if np.ndim(ms):
+        return np.array([ms_to_steps(m, name, dt_ms) for m in np.ravel(ms)], dtype=np.int64).reshape(np.shape(ms))
     steps = round(float(ms) / dt_ms)
     if abs(steps * dt_ms - float(ms)) > 1e-9 or steps < 0:
         raise InvalidChoiceError(name, ms, hint=f"must be a non-negative multiple of dt = {dt_ms:g} ms")
     return steps
+
+
+def steps_to_ms(steps, dt_ms: float = DT_MS):
+    """Time steps (a number or an array) -> ms, as floats."""
+    return np.asarray(steps, dtype=float) * dt_ms if np.ndim(steps) else float(steps) * dt_ms
 
 
 @dataclass(frozen=True)

@@ -18,25 +18,15 @@ import math
 
 import numpy as np
 
-DT_MS = 5.0  #: time step of every family (ms)
-RESPONSE_STEPS = 10  #: T_r, the reaction window (50 ms)
-MECHANISMS = ("slow_point", "limit_cycle")
+from ..labels import MECHANISMS
+from ..task import DT_MS, REACTION_STEPS, ms_to_steps, steps_to_ms  # noqa: F401 - re-exported (one home: task)
+
+RESPONSE_STEPS = REACTION_STEPS  #: T_r, the reaction window (10 steps = 50 ms)
 #: exponent beta of eta_c ~ T^-beta for a fixed response length
 THEORY_BETA = {"slow_point": 5.0, "limit_cycle": 3.0}
 #: the paper's range of beta: T_r = T gives the lower end, T_r fixed the upper
 THEORY_BETA_RANGE = {"slow_point": (4.0, 5.0), "limit_cycle": (2.0, 3.0)}
 _PREFACTOR = {"slow_point": math.pi**4 / 4.0, "limit_cycle": 0.25}
-
-
-def ms_to_steps(ms, dt_ms: float = DT_MS):
-    """Duration(s) in ms -> time steps, as floats (no rounding; ``zoo.task.ms_to_steps`` is the strict
-    integer version used to build trials)."""
-    return np.asarray(ms, dtype=float) / dt_ms if np.ndim(ms) else float(ms) / dt_ms
-
-
-def steps_to_ms(steps, dt_ms: float = DT_MS):
-    """Time steps -> ms (floats)."""
-    return np.asarray(steps, dtype=float) * dt_ms if np.ndim(steps) else float(steps) * dt_ms
 
 
 def _check(mechanism: str) -> None:
