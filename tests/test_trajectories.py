@@ -13,8 +13,14 @@ from zoo.config import NetConfig
 from zoo.errors import InvalidChoiceError
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
 from zoo.train import CURVES, train_networks
-from zoo.trajectories import (Trajectory, expected_reproducibility, local_bitwise_capable, log_epochs,
-                              mechanism_onset, resolve_epochs)
+from zoo.trajectories import (
+    Trajectory,
+    expected_reproducibility,
+    local_bitwise_capable,
+    log_epochs,
+    mechanism_onset,
+    resolve_epochs,
+)
 
 
 def test_log_epochs():

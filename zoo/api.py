@@ -47,7 +47,7 @@ def bundled_sample_path() -> Path:
 
 #: ``verify`` values: True = "auto", False = "none"
 VERIFY_MODES = ("auto", "full", "none")
-_SHARD_DIRS = ("weights/", "curves/")
+_SHARD_DIRS = ("weights/", "curves/", "snapshots/")
 
 
 def _verify_mode(verify) -> str:
@@ -271,6 +271,13 @@ class Network:
         return retrain(self._zoo.filter(net_id=[self.row["net_id"]]), epochs, curves=curves, device=device,
                        progress=progress)[0]
 
+    def snapshots(self):
+        """The weights stored along training (releases built with ``zoo build --snapshots log``: epochs 0, 1, 2,
+        5, ..., final) as a :class:`zoo.trajectories.Trajectory`; read (or downloaded) on first call only."""
+        from .trajectories import read_snapshots
+
+        return read_snapshots(self._zoo, self.row)
+
     @torch.no_grad()
     def simulate(self, *, extend: int = 1, noise: bool = True, random_init: bool = True,
                  seed: int | None = None, r0: torch.Tensor | None = None, trial_types: Sequence[int] | None = None,
@@ -331,9 +338,16 @@ class Zoo:
         """Table of label counts per group."""
         return self.metadata.groupby(list(by))[column].value_counts().unstack(fill_value=0)
 
-    def fetch(self, curves: bool = False) -> list[str]:
-        """Make the files of the selected networks local (download from the Hub if needed)."""
-        files = sorted(set(self.metadata["weights_file"]) | (set(self.metadata["curves_file"]) if curves else set()))
+    def fetch(self, curves: bool = False, snapshots: bool = False) -> list[str]:
+        """Make the files of the selected networks local (download from the Hub if needed); their stored
+        snapshots (``zoo build --snapshots``) only with ``snapshots``."""
+        files = set(self.metadata["weights_file"]) | (set(self.metadata["curves_file"]) if curves else set())
+        if snapshots and "snapshots_file" in self.metadata:
+            from .trajectories import snapshots_table_path
+
+            files |= {f for rel in self.metadata["snapshots_file"].dropna().unique()
+                      for f in (rel, snapshots_table_path(rel))}
+        files = sorted(files)
         self.source.local_paths(files)
         return files
 

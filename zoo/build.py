@@ -49,6 +49,13 @@ from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, Zo
 from .manifest import atomic_write_text, file_mode, sha256_file
 from .model import PARAM_NAMES
 from .train import CURVES, resolve_device, train_networks
+from .trajectories import (
+    SNAPSHOT_MODES,
+    snapshot_epochs,
+    snapshots_path,
+    snapshots_table_path,
+    write_snapshots,
+)
 
 STATE_DIR = ".build"
 #: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
@@ -82,6 +89,7 @@ class BuildPlan:
     overrides: dict
     shard_size: int
     shards: tuple[grids.Shard, ...]
+    snapshots: str | None = None  # ``log``: also store weights at log-spaced epochs (zoo.trajectories)
 
     @property
     def configs(self) -> list[NetConfig]:
@@ -136,8 +144,9 @@ class BuildPlan:
                                                     epochs=o.get("epochs")))
 
     def fingerprint(self) -> dict:
-        return {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
-                "shards": {s.shard_id: s.net_ids for s in self.shards}}
+        d = {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
+             "shards": {s.shard_id: s.net_ids for s in self.shards}}
+        return d | ({"snapshots": self.snapshots} if self.snapshots else {})
 
     @property
     def network_epochs(self) -> int:
@@ -151,13 +160,20 @@ class BuildPlan:
         w = n * (_BYTES_PER_NETWORK + _WEIGHTS_HEADER_PER_NETWORK) + k * _WEIGHTS_FILE_OVERHEAD
         c = self.network_epochs * _BYTES_PER_CURVE_EPOCH + k * _CURVES_FILE_OVERHEAD
         m = n * _METADATA_PER_NETWORK
-        return {"weights": w, "curves": c, "metadata": m, "total": w + c + m + _RELEASE_OVERHEAD + 200 * k}
+        out = {"weights": w, "curves": c, "metadata": m, "total": w + c + m + _RELEASE_OVERHEAD + 200 * k}
+        if self.snapshots:  # every stored epoch is one more copy of the weights, plus a row of its table
+            rows = sum(len(snapshot_epochs(self.snapshots, c.epochs)) for c in self.configs)
+            out["snapshots"] = rows * (_BYTES_PER_NETWORK + _WEIGHTS_HEADER_PER_NETWORK + 8) + k * (
+                _WEIGHTS_FILE_OVERHEAD + _CURVES_FILE_OVERHEAD)
+            out["total"] += out["snapshots"]
+        return out
 
 
 def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Sequence[float] | None = None,
                delays: Sequence[int] | None = None, seeds: int | None = None, epochs: int | None = None,
-               shard_size: int | None = None) -> BuildPlan:
-    """Expand a preset (with CLI-style overrides) into a sharded build plan. Without a preset the build starts
+               shard_size: int | None = None, snapshots: str | None = None) -> BuildPlan:
+    """Expand a preset (with CLI-style overrides) into a sharded build plan. ``snapshots="log"`` also stores
+    each network's weights at log-spaced epochs (:func:`zoo.trajectories.log_epochs`). Without a preset the build starts
     from the paper definition of ``family`` (else the sample preset): see :func:`zoo.grids.resolve_preset`."""
     p = grids.load_preset(grids.resolve_preset(preset, family))
     if family == p.name:  # the family's own definition: naming the family again restricts nothing
@@ -167,13 +183,16 @@ def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Seq
     overrides = {k: v for k, v in dict(family=family, lrs=list(lrs) if lrs else None,
                                        delays=list(delays) if delays else None, seeds=seeds,
                                        epochs=epochs).items() if v is not None}
-    return BuildPlan(p.name, overrides, size, tuple(grids.shards(configs, size)))
+    if snapshots is not None and snapshots not in SNAPSHOT_MODES:
+        raise InvalidChoiceError("snapshots", snapshots, SNAPSHOT_MODES, hint="or none (the default)")
+    return BuildPlan(p.name, overrides, size, tuple(grids.shards(configs, size)), snapshots or None)
 
 
 def plan_from_dict(d: dict) -> BuildPlan:
     o = d.get("overrides", {})
     return plan_build(d["preset"], family=o.get("family"), lrs=o.get("lrs"), delays=o.get("delays"),
-                      seeds=o.get("seeds"), epochs=o.get("epochs"), shard_size=d["shard_size"])
+                      seeds=o.get("seeds"), epochs=o.get("epochs"), shard_size=d["shard_size"],
+                      snapshots=d.get("snapshots"))
 
 
 def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:
@@ -393,7 +412,7 @@ class Build:
         except (OSError, ValueError, KeyError, TypeError):
             return f"its done marker {f.relative_to(self.out)} is unreadable"
         expected = {store.weights_path(shard.family, shard.shard_id), store.curves_path(shard.family, shard.shard_id),
-                    self._part_path(shard.shard_id)}
+                    self._part_path(shard.shard_id), *self._snapshot_files(shard)}
         if set(files) != expected or marker.get("n") != len(shard):
             return f"its done marker {f.relative_to(self.out)} does not describe this shard"
         for rel, digest in sorted(files.items()):
@@ -403,6 +422,13 @@ class Build:
             if sha256_file(p) != digest:
                 return f"{rel} does not match its checksum (corrupt or truncated)"
         return None
+
+    def _snapshot_files(self, shard: grids.Shard) -> list[str]:
+        """The snapshot shard and its table, if the plan stores snapshots."""
+        if not self.plan.snapshots:
+            return []
+        rel = snapshots_path(shard.family, shard.shard_id)
+        return [rel, snapshots_table_path(rel)]
 
     def is_done(self, shard: grids.Shard, verify: bool = True) -> bool:
         """True if the shard's done marker exists and (``verify``) every file it lists matches its sha256."""
@@ -533,6 +559,7 @@ class Build:
                     raise ValueError("it holds networks of another shard")
                 w = store.read_weights(wf)
                 cv = store.read_curves(cf)
+                snaps = _read_chunk_snapshots(meta_file, meta) if self.plan.snapshots else None
             except (OSError, ValueError, KeyError, TypeError) as err:
                 print(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}",
                       file=sys.stderr)
@@ -541,7 +568,8 @@ class Build:
                 continue
             for j, nid in enumerate(meta["net_ids"]):
                 found[nid] = {"w": {n: w[n][j] for n in PARAM_NAMES}, "curves": cv[nid],
-                              "epochs_run": meta["epochs_run"][j], "diverged": meta["diverged"][j]}
+                              "epochs_run": meta["epochs_run"][j], "diverged": meta["diverged"][j],
+                              "snaps": snaps[j] if snaps is not None else None}
         return found, work
 
     def _run_shards(self, shards, device, batch_size, label, progress):
@@ -575,7 +603,10 @@ class Build:
             chunk_size = train_bs = batch_size or 32
         for s in range(0, len(todo), chunk_size):
             chunk = todo[s:s + chunk_size]
-            res = train_networks([c for _, c in chunk], device=dev, batch_size=train_bs, progress=on_epoch)
+            snap = ([snapshot_epochs(self.plan.snapshots, c.epochs) for _, c in chunk] if self.plan.snapshots
+                    else None)
+            res = train_networks([c for _, c in chunk], device=dev, batch_size=train_bs, progress=on_epoch,
+                                 snapshot_epochs=snap)
             fault_point("chunk-trained")
             for shard in shards:
                 rows = [j for j, (owner, _) in enumerate(chunk) if owner is shard]
@@ -602,11 +633,17 @@ class Build:
         meta = {"net_ids": ids, "epochs_run": res.epochs_run[rows].tolist(), "diverged": res.diverged[rows].tolist(),
                 "sha256": {"weights": sha256_file(stem.with_suffix(".safetensors")),
                            "curves": sha256_file(stem.with_suffix(".parquet"))}}
+        if res.snapshots is not None:  # rows over (network, epoch), in the order of ids and sorted epochs
+            snaps = [res.snapshots[j] for j in rows]
+            write_snapshots(work, stem.with_suffix(".snapshots").name, ids, snaps)
+            meta["snapshots"] = {"epochs": [sorted(s) for s in snaps],
+                                 "sha256": sha256_file(stem.with_suffix(".snapshots"))}
         atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
         fault_point("chunk-written")
         for j, nid in zip(rows, ids, strict=True):
             found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
-                          "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j])}
+                          "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j]),
+                          "snaps": res.snapshots[j] if res.snapshots is not None else None}
 
     def _finish_shard(self, shard, found, label, device):
         ids = shard.net_ids
@@ -618,6 +655,11 @@ class Build:
         store.write_curves(self.out / cf, ids, curves)
         df = metadata_rows(shard.configs, [found[i]["epochs_run"] for i in ids],
                            [found[i]["diverged"] for i in ids], curves, wf, cf)
+        if self.plan.snapshots:  # the log-spaced epochs reached, and the final weights at epochs_run
+            snaps = [{**{e: s for e, s in found[i]["snaps"].items() if e <= found[i]["epochs_run"]},
+                      int(found[i]["epochs_run"]): found[i]["w"]} for i in ids]
+            df["snapshots_file"] = write_snapshots(self.out, snapshots_path(shard.family, shard.shard_id), ids,
+                                                   snaps)[0]
         for col, value in provenance.network_columns(device).items():  # where and how these were trained
             df[col] = value
         if label:
@@ -628,7 +670,7 @@ class Build:
         part = self._part_path(shard.shard_id)
         store.write_table(self.out / part, df)
         fault_point("shard-part")
-        files = {rel: sha256_file(self.out / rel) for rel in (wf, cf, part)}
+        files = {rel: sha256_file(self.out / rel) for rel in (wf, cf, part, *self._snapshot_files(shard))}
         labelled = "outcome" in df
         atomic_write_text(self._done_file(shard.shard_id),
                           json.dumps({"files": files, "labelled": labelled, "n": len(df), "provenance": env},
@@ -692,7 +734,9 @@ class Build:
             raise ZooError(f"duplicate networks in the build: {df.loc[df['net_id'].duplicated(), 'net_id'].tolist()[:5]}")
         # a partial release must not carry files of unfinished shards (temp files of live writers are left alone)
         keep = set(df["weights_file"]) | set(df["curves_file"])
-        for sub in ("weights", "curves"):
+        if "snapshots_file" in df:
+            keep |= {f for rel in df["snapshots_file"].dropna().unique() for f in (rel, snapshots_table_path(rel))}
+        for sub in ("weights", "curves", "snapshots"):
             for p in sorted((self.out / sub).rglob("*")) if (self.out / sub).exists() else []:
                 rel = p.relative_to(self.out)
                 if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
@@ -702,6 +746,7 @@ class Build:
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),
                 "missing_shards": missing, "n_shards": len(self.plan.shards),
                 "n_networks_planned": len(self.plan.configs),
+                **({"snapshots": self.plan.snapshots} if self.plan.snapshots else {}),
                 "provenance": provenance.summarize(
                     provenance.environment("cpu"), (_read_json(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
@@ -712,6 +757,23 @@ class Build:
                 shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
                 self._clear_stale_claim(s.shard_id)
         return df
+
+
+def _read_chunk_snapshots(meta_file: Path, meta: dict) -> list[dict[int, dict[str, torch.Tensor]]]:
+    """The snapshots of a chunk's networks (``{epoch: state}`` each), checked against its json; ValueError if
+    they are missing or damaged."""
+    info = meta.get("snapshots")
+    f = meta_file.with_suffix(".snapshots")
+    if not info or not f.exists():
+        raise ValueError(f"{f.name} is missing (the build stores snapshots)")
+    if sha256_file(f) != info["sha256"]:
+        raise ValueError(f"{f.name} does not match its checksum")
+    w = store.read_weights(f)
+    out, i = [], 0
+    for eps in info["epochs"]:
+        out.append({int(e): {n: w[n][i + k] for n in PARAM_NAMES} for k, e in enumerate(eps)})
+        i += len(eps)
+    return out
 
 
 def _claim_is_stale(path: Path, holder: dict) -> bool:

@@ -67,11 +67,15 @@ Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1 or auto")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="networks per batch (default: 32 on CPU, from free memory on CUDA)")]
 
 
-def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None):
+Snapshots = Annotated[str | None, typer.Option(help="also store weights along training: log (epochs 0, 1, 2, "
+                                                   "5, 10, ..., final); default: none")]
+
+
+def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None, snapshots=None):
     from .build import plan_build
 
     return plan_build(preset, family=family, lrs=lr or None, delays=delay or None, seeds=seeds, epochs=epochs,
-                      shard_size=shard_size)
+                      shard_size=shard_size, snapshots=snapshots)
 
 
 def _progress() -> Progress:
@@ -166,9 +170,10 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           shard: Annotated[str | None, typer.Option(help="only shard I/N (or a shard id); packaging is left to `zoo package`")] = None,
           executor: Annotated[str, typer.Option(help="local or ray")] = "local",
           address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray)")] = None,
-          shard_size: Annotated[int | None, typer.Option(help="networks per shard (default: the preset's)")] = None):
+          shard_size: Annotated[int | None, typer.Option(help="networks per shard (default: the preset's)")] = None,
+          snapshots: Snapshots = None):
     """Train -> label -> package a zoo (resumable: re-run the same command to finish an interrupted build)."""
-    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size)
+    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
     b = _train(out, plan, shard, device, batch_size, executor, address, label=True)
     if shard is not None:
         console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
@@ -184,9 +189,9 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
           batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
           executor: Annotated[str, typer.Option()] = "local", address: Annotated[str | None, typer.Option()] = None,
-          shard_size: Annotated[int | None, typer.Option()] = None):
+          shard_size: Annotated[int | None, typer.Option()] = None, snapshots: Snapshots = None):
     """Train shards only (no labels); then `zoo label` and `zoo package`."""
-    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size)
+    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
     _train(out, plan, shard, device, batch_size, executor, address, label=False)
 
 
@@ -224,13 +229,14 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
 def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
           out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
-          as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False):
+          as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False,
+          snapshots: Snapshots = None):
     """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
     import json
 
     from .build import format_bytes, plan_summary
 
-    s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size), out)
+    s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots), out)
     if as_json:
         print(json.dumps(s, indent=1))
         return
@@ -238,7 +244,8 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     console.print(f"[bold]{s['built_from']}[/]: {s['n_shards']} shards of up to {s['shard_size']} "
                   f"networks, {s['n_networks']} networks, {s['network_epochs']:,} network-epochs; estimated release "
                   f"size {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, curves "
-                  f"{format_bytes(est['curves'])} before compression)"
+                  f"{format_bytes(est['curves'])} before compression"
+                  + (f", snapshots {format_bytes(est['snapshots'])}" if "snapshots" in est else "") + ")"
                   + (f"; free at {out}: {format_bytes(s['free_bytes'])}" if out is not None else ""))
     for rule in s["epoch_rules"]:
         console.print(f"  {rule}")
@@ -421,7 +428,8 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
          outcome: Annotated[str | None, typer.Option()] = None,
          seed: Annotated[list[int] | None, typer.Option()] = None,
          out: Annotated[Path | None, typer.Option(help="write a (partial) release folder here")] = None,
-         revision: Annotated[str | None, typer.Option(help="tag, branch or commit")] = None):
+         revision: Annotated[str | None, typer.Option(help="tag, branch or commit")] = None,
+         snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False):
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
     from . import hub
     from .api import select
@@ -441,8 +449,8 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
             raise ZooError(f"no network of {src.label} matches the filters")
     manifest = src.read_manifest()
     files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
-                   + hub.files_for_networks(meta, ids)) + [hub.MANIFEST_NAME]
-    path = hub.pull(repo, revision=revision, out=out, net_ids=ids)
+                   + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [hub.MANIFEST_NAME]
+    path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots)
     sizes = {f: (src.root / f).stat().st_size for f in files}
     new = [f for f in files if (src.root / f).resolve().name not in before]
     n_sel = len(ids) if ids is not None else len(meta)

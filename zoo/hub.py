@@ -84,7 +84,8 @@ REPO_TYPE = "dataset"
 INFO_NAME = "zoo.json"
 METADATA_NAME = "metadata/networks.parquet"
 DIAGNOSTICS_NAME = "diagnostics/networks.parquet"
-SHARD_DIRS = ("weights/", "curves/")
+SHARD_DIRS = ("weights/", "curves/", "snapshots/")
+SNAPSHOTS_DIR = "snapshots/"  # stored snapshots: fetched only when asked (pull(snapshots=True), net.snapshots())
 OPEN_FILES = (INFO_NAME, METADATA_NAME)  # fetched and verified when a HubSource opens
 _DOWNLOAD_WORKERS = 8
 _PREUPLOAD_BATCH = 256  # files per preupload_lfs_files call of a push
@@ -257,13 +258,18 @@ def select_networks(metadata, net_ids: Iterable[str]):
     return metadata[metadata["net_id"].isin(ids)]
 
 
-def files_for_networks(metadata, net_ids: Iterable[str] | None = None) -> list[str]:
-    """The weight and curve shards (relative paths, sorted) that hold ``net_ids`` (all networks if None)."""
+def files_for_networks(metadata, net_ids: Iterable[str] | None = None, snapshots: bool = False) -> list[str]:
+    """The weight and curve shards (relative paths, sorted) that hold ``net_ids`` (all networks if None); with
+    ``snapshots``, also their snapshot shards and tables."""
     rows = metadata if net_ids is None else select_networks(metadata, net_ids)
     files: set[str] = set()
     for col in ("weights_file", "curves_file"):
         if col in rows:
             files.update(f for f in rows[col].dropna().unique() if f)
+    if snapshots and "snapshots_file" in rows:
+        from .trajectories import snapshots_table_path
+
+        files.update(g for f in rows["snapshots_file"].dropna().unique() if f for g in (f, snapshots_table_path(f)))
     return sorted(files)
 
 
@@ -466,10 +472,11 @@ class HubSource:
 # -- pull --------------------------------------------------------------------------------------------------
 def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | None = None,
          net_ids: Iterable[str] | None = None, cache_dir: str | os.PathLike | None = None,
-         token: str | None = None, local_files_only: bool | None = None) -> Path:
+         token: str | None = None, local_files_only: bool | None = None, snapshots: bool = False) -> Path:
     """Fetch a release (or the part holding ``net_ids``) from the Hub into the cache.
 
-    Downloads the small files and only the weight and curve shards of the selected networks (all if None).
+    Downloads the small files and only the weight and curve shards of the selected networks (all if None);
+    stored snapshots (``snapshots/``) only with ``snapshots``.
     With ``out``, materialises a local release folder there (metadata restricted to the selected networks,
     its own manifest, ``zoo.json`` with ``partial`` and the source repo/commit) and returns it; otherwise
     returns the cache snapshot folder.
@@ -479,11 +486,11 @@ def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | 
     core = [r for r in manifest if not _is_shard(r)]
     meta = src.read_metadata()
     if net_ids is None:
-        shards = [r for r in manifest if _is_shard(r)]
+        shards = [r for r in manifest if _is_shard(r) and (snapshots or not r.startswith(SNAPSHOTS_DIR))]
         selected = None
     else:
         selected = list(select_networks(meta, net_ids)["net_id"])
-        shards = files_for_networks(meta, selected)
+        shards = files_for_networks(meta, selected, snapshots=snapshots)
     paths = src.local_paths(core + shards)
     card = src.card_path()  # documentation: fetched for the reader, never checked
     if out is None:

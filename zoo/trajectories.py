@@ -319,3 +319,71 @@ def retrain(zoo, epochs=None, *, curves: bool = False, device: str | torch.devic
             cv = pd.DataFrame({name: res.curves[name][k] for name in CURVES}).rename_axis("epoch")
         out.append(Trajectory(nid, c, np.asarray(got, dtype=np.int64), w, finals[k], cv, expected, why, diff))
     return Trajectories(out, time.perf_counter() - t0, str(dev))
+
+
+# ---------------------------------------------------------------- stored snapshots (zoo build --snapshots log)
+#: ``zoo build --snapshots`` modes: epochs whose weights a release stores besides the final ones
+SNAPSHOT_MODES = ("log",)
+
+
+def snapshot_epochs(mode: str, epochs: int) -> list[int]:
+    """The epochs stored for a network planned for ``epochs`` epochs (``log``: :func:`log_epochs`)."""
+    if mode not in SNAPSHOT_MODES:
+        raise InvalidChoiceError("snapshots", mode, SNAPSHOT_MODES)
+    return log_epochs(epochs)
+
+
+def snapshots_path(family: str, shard_id: str) -> str:
+    """The snapshot shard of a weight shard; its table is the same path with ``.parquet``."""
+    return f"snapshots/{family}/{shard_id}.safetensors"
+
+
+def snapshots_table_path(snapshots_file: str) -> str:
+    """``snapshots/F/S.safetensors`` -> ``snapshots/F/S.parquet``."""
+    stem = snapshots_file[: -len(".safetensors")] if snapshots_file.endswith(".safetensors") else snapshots_file
+    return stem + ".parquet"
+
+
+def write_snapshots(folder, rel: str, net_ids: Sequence[str],
+                    snaps: Sequence[Mapping[int, Mapping[str, torch.Tensor]]]) -> list[str]:
+    """Write the snapshots of ``net_ids`` (per network ``{epoch: state}``) as one float32 safetensors file,
+    rows stacked over (network, epoch) in that order, and its table (``net_id``, ``epoch``, ``index``: the
+    row). Returns the two relative paths."""
+    from pathlib import Path
+
+    from . import store
+
+    ids, eps, rows = [], [], {n: [] for n in PARAM_NAMES}
+    for nid, s in zip(net_ids, snaps, strict=True):
+        for e in sorted(s):
+            ids.append(nid)
+            eps.append(int(e))
+            for n in PARAM_NAMES:
+                rows[n].append(s[e][n].float())
+    store.write_weights(Path(folder) / rel, {n: torch.stack(v) for n, v in rows.items()}, ids)
+    table = pd.DataFrame({"net_id": ids, "epoch": np.asarray(eps, dtype=np.int64),
+                          "index": np.arange(len(ids), dtype=np.int64)})
+    store.write_table(Path(folder) / snapshots_table_path(rel), table)
+    return [rel, snapshots_table_path(rel)]
+
+
+def read_snapshots(zoo, row: Mapping) -> Trajectory:
+    """The stored snapshots of one network (metadata ``row`` of ``zoo``): reads its table and only its rows of
+    the snapshot shard (downloaded on first use from the Hub)."""
+    from . import store
+    from .errors import ZooError
+
+    f = row.get("snapshots_file") if hasattr(row, "get") else None
+    if not isinstance(f, str) or not f:
+        raise ZooError(f"{row['net_id']}: this release stores no snapshots (built without `zoo build --snapshots "
+                       "log`); regenerate them with net.retrain(epochs=...)")
+    paths = zoo.source.local_paths([snapshots_table_path(f), f])
+    table = store.read_table(paths[snapshots_table_path(f)])
+    mine = table[table["net_id"] == row["net_id"]].sort_values("epoch")
+    if not len(mine):
+        raise ZooError(f"{f} holds no snapshots of {row['net_id']}")
+    w = store.read_weights(paths[f], mine["index"].tolist())
+    cfg = NetConfig.from_dict(json.loads(row["config"]))
+    return Trajectory(str(row["net_id"]), cfg, mine["epoch"].to_numpy(dtype=np.int64), w,
+                      int(row.get("epochs_run", cfg.epochs)), origin="snapshots",
+                      reason="stored in the release")
