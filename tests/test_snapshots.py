@@ -104,3 +104,26 @@ def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path, monkeypatch
     shutil.copyfile(tmp_path / "zoo" / "snapshots/nopost/nopost-d000-000.parquet",
                     tmp_path / "zoo" / "snapshots/nopost/nopost-d000-000.safetensors")
     assert "checksum" in b.marker_problem(plan.shards[0])
+
+
+@pytest.mark.hub
+def test_hub_fetches_snapshots_only_when_asked(snap_zoo, hub_server, tmp_path):
+    from zoo import hub
+
+    files = hub.push(snap_zoo, "zoo-test/snap", dry_run=True)
+    assert any(f.startswith("snapshots/") for f in files)
+    hub_server.add_dataset("zoo-test/snap", snap_zoo, files, tag="v1.0")
+    z = load_zoo("zoo-test/snap@v1.0", delay=40)  # fetches the selected weight shards
+    root = z.source.root
+    assert (root / z.metadata["weights_file"].iloc[0]).exists()
+    assert not (root / "snapshots").exists()
+    out = hub.pull("zoo-test/snap@v1.0", out=tmp_path / "plain", net_ids=list(z.metadata["net_id"][:1]))
+    assert not (out / "snapshots").exists() and not (root / "snapshots").exists()
+    t = z[0].snapshots()  # downloads only that network's snapshot shard and table, on first use
+    assert sorted(p.name for p in (root / "snapshots" / "nopost").iterdir()) == [
+        "nopost-d040-000.parquet", "nopost-d040-000.safetensors"]
+    assert t.epochs.tolist() == log_epochs(EPOCHS)
+    out = hub.pull("zoo-test/snap@v1.0", out=tmp_path / "snaps", net_ids=list(z.metadata["net_id"][:1]),
+                   snapshots=True)
+    t2 = load_zoo(out)[0].snapshots()
+    assert all(torch.equal(t.weights[n], t2.weights[n]) for n in PARAM_NAMES)
