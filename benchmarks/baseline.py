@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from zoo.config import NetConfig  # noqa: E402
 from zoo.model import RNN  # noqa: E402
-from zoo.task import accuracy_reliability, weighted_mse  # noqa: E402
+from zoo.loss import element_weights, weighted_mse  # noqa: E402
+from zoo.task import accuracy_reliability  # noqa: E402
 
 
 def train_one(cfg: NetConfig) -> dict:
@@ -32,11 +33,12 @@ def train_one(cfg: NetConfig) -> dict:
     net = RNN.from_seed(cfg.seed, cfg.model_config())
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     task = cfg.task()
-    u, y, w = task.inputs(), task.targets(), task.loss_weights()
+    u, y = task.inputs(), task.targets()
+    w, _ = element_weights(task)  # (T*B, 2)
     curves = {"loss": [], "accuracy": [], "reliability": [], "grad_norm": []}
     for _ in range(cfg.epochs):
         out, _ = net(u)
-        loss = weighted_mse(out, y, w)
+        loss = weighted_mse(out.reshape(1, -1, 2), y.reshape(-1, 2), w)[0][0]
         opt.zero_grad()
         loss.backward()
         curves["grad_norm"].append(net.W_rec.weight.grad.norm().item())

@@ -120,11 +120,6 @@ class TaskSpec:
         return w
 
 
-def weighted_mse(outputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean over (time, batch, channel) of ``w_t (o - y)^2``. outputs/targets: (..., T, B, C); weights (T,)."""
-    return (weights[:, None, None] * (outputs - targets) ** 2).mean(dim=(-3, -2, -1))
-
-
 def accuracy_reliability(outputs: torch.Tensor, spec: TaskSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy and reliability on the metric window. outputs: (..., T, B, 2) -> two tensors of shape (...).
 

@@ -22,6 +22,7 @@ import torch
 from . import kernels, rng
 from .config import NetConfig
 from .errors import InvalidChoiceError
+from .loss import element_weights, weighted_mse, weighted_mse_grad
 from .model import PARAM_NAMES, init_state_dict
 from .task import accuracy_reliability
 
@@ -239,11 +240,7 @@ class _Readout:
         T, B = task.n_steps, task.batch_size
         self.task, self.sigmoid, self.shape = task, sigmoid, (T, B)
         self.Y = task.targets(dev, dtype).reshape(T * B, 2)  # (TB, 2)
-        # per-(step, trial) loss weights expanded over the 2 channels: the same products as broadcasting a
-        # (TB, 1) column, without TensorIterator's slow inner loop of length 2
-        w = task.loss_weights(dev, dtype).repeat_interleave(B)[:, None]  # (TB, 1)
-        self.wloss = w.expand(T * B, 2).contiguous()  # (TB, 2)
-        self.wgrad = ((2.0 / (T * B * 2)) * w).expand(T * B, 2).contiguous()  # d mean / d y_hat
+        self.wloss, self.wgrad = element_weights(task, dev, dtype)  # (TB, 2) each
         self.buf: dict[str, torch.Tensor] = {}
 
     def __call__(self, L: torch.Tensor):
@@ -255,13 +252,11 @@ class _Readout:
         Y_hat = L.view(K, T * B, 2)
         if self.sigmoid:
             Y_hat = torch.sigmoid(Y_hat, out=self.buf["y"])
-        diff, tmp = torch.sub(Y_hat, self.Y, out=self.buf["d"]), self.buf["t"]
-        loss = torch.mul(diff, self.wloss, out=tmp).mul_(diff).mean(dim=(1, 2))  # mean of w (y_hat - y)^2
+        # THE LOSS (zoo/loss.py): mean over (step, trial, channel) of w_t (y_hat - y)^2
+        value, diff = weighted_mse(Y_hat, self.Y, self.wloss, out=(self.buf["d"], self.buf["t"]))
         acc, rel = accuracy_reliability(Y_hat.view(K, T, B, 2), self.task)
-        dlogit = torch.mul(diff, self.wgrad, out=self.buf["g"])
-        if self.sigmoid:  # * y_hat * (1 - y_hat), with 1 - y as -y + 1 (the same float)
-            dlogit.mul_(Y_hat).mul_(tmp.copy_(Y_hat).neg_().add_(1.0))
-        return loss, acc, rel, dlogit.view(K, T, B, 2)
+        dlogit = weighted_mse_grad(diff, Y_hat, self.wgrad, self.sigmoid, out=(self.buf["g"], self.buf["t"]))
+        return value, acc, rel, dlogit.view(K, T, B, 2)
 
 
 def _train_batch(configs, dev, dtype, init, progress, want=None):
