@@ -21,6 +21,7 @@ from zoo import store
 from zoo.build import FAULT_POINTS, Build, plan_build
 from zoo.errors import MissingShardsError
 from zoo.executors import run_local
+from zoo.faults import WRITE_POINTS
 from zoo.manifest import verify_folder
 from zoo.train import train_networks
 from zoo.verify import compare_releases
@@ -104,7 +105,8 @@ def check_complete(out: Path, reference: Path) -> tuple[int, int]:
 def test_kill_at_fault_points_and_random_times_then_resume(tmp_path, reference):
     print(f"fault seed {SEED} (ZOO_FAULT_SEED to repeat)")
     rng = random.Random(SEED)
-    a_points = [f"{p}:{rng.randint(1, MAX_COUNT.get(p, 1))}" for p in (rng.choice(v) for v in PHASES.values())]
+    # every named point, in build order (each is reached by the resumed build of the previous kill)
+    a_points = [f"{p}:{rng.randint(1, MAX_COUNT.get(p, 1))}" for v in PHASES.values() for p in v]
     # random kill times are fractions of how long an uninterrupted build takes on this machine, now (a fixed
     # number of seconds is never reached on a fast machine); the first one lands while it trains
     calib = zoo_build(tmp_path / "calibration")
@@ -114,7 +116,7 @@ def test_kill_at_fault_points_and_random_times_then_resume(tmp_path, reference):
               ("point", f"{rng.choice(FAULT_POINTS)}:1")]
     results: dict[str, list] = {"A": [], "B": []}
 
-    def scenario_a():  # one folder: killed once in every phase, in order, then resumed
+    def scenario_a():  # one folder: killed once at every named point, in order, then resumed
         for fp in a_points:
             results["A"].append((f"point {fp}", zoo_build(tmp_path / "a", fault=fp)))
         results["A"].append(("resume", zoo_build(tmp_path / "a")))
@@ -148,6 +150,39 @@ def test_kill_at_fault_points_and_random_times_then_resume(tmp_path, reference):
     # every named point in scenario A is reached in a fresh or resumed build, so each run there was killed
     assert all(r["killed"] for _, r in results["A"][:-1]), [r["output"][-2000:] for _, r in results["A"]]
     assert kills >= len(a_points) + 1
+
+
+@pytest.mark.slow
+def test_kill_inside_every_write_then_resume(tmp_path, reference):
+    """Killed inside each atomic write of a build in turn: with the temp file half written (write-partial)
+    and complete but not renamed (write-rename). Run k resumes the folder and dies at its k-th write (a killed
+    write is redone first by the next run), so the runs walk through the writes of the build (chunks, shard
+    files, metadata parts, done markers, every file of packaging) until one finishes; then the release must
+    be complete and equal to an uninterrupted build's."""
+    walks: dict[str, list] = {p: [] for p in WRITE_POINTS}
+
+    def walk(point: str) -> None:
+        out = tmp_path / point
+        for k in range(1, 60):
+            r = zoo_build(out, fault=f"{point}:{k}")
+            walks[point].append(r)
+            if not r["killed"]:
+                return
+
+    threads = [threading.Thread(target=walk, args=(p,)) for p in WRITE_POINTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for point, runs in walks.items():
+        kills = sum(r["killed"] for r in runs)
+        assert runs[-1]["rc"] == 0, runs[-1]["output"]
+        assert kills >= 6, f"{point}: only {kills} writes were interrupted"  # chunks, shards, packaging
+        out = tmp_path / point
+        assert check_complete(out, reference) == (0, 0)
+        temps = [p for p in out.rglob(".tmp-*") if ".build" not in p.parts]
+        assert not temps or all(p.parent.exists() for p in temps)  # leftovers are hidden, never released
+        print(f"{point}: {kills} runs killed inside a write, then finished")
 
 
 # ---------------------------------------------------------------- damaged files on disk
