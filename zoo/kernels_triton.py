@@ -15,8 +15,10 @@ draws); the weight gradients are then large batched GEMMs in torch (:func:`zoo.k
 with ``ZOO_TRITON_GRADS=kernel`` accumulated per program in the backward kernel (:func:`fused_grads`).
 Matrix products use exact float32 (``input_precision="ieee"``; ``ZOO_TRITON_PRECISION=tf32x3`` for float32
 accuracy on the tensor cores) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, i.e.
-``train_networks(tf32=True)``). ``ZOO_TRITON_BB`` and ``ZOO_TRITON_WARPS`` set the trials per program and the
-warps per program (``benchmarks/bench_gpu.py`` measures the choices).
+``train_networks(tf32=True)``). ``ZOO_TRITON_BB``, ``ZOO_TRITON_WARPS`` and ``ZOO_TRITON_MAXNREG`` set the
+trials per program, the warps per program and the registers per thread (default 32 x 8 x 255);
+:data:`LAUNCH_OPTIONS` are the choices that compile for an H200 (``benchmarks/triton_aot.py`` compiles them on a
+CPU; ``benchmarks/bench_gpu.py`` times them on a GPU).
 
 Results match the eager torch formulas to float32 rounding (tanh is a Cephes-style polynomial within 2 ulp;
 log, sin and cos are the GPU's), not bitwise. Every program depends only on its own network, so a network's
@@ -109,7 +111,8 @@ def _readout_grad(dl, wo, outs, OP: tl.constexpr):
     return acc
 
 
-@triton.jit(do_not_specialize=["ctr0"])  # one compiled variant for every epoch (0 and 2^40 k alike)
+# one compiled variant for every epoch (counter 0 and 2^40 k alike) and every trial length
+@triton.jit(do_not_specialize=["ctr0", "T", "C"])
 def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
                     w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
                     T, C, B, N, ctr0: tl.int64, sigma, alpha, init_std,
@@ -155,7 +158,7 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
         tl.store(L + k * l_ks + (t + 1) * (B * NO) + lout, logit, mask=lmask & more[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "C"])
 def _backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
                      w_ks, wo_ks, z_ks, dl_ks, r_ks, gb_ks, gw_ks, gwo_ks, gwi_ks,
                      T, C, B, N, alpha,
@@ -226,14 +229,15 @@ def block_rows() -> int:
 
 
 def num_warps() -> int:
-    """Warps per program (``$ZOO_TRITON_WARPS``, default 4)."""
-    return int(os.environ.get("ZOO_TRITON_WARPS", "4"))
+    """Warps per program (``$ZOO_TRITON_WARPS``, default 8)."""
+    return int(os.environ.get("ZOO_TRITON_WARPS", "8"))
 
 
 def max_registers() -> int | None:
-    """Cap on registers per thread (``$ZOO_TRITON_MAXNREG``; default none: the compiler's choice)."""
-    v = os.environ.get("ZOO_TRITON_MAXNREG", "").strip()
-    if not v or v == "0":
+    """Cap on registers per thread (``$ZOO_TRITON_MAXNREG``, default 255; 0: the compiler's choice, which
+    gave the forward kernel 32 registers and ~7 KB of spills per thread at 4 warps)."""
+    v = os.environ.get("ZOO_TRITON_MAXNREG", "255").strip() or "255"
+    if v == "0":
         return None
     n = int(v)
     if not 24 <= n <= 255:
@@ -253,14 +257,21 @@ def _opt(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = 
     return {"precision": precision, "bb": bb, "warps": warps, "grads": grads, "maxnreg": maxnreg}
 
 
-#: the launch options ``benchmarks/bench_gpu.py`` may try, fastest expected first; each compiles for sm_90
-#: within an H200 block's shared memory (``tests/test_triton_compile.py``)
+#: the launch options ``benchmarks/bench_gpu.py`` may try, fastest expected first: tensor-core products
+#: (``tf32x3``, float32 accuracy) with the weight gradients in the kernel (fewest bytes) or by GEMMs, then exact
+#: float32 with the fewest spills, the default last. Each compiles for sm_90 within an H200 block's 232,448
+#: bytes of shared memory (``tests/test_triton_compile.py``, which also reports registers and spills; the table
+#: is in docs/benchmarks.md). 255 registers x 8 warps is exactly one SM's 64K registers.
 LAUNCH_OPTIONS = (
-    _opt("ieee", 32, 4, "gemm"), _opt("ieee", 32, 8, "gemm"), _opt("tf32x3", 64, 4, "gemm"),
-    _opt("tf32x3", 64, 8, "kernel"), _opt("ieee", 32, 8, "kernel"), _opt("tf32x3", 128, 8, "gemm"),
-    _opt("tf32x3", 64, 8, "gemm"), _opt("ieee", 64, 8, "gemm"), _opt("ieee", 16, 4, "gemm"),
-    _opt("tf32x3", 128, 8, "kernel"),
+    _opt("tf32x3", 16, 4, "kernel"), _opt("tf32x3", 16, 4, "gemm"), _opt("ieee", 16, 8, "kernel", 255),
+    _opt("ieee", 32, 8, "kernel", 255), _opt("ieee", 16, 8, "gemm", 255), _opt("ieee", 32, 8, "gemm", 255),
 )
+
+
+def current_option() -> dict:
+    """The launch option the environment selects (the defaults: ``ieee``, 32 trials x 4 warps, GEMMs)."""
+    return _opt(_precision(tf32=False), block_rows(), num_warps(), "kernel" if fused_grads() else "gemm",
+                max_registers())
 
 
 def option_env(option: dict) -> dict[str, str]:
@@ -282,10 +293,12 @@ def _precision(tf32: bool | None = None) -> str:
     return p
 
 
-def config_str() -> str:
-    """The launch options in use (without TF32, which the trainer switches per call)."""
+def config_str(tf32: bool = False) -> str:
+    """The launch options in use; ``tf32``: with the TF32 products that the trainer switches on per call."""
     grads = "weight gradients in the kernel" if fused_grads() else "weight gradients by GEMMs"
-    return f"{_precision(tf32=False)}, {block_rows()} trials x {num_warps()} warps per program, {grads}"
+    mr = max_registers()
+    regs = f", at most {mr} registers" if mr else ""
+    return f"{_precision(tf32)}, {block_rows()} trials x {num_warps()} warps per program{regs}, {grads}"
 
 
 def launch_meta(B: int, N: int, n_out: int, bb: int | None = None) -> dict:
