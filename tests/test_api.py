@@ -273,7 +273,10 @@ def test_load_zoo_from_hub(smoke_zoo, hub_server, monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     flat = " ".join(res.output.split())
     assert "2 of 8 networks" in flat and "weights/nopost/nopost-d000-000.safetensors" in flat
-    assert "downloaded now: 3 files" in flat  # README.md and the d000 weights and curves; the rest was cached
+    # LICENSE, the phase diagram picture and the d000 weights and curves; the rest was cached (the card is
+    # fetched too, outside the manifest)
+    assert "downloaded now: 4 files" in flat
+    assert (out / "README.md").is_file() and "README.md" not in manifest.read_manifest(out)
     assert manifest.verify_folder(out)
     part = load_zoo(out)
     assert part.info["partial"] is True and len(part) == 2 and set(part.metadata.delay_ms) == {0}
