@@ -206,3 +206,49 @@ def test_unavailable_on_cpu_without_interpreter_falls_back():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["torch", "True"], (extra, out.stdout, out.stderr)
+
+
+@needs_triton
+def test_tf32_variant_is_checked_on_its_own(monkeypatch):
+    """train_networks(tf32=True) runs kernels with TF32 products: they get their own check (own cache key, with
+    TF32 in the kernels and the GEMMs, the TF32 tolerance), not the exact variant's result."""
+    calls = []
+    real = kernels.triton_check
+
+    def spy(device, tol=None, tf32=False):
+        calls.append(tf32)
+        return real(device, tol, tf32)
+
+    monkeypatch.setattr(kernels, "triton_check", spy)
+    monkeypatch.setitem(kernels._triton_state, "checked", {})
+    prev = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert kernels.triton_usable(DEV)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert kernels.triton_usable(DEV)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    assert calls == [False, True]
+    keys = list(kernels.triton_info()["checked"])
+    assert len(keys) == 2 and "(ieee," in keys[0] and "(tf32," in keys[1]
+
+
+@needs_triton
+def test_noise_counter_is_a_scalar_argument():
+    """The forward kernel takes the noise counter as an int64 scalar (no tensor copied to the device per
+    call) and is not specialised on it: epoch 0 (counter 0) and later epochs share one compiled variant."""
+    import zoo.kernels_triton as kt
+
+    fn = getattr(kt._forward_kernel, "fn", kt._forward_kernel)
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    assert "ctr0" in params and "CTR" not in params
+    if hasattr(kt._forward_kernel, "params"):  # the JIT's view (compiled mode)
+        p = next(p for p in kt._forward_kernel.params if p.name == "ctr0")
+        assert p.do_not_specialize and p.annotation_type == "i64"
+    p = _problem(K=1, T=4)
+    a = _passes("triton", p, sigma=1.0, init_std=1.0, epoch=0)
+    b = _passes("torch", p, sigma=1.0, init_std=1.0, epoch=0)
+    assert (a[0] - b[0]).abs().max().item() < 5e-6

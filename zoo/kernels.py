@@ -183,8 +183,10 @@ def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
         device = torch.device("cuda", torch.cuda.current_device())
     key = str(device)
     mod = _triton_module(device)
-    if mod is not None:  # a new choice of precision or block size is checked anew
-        key += f" ({mod.config_str()})"
+    tf32 = False
+    if mod is not None:  # a new choice of precision (TF32 included) or block size is checked anew
+        tf32 = mod._precision() == "tf32"
+        key += f" ({mod.config_str(tf32=tf32)})"
     if os.environ.get("ZOO_TRITON", "1") == "0":
         why = "disabled by ZOO_TRITON=0"
     elif mod is None:
@@ -192,7 +194,7 @@ def triton_usable(device: torch.device | str, warn: bool = False) -> bool:
     else:
         if key not in _triton_state["checked"]:
             _triton_state["checked"][key] = "running"  # the check itself runs the torch formulas
-            _triton_state["checked"][key] = triton_check(device)
+            _triton_state["checked"][key] = triton_check(device, tf32=tf32)
         why = _triton_state["checked"][key]
         if why in (None, "running"):
             return why is None
@@ -210,11 +212,18 @@ def triton_info() -> dict:
             "disabled": os.environ.get("ZOO_TRITON", "1") == "0"}
 
 
-def triton_check(device: torch.device | str, tol: float = 2e-5) -> str | None:
+#: relative tolerance of :func:`triton_check` for the kernels with TF32 products (10-bit mantissas)
+TF32_CHECK_TOL = 1e-2
+
+
+def triton_check(device: torch.device | str, tol: float | None = None, tf32: bool = False) -> str | None:
     """Run the Triton forward and backward passes on a small random problem (3 networks, 12 steps, 128 trials,
     100 units, cue and post-cue steps, noise) on ``device`` and compare them with the ``torch`` formulas there,
-    with TF32 off. Returns None if every state, tanh value, logit and gradient agrees within ``tol``
-    (relative to the largest value), else what went wrong."""
+    with TF32 off. ``tf32``: check the variant ``train_networks(tf32=True)`` runs (TF32 products, also in the
+    torch GEMMs of the weight gradients) against the same exact reference, within ``TF32_CHECK_TOL``.
+    Returns None if every state, tanh value, logit and gradient agrees within ``tol`` (relative to the largest
+    value; default 2e-5), else what went wrong."""
+    tol = tol if tol is not None else TF32_CHECK_TOL if tf32 else 2e-5
     device = torch.device(device)
     mod = _triton_module(device)
     if mod is None:
@@ -242,10 +251,10 @@ def triton_check(device: torch.device | str, tol: float = 2e-5) -> str | None:
         return Zc, g if "W_rec" in g else _backward_tail(W_out, u_cue, C, R, Z, DL, g["b"])
 
     prev_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
     out = {}
     try:
-        for name, passes in (("torch", torch_passes), ("triton", triton_passes)):
+        for name, passes, flag in (("torch", torch_passes, False), ("triton", triton_passes, tf32)):
+            torch.backends.cuda.matmul.allow_tf32 = flag  # the kernels' precision follows it
             R, Z, L = (torch.empty(s, device=device) for s in ((K, T + 1, B, N), (K, T, B, N), (K, T, B, 2)))
             out[name] = (R, L, *passes(R, Z, L))
     except Exception as exc:  # noqa: BLE001 - a compile or launch failure means: do not use it
