@@ -1,7 +1,9 @@
 """Analyses of a zoo: phase diagrams, critical delays and scaling exponents, and dynamics diagnostics.
 
-- :mod:`zoo.analysis.phases`: outcome fractions per (lr, delay) cell, critical delays, slow-point
-  boundaries, scaling exponents with confidence intervals, psd_ratio histograms (metadata only).
+- :mod:`zoo.analysis.outcomes`: outcome fractions per (lr, delay) cell, families and pooled panels,
+  psd_ratio histograms, the exponent-fit result type (metadata only).
+- :mod:`zoo.analysis.phases`: the package's fits: critical delays, slow-point boundaries, scaling exponents
+  with confidence intervals.
 - :mod:`zoo.analysis.paper`: the authors' own figure procedures (``method="paper"``), for their numbers.
 - :mod:`zoo.analysis.theory`: the paper's critical-learning-rate curves and ms <-> step conversions.
 - :mod:`zoo.analysis.dynamics`: fixed/slow points, Jacobian spectra, limit cycles, ``dyn_mechanism``,

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .phases import ScalingFit, _cells, _metadata, _one_family
+from .outcomes import ScalingFit, _cells, _metadata, _one_family
 from .theory import DT_MS
 
 

@@ -1,4 +1,5 @@
-"""Phase diagrams, critical delays and scaling exponents from a zoo's outcome labels.
+"""The package's boundary fits: critical delays, slow-point boundaries and scaling exponents from a zoo's outcome
+labels (the tables they start from are in :mod:`.outcomes`).
 
 Everything here works on the metadata table alone (a :class:`pandas.DataFrame` with the columns of
 ``metadata/networks.parquet``, or a :class:`zoo.api.Zoo`, whose ``.metadata`` is used); no weights are read.
@@ -43,120 +44,35 @@ whose docstring tabulates how the two methods differ and why this one is the def
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .. import labels
-from ..errors import InvalidChoiceError
+from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
+    KINDS,
+    METHODS,
+    NOT_LEARNED,
+    PANELS,
+    ScalingFit,
+    _Cells,
+    _cells,
+    _check_method,
+    _metadata,
+    _one_family,
+    family_rows,
+    loglog_regression,
+    panels_of,
+    phase_diagram,
+    psd_ratio_histogram,
+)
+from .paper import paper_exponent, paper_rates
 from .theory import DT_MS
 
-NOT_LEARNED = ("no_learning", "unstable")
 MIN_FRACTION = 0.1  # rates whose largest fraction is below this are not fitted
-KINDS = ("critical_delay", "slow_point")
-#: ``package``: this module's fits (default); ``paper``: the authors' figure scripts (:mod:`.paper`)
-METHODS = ("package", "paper")
-#: panels that pool families as the paper's figures do: its "no post" panels hold nopost and nopost-narrow
-#: (30 learning rates); pass the panel name wherever a family is asked for
-PANELS = {"no-post": ("nopost", "nopost-narrow")}
 
 
 class FitError(ValueError):
     """A curve that cannot be fitted (too few delays, no signal)."""
-
-
-# ---------------------------------------------------------------- tables
-def _metadata(obj) -> pd.DataFrame:
-    df = getattr(obj, "metadata", obj)
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"expected a metadata DataFrame or a Zoo, got {type(obj).__name__}")
-    return df
-
-
-def panels_of(families) -> list[str]:
-    """The pooled panels (:data:`PANELS`) for which ``families`` hold at least two member families."""
-    fams = set(families)
-    return [p for p, members in PANELS.items() if len(fams & set(members)) >= 2]
-
-
-def family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str | None]:
-    """The rows of one family, or of a pooled panel (:data:`PANELS`, e.g. ``"no-post"``); ``None`` if the
-    table holds a single family. Raises ``ValueError`` naming the valid choices."""
-    if "family" not in df.columns:
-        return df, family
-    fams = sorted(df["family"].dropna().unique().tolist())
-    if family in PANELS:
-        members = [f for f in PANELS[family] if f in fams]
-        if not members:
-            raise InvalidChoiceError("family or panel", family, fams + panels_of(fams), hint=(
-                f"panel {family!r} pools {list(PANELS[family])}, none of which is in this zoo"))
-        return df[df["family"].isin(members)], family
-    if family is not None:
-        if family not in fams:
-            raise InvalidChoiceError("family or panel", family, fams + panels_of(fams),
-                                     hint="not in this zoo")
-        return df[df["family"] == family], family
-    if len(fams) > 1:
-        raise InvalidChoiceError("family", None, fams + panels_of(fams),
-                                 hint="the table mixes families: pass family=... (a family or a pooled panel)")
-    return df, fams[0] if fams else None
-
-
-_one_family = family_rows
-
-
-def phase_diagram(metadata, family: str | None = None, *, x: str = "delay_ms") -> pd.DataFrame:
-    """Fraction of each outcome per (family, lr, delay) cell.
-
-    One row per cell: ``family``, ``lr``, ``delay_ms`` (or the column ``x``), ``n`` (networks), one column per
-    outcome (``no_learning``, ``unstable``, ``limit_cycle``, ``slow_point``: fractions of ``n``), ``learned``
-    and ``not_learned`` (fractions) and ``unlabelled`` (fraction with no outcome). Sorted by family, lr
-    (descending), delay. ``family`` restricts to one family; by default all families are kept.
-    """
-    df = _metadata(metadata)
-    if family is not None:
-        df, _ = _one_family(df, family)
-    keys = [k for k in ("family", "lr", x) if k in df.columns]
-    if x not in df.columns or "lr" not in df.columns:
-        raise KeyError(f"the metadata needs the columns 'lr' and {x!r}")
-    out = df.assign(_o=df["outcome"].fillna("unlabelled") if "outcome" in df.columns else "unlabelled")
-    counts = out.groupby(keys)["_o"].value_counts().unstack(fill_value=0)
-    n = counts.sum(axis=1)
-    table = pd.DataFrame({"n": n})
-    for o in (*labels.OUTCOMES, "unlabelled"):
-        table[o] = (counts[o] / n) if o in counts.columns else 0.0
-    table["not_learned"] = table["no_learning"] + table["unstable"]
-    table["learned"] = table["limit_cycle"] + table["slow_point"]
-    table = table.reset_index()
-    if "family" in keys:
-        table = table.sort_values(["family", "lr", x], ascending=[True, False, True])
-    else:
-        table = table.sort_values(["lr", x], ascending=[False, True])
-    return table.reset_index(drop=True)
-
-
-def psd_ratio_histogram(metadata, family: str | None = None, *, bins: int | np.ndarray = 20,
-                        value_range: tuple[float, float] = (0.0, 1.0)) -> pd.DataFrame:
-    """Histogram of the reference ``psd_ratio`` per mechanism (learned networks with a finite ratio).
-
-    One row per bin: ``bin_lo``, ``bin_hi``, ``bin_center`` and the counts ``limit_cycle``, ``slow_point``
-    (by the stored label, so with the default 0.5 threshold on a bin edge the two never share a bin).
-    """
-    df = _metadata(metadata)
-    if family is not None:
-        df, _ = _one_family(df, family)
-    edges = np.histogram_bin_edges([], bins=bins, range=value_range)
-    out = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2})
-    for m in labels.MECHANISMS:
-        if "mechanism" in df.columns and "psd_ratio" in df.columns:
-            v = df.loc[df["mechanism"] == m, "psd_ratio"].to_numpy(dtype=float)
-        else:
-            v = np.empty(0)
-        v = v[np.isfinite(v)]
-        out[m] = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0]
-    return out
 
 
 # ---------------------------------------------------------------- one curve
@@ -313,54 +229,6 @@ def fit_slow_point_midpoint(delays, fractions, weights=None, *, polish: bool = T
 
 
 # ---------------------------------------------------------------- per-rate tables
-@dataclass
-class _Cells:
-    """Counts per (lr, delay, seed): ``k`` events among ``n`` networks."""
-
-    lrs: np.ndarray  # (R,) descending
-    delays: np.ndarray  # (D,)
-    seeds: np.ndarray  # (S,)
-    n: np.ndarray  # (R, D, S)
-    k: np.ndarray  # (R, D, S)
-
-    def fractions(self, seed_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        w = np.ones(len(self.seeds)) if seed_weights is None else seed_weights
-        n = self.n @ w
-        k = self.k @ w
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan), n
-
-
-def _cells(df: pd.DataFrame, kind: str, among: str, x: str) -> _Cells:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if among not in ("all", "learned"):
-        raise ValueError(f"among must be 'all' or 'learned', got {among!r}")
-    df = df[df["outcome"].notna()] if "outcome" in df.columns else df.iloc[:0]
-    if kind == "critical_delay":
-        event = df["outcome"].isin(NOT_LEARNED).to_numpy()
-        member = np.ones(len(df), dtype=bool)
-    else:
-        event = (df["outcome"] == "slow_point").to_numpy()
-        member = np.ones(len(df), dtype=bool) if among == "all" else df["outcome"].isin(labels.MECHANISMS).to_numpy()
-    seeds_col = df["seed"].to_numpy() if "seed" in df.columns else np.zeros(len(df), dtype=int)
-    lrs = np.sort(df["lr"].unique())[::-1]
-    delays = np.sort(df[x].unique()).astype(float)
-    seeds = np.unique(seeds_col)
-    li = {v: i for i, v in enumerate(lrs)}
-    di = {v: i for i, v in enumerate(delays)}
-    si = {v: i for i, v in enumerate(seeds)}
-    n = np.zeros((len(lrs), len(delays), len(seeds)))
-    k = np.zeros_like(n)
-    for lr, d, s, e, m in zip(df["lr"].to_numpy(), df[x].to_numpy(dtype=float), seeds_col, event, member,
-                              strict=True):
-        if m:
-            idx = li[lr], di[d], si[s]
-            n[idx] += 1
-            k[idx] += e
-    return _Cells(lrs, delays, seeds, n, k)
-
-
 def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
                table: bool = True, polish: bool = True) -> pd.DataFrame | tuple[np.ndarray, np.ndarray]:
     """Fit every rate of ``cells``: a per-rate table, or (with ``table=False``, for the bootstrap) the arrays
@@ -409,11 +277,6 @@ def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
     return out
 
 
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
 def critical_delays(metadata, family: str | None = None, *, min_fraction: float = MIN_FRACTION,
                     x: str = "delay_ms", method: str = "package") -> pd.DataFrame:
     """Per learning rate, the critical delay D0 of the not-learned fraction (see the module docstring;
@@ -425,8 +288,6 @@ def critical_delays(metadata, family: str | None = None, *, min_fraction: float 
     _check_method(method)
     df, _ = _one_family(_metadata(metadata), family)
     if method == "paper":
-        from .paper import paper_rates
-
         t = paper_rates(df, family, kind="critical_delay", x=x)
         return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
     t = _fit_rates(_cells(df, "critical_delay", "all", x), "critical_delay", min_fraction)
@@ -445,77 +306,10 @@ def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "
     _check_method(method)
     df, _ = _one_family(_metadata(metadata), family)
     if method == "paper":
-        from .paper import paper_rates
-
         t = paper_rates(df, family, kind="slow_point", x=x)
         return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
     t = _fit_rates(_cells(df, "slow_point", among, x), "slow_point", min_fraction)
     return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
-
-
-# ---------------------------------------------------------------- regression
-def loglog_regression(lr, delay_ms) -> dict:
-    """OLS of ``log(lr)`` on ``log(delay)``: ``{"beta": -slope, "intercept", "slope_se", "n"}``
-    (``slope_se`` NaN with fewer than 3 points)."""
-    X = np.log(np.asarray(delay_ms, dtype=float))
-    Y = np.log(np.asarray(lr, dtype=float))
-    n = X.size
-    if n < 2 or np.ptp(X) == 0:
-        return {"beta": np.nan, "intercept": np.nan, "slope_se": np.nan, "n": n}
-    Xm, Ym = X.mean(), Y.mean()
-    sxx = float(((X - Xm) ** 2).sum())
-    slope = float(((X - Xm) * (Y - Ym)).sum() / sxx)
-    intercept = float(Ym - slope * Xm)
-    se = np.nan
-    if n >= 3:
-        res = Y - (intercept + slope * X)
-        se = float(np.sqrt((res**2).sum() / (n - 2) / sxx))
-    return {"beta": -slope, "intercept": intercept, "slope_se": se, "n": n}
-
-
-@dataclass
-class ScalingFit:
-    """``log(lr) = intercept - beta * log(D*/ms)`` over the usable rates, with a confidence interval."""
-
-    kind: str  # "critical_delay" or "slow_point"
-    family: str | None
-    beta: float
-    intercept: float
-    ci: tuple[float, float]
-    ci_method: str  # "bootstrap" or "regression"
-    level: float
-    slope_se: float
-    ci_regression: tuple[float, float]
-    n_rates: int
-    rates: pd.DataFrame  # the per-rate table (critical_delays / slow_point_boundaries)
-    bootstrap: np.ndarray = field(default_factory=lambda: np.empty(0))  # betas of the valid replicates
-    n_boot_failed: int = 0
-    reason: str = ""  # why beta is NaN
-    method: str = "package"  # one of METHODS
-    r2: float = np.nan  # R^2 of the log-log line (the paper's figures report it)
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.beta))
-
-    def lr_at(self, delay_ms):
-        """The fitted critical learning rate at ``delay_ms``."""
-        return np.exp(self.intercept) * np.asarray(delay_ms, dtype=float) ** (-self.beta)
-
-    def delay_at(self, lr):
-        """The fitted critical delay (ms) at learning rate ``lr``."""
-        return (np.asarray(lr, dtype=float) / np.exp(self.intercept)) ** (-1.0 / self.beta)
-
-    def summary(self) -> str:
-        what = "critical delay" if self.kind == "critical_delay" else "slow-point boundary"
-        if not self.ok:
-            return f"{what}: no exponent ({self.reason})"
-        lo, hi = self.ci
-        if self.method == "paper":
-            return (f"{what}: beta = {self.beta:.2f} +- {self.slope_se:.2f} (1 SE, the paper's curve_fit), "
-                    f"R^2 = {self.r2:.2f}, from {self.n_rates} learning rates")
-        return (f"{what}: beta = {self.beta:.2f}  [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI), "
-                f"from {self.n_rates} learning rates")
 
 
 def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critical_delay", ci: str = "bootstrap",
@@ -531,8 +325,6 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if method == "paper":
-        from .paper import paper_exponent
-
         return paper_exponent(metadata, family, kind=kind, x=x)
     if ci not in ("bootstrap", "regression"):
         raise ValueError(f"ci must be 'bootstrap' or 'regression', got {ci!r}")
