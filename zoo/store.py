@@ -321,8 +321,10 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
 
 
 def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
-    """Render the zoo's phase diagram (its largest family) as a PNG at ``path``; False (and no file) when the
-    zoo has nothing to draw (unlabelled)."""
+    """Render the zoo's phase diagram (the paper's pooled panel when the zoo fills one, e.g. no-post = nopost +
+    nopost-narrow, else its largest family) as a PNG at ``path``; False (and no file) when the zoo has nothing
+    to draw (unlabelled)."""
+    from .analysis.outcomes import panels_of
     from .figures import FigureSkipped, plot_phase_diagram
 
     path = Path(path)
@@ -330,14 +332,11 @@ def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool
     try:
         if fams is None:
             raise FigureSkipped("empty zoo")
-        fig = plot_phase_diagram(metadata, str(fams.index[0]))
+        fig = plot_phase_diagram(metadata, (panels_of(fams.index) or [str(fams.index[0])])[0])
     except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
         print(f"note: no phase diagram picture for the card ({why})", file=sys.stderr)
         path.unlink(missing_ok=True)
         return False
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return True
