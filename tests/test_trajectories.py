@@ -133,7 +133,11 @@ def test_expected_reproducibility_reads_provenance(monkeypatch):
     assert expected_reproducibility({}, {}, cpu)[0] == "bitwise"
     assert expected_reproducibility({"build_device": "cuda:0"}, {}, cpu) == ("close", "built on cuda:0, retrained "
                                                                                      "on the CPU")
-    assert expected_reproducibility({}, {"provenance": {"device": "cuda"}}, cpu)[0] == "close"
+    assert expected_reproducibility({}, {"provenance": {"training": [{"device": "cuda"}]}}, cpu)[0] == "close"
+    two = {"provenance": {"device": "cpu", "kernels": "c", "training": [{"device": "cpu", "kernels": "c"},
+                                                                        {"device": "cuda", "kernels": "triton"}]}}
+    assert expected_reproducibility({}, two, cpu)[0] == "close"  # packaged on a CPU, partly trained on a GPU
+    assert expected_reproducibility({"train_device": "cpu", "train_backend": "c"}, two, cpu)[0] == "bitwise"
     assert expected_reproducibility({"device": "cpu", "kernels": "torch"}, {}, cpu)[0] == "close"
     assert expected_reproducibility({"device": "cpu", "kernels": "c"}, {}, cpu)[0] == "bitwise"
     assert expected_reproducibility({"device": "cpu", "kernels": "c", "c_gemm": "blas"}, {}, cpu)[0] == "close"

@@ -85,15 +85,27 @@ def resolve_epochs(epochs, final: int, net_id: str = "") -> list[int]:
 
 # ---------------------------------------------------------------- bitwise or close
 def _provenance(row: Mapping, info: Mapping, keys: Sequence[str]):
-    """The first of ``keys`` recorded for a network: in its metadata row, then the release's provenance, then
-    the release info. None if absent."""
-    prov = info.get("provenance") if isinstance(info.get("provenance"), Mapping) else {}
-    for where in (row, prov, info):
+    """The first of ``keys`` recorded for a network: in its metadata row (``train_device``, ...), else in the
+    release's training environments (``zoo.json`` ``provenance.training``, when they all agree), else at the top
+    of the release info. None if absent. (``provenance``'s own top level describes packaging, not training.)"""
+    def first(where):
         for k in keys:
             v = where.get(k) if hasattr(where, "get") else None
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 return v
-    return None
+        return None
+
+    v = first(row)
+    if v is not None:
+        return v
+    prov = info.get("provenance")
+    envs = prov.get("training", []) if isinstance(prov, Mapping) else []
+    found = {str(x) for x in (first(env) for env in envs if isinstance(env, Mapping)) if x is not None}
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        return "mixed (" + ", ".join(sorted(found)) + ")"
+    return first(info)
 
 
 def local_bitwise_capable(device: torch.device) -> tuple[bool, str]:
