@@ -9,10 +9,11 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
 1. diagnostics (device, memory, torch / triton versions) and correctness: the Triton kernels' own check
    (``zoo.kernels.triton_check``), then for the ``triton`` and eager ``torch`` kernels, 16 networks trained on
    the GPU vs the CPU trainer (max weight and loss differences) and batch invariance on the GPU (a network in a
-   batch of 2 vs 64); if ``--kernels compile`` or at least ``--compile-min-s`` of the budget is left, the
-   ``torch.compile`` kernels (their warm-up = compile time) against eager;
-1b. the Triton launch options (``ZOO_TRITON_PRECISION`` ieee / tf32x3, ``ZOO_TRITON_BB`` trials and
-   ``ZOO_TRITON_WARPS`` warps per program, ``ZOO_TRITON_GRADS`` gemm / kernel), each checked, then timed on the forward + backward kernels alone
+   batch of 2 vs 64); with ``--compile`` (or ``--kernels compile``) and at least ``--compile-min-s`` of the
+   budget left, the ``torch.compile`` kernels (their warm-up = compile time) against eager;
+1b. the Triton launch options of ``zoo.kernels_triton.LAUNCH_OPTIONS`` (those that compile within an H200's
+   limits, in order of expected speed; with ``--sweep-from``, only those that passed ``gpu_check.py``), each
+   checked, then timed on the forward + backward kernels alone
    (``--sweep-k`` networks, T = 56) next to the eager torch kernels; the fastest is used from then on. The
    measurements use ``triton`` if it passed its checks, else ``compile`` if it matches eager (max weight
    difference < 1e-4), else ``torch``; ``--kernels`` forces one;
@@ -106,9 +107,13 @@ def out_path() -> str:
 
 
 def save() -> None:
+    """Rewrite the results file atomically (a time-out never leaves half a file)."""
     RESULTS["elapsed_s"] = time.perf_counter() - T0
-    with open(out_path(), "w") as f:
+    path = out_path()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         json.dump(RESULTS, f, indent=2, default=str)
+    os.replace(tmp, path)
 
 
 def family_config(family: str, delay_ms: int, seed: int = 0, lr: float = 0.01, epochs: int = 4) -> NetConfig:
@@ -171,20 +176,29 @@ def triton_sweep(args, left) -> list[dict]:
         eager_s = kernel_epoch_s(K, T, reps)
     rows.append({"backend": "torch", "epoch_s": eager_s, "K": K, "T": T})
     log(f"  sweep: eager torch kernels {eager_s * 1e3:.1f} ms per epoch of {K} networks (T = {T})")
-    names = ("ZOO_TRITON_PRECISION", "ZOO_TRITON_BB", "ZOO_TRITON_WARPS", "ZOO_TRITON_GRADS")
-    saved = {k: os.environ.get(k) for k in names}
-    # (precision, trials per program, warps, weight gradients): the defaults first, then the likeliest winners
-    options = [("ieee", 32, 4, "gemm"), ("ieee", 32, 8, "gemm"), ("tf32x3", 64, 4, "gemm"),
-               ("tf32x3", 64, 8, "kernel"), ("ieee", 32, 8, "kernel"), ("tf32x3", 128, 8, "gemm"),
-               ("tf32x3", 64, 8, "gemm"), ("ieee", 64, 8, "gemm"), ("ieee", 16, 4, "gemm"), ("tf32x3", 128, 8, "kernel")]
+    from zoo import kernels_triton as kt
+
+    # the launch options that compile within an H200's limits (tests/test_triton_compile.py), in order of
+    # expected speed; with --sweep-from, only those that passed gpu_check.py's check on this machine
+    options = list(enumerate(kt.LAUNCH_OPTIONS))
+    if args.sweep_from:
+        try:
+            with open(args.sweep_from) as f:
+                passed = {c["index"] for c in json.load(f).get("checks", []) if c.get("check") == "ok" and not c["tf32"]}
+            options = [(i, o) for i, o in options if i in passed]
+            log(f"  sweep: options that passed their check in {args.sweep_from}: {sorted(passed)}")
+        except (OSError, ValueError, KeyError) as exc:
+            log(f"  sweep: {args.sweep_from} unreadable ({exc}); trying every option")
     if dry():
-        options = options[:2] + options[3:4]
+        options = options[:2]
+    names = tuple(kt.option_env(kt.LAUNCH_OPTIONS[0]))
+    saved = {k: os.environ.get(k) for k in names}
     try:
-        for option in options:
+        for _i, option in options:
             if left() < 60:
                 log("  sweep: budget, stopping")
                 break
-            env = dict(zip(names, map(str, option), strict=True))
+            env = kt.option_env(option)
             os.environ.update(env)
             row = {"backend": "triton", "env": env, "K": K, "T": T}
             try:
@@ -436,9 +450,12 @@ def main(argv=None) -> int:
                     help="kernels for the measurements (default: triton if it passes its checks, else compile if "
                          "it matches eager torch, else torch)")
     ap.add_argument("--sweep-k", type=int, default=2048, help="networks in the Triton launch-option sweep")
+    ap.add_argument("--compile", action="store_true",
+                    help="also try the torch.compile kernels (compiling takes a minute or more; skipped by default)")
     ap.add_argument("--compile-min-s", type=float, default=200.0,
-                    help="try the compiled kernels only if at least this much of the budget is left (compiling "
-                         "takes a minute or more)")
+                    help="with --compile: only if at least this much of the budget is left")
+    ap.add_argument("--sweep-from", default=None,
+                    help="gpu_check.py's JSON: sweep only the launch options that passed their check there")
     ap.add_argument("--dry-run-cpu", action="store_true",
                     help="check the script on the CPU with tiny sizes (numbers meaningless)")
     args = ap.parse_args(argv)
@@ -512,7 +529,7 @@ def main(argv=None) -> int:
                  and check["triton"]["vs_cpu_max_abs"] < 1e-4 and check["triton"]["vs_cpu_loss_max_rel"] < 1e-4)
     check["triton_ok"] = triton_ok
     compile_ok = False
-    if args.kernels == "compile" or (args.kernels is None and left() > args.compile_min_s):
+    if args.kernels == "compile" or (args.compile and args.kernels is None and left() > args.compile_min_s):
         t = time.perf_counter()
         with kernels.use_backend("compile"):
             comp = train_networks(small, device=dev, batch_size=len(small))
@@ -529,7 +546,8 @@ def main(argv=None) -> int:
             f"vs eager: max weight difference {check['compiled_vs_eager_gpu_max_abs']:.3g}, "
             f"loss {check['compiled_vs_eager_loss_max_rel']:.3g}, info {kernels.compile_info()}")
     else:
-        RESULTS["compile"] = {"skipped": f"budget ({left():.0f} s left < --compile-min-s {args.compile_min_s:.0f})"}
+        RESULTS["compile"] = {"skipped": "not asked for (--compile)" if not args.compile else
+                              f"budget ({left():.0f} s left < --compile-min-s {args.compile_min_s:.0f})"}
         log(f"compiled kernels not tried: {RESULTS['compile']['skipped']}")
     check["compile_ok"] = compile_ok
     save()

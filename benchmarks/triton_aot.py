@@ -29,7 +29,11 @@ from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)  # compiled kernels, never the interpreter
 if "TRITON_CACHE_DIR" not in os.environ:  # a fresh cache: compile times are real, nothing stale is reused
+    import atexit
+    import shutil
+
     os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="zoo-triton-aot-")
+    atexit.register(shutil.rmtree, os.environ["TRITON_CACHE_DIR"], ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import triton  # noqa: E402
@@ -161,17 +165,17 @@ def parse_option(text: str) -> dict:
 
 
 @triton.jit
-def _rewrite_probe(X, Y, O, M: tl.constexpr, K: tl.constexpr, N: tl.constexpr):
+def _rewrite_probe(X, Y, OUT, M: tl.constexpr, K: tl.constexpr, N: tl.constexpr):
     """The form Triton <= 3.6 turns into a TF32 dot (triton-lang/triton#9609): proves the detector sees it."""
     x = tl.load(X + tl.arange(0, M)[:, None] * K + tl.arange(0, K)[None, :])
     y = tl.load(Y + tl.arange(0, K)[:, None] * N + tl.arange(0, N)[None, :])
     o = tl.sum(x[:, :, None] * y[None, :, :], axis=1)
-    tl.store(O + tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :], o)
+    tl.store(OUT + tl.arange(0, M)[:, None] * N + tl.arange(0, N)[None, :], o)
 
 
 def rewrite_probe(arch: int) -> int:
     """TF32 instructions in the probe's PTX (> 0 where this Triton rewrites the reduction into a TF32 dot)."""
-    src = ASTSource(_rewrite_probe, {"X": "*fp32", "Y": "*fp32", "O": "*fp32", "M": "constexpr", "K": "constexpr",
+    src = ASTSource(_rewrite_probe, {"X": "*fp32", "Y": "*fp32", "OUT": "*fp32", "M": "constexpr", "K": "constexpr",
                                      "N": "constexpr"}, constexprs={"M": 32, "K": 16, "N": 128})
     ck = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
     return len(_TF32_RE.findall(ck.asm["ptx"]))
