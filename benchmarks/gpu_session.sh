@@ -19,9 +19,9 @@ OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 W=${WORK:-/tmp/zoo-gpu}; rm -rf "$W"; mkdir -p "$W"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:${PYTHONPATH:-} COLUMNS=200
 TOTAL_S=${TOTAL_S:-460}; VAL_S=${VAL_S:-110}; PACK_S=25
-DEV=cuda; CHECK=""; BENCH=""; BUILD="--preset validation"; NSHARD=8; NOPT=""; PIPDRY=""
+DEV=cuda; CHECK=""; BENCH=""; BUILD="--preset validation"; NSHARD=8; NOPT=""; PIPDRY=""; CHECK_T=150
 if [ "${SMOKE:-0}" = 1 ]; then  # the interpreted kernels are slow: a longer budget, same steps
-  TOTAL_S=${SMOKE_TOTAL_S:-900}; VAL_S=150
+  TOTAL_S=${SMOKE_TOTAL_S:-900}; VAL_S=150; CHECK_T=400
   DEV=cpu; CHECK="--dry-run-cpu"; BENCH="--dry-run-cpu"; BUILD="--preset smoke --epochs 2"; NSHARD=2
   NOPT="3"; PIPDRY="--dry-run"  # one launch option in the "parallel" check (interpreted: slow)
   mkdir -p "$W/hidden/datasets" "$W/hidden/ray"  # the GPU machine has neither: make them fail to import
@@ -83,7 +83,7 @@ print('imports checked:', ', '.join(mods))
 "
 
 stamp "1. Triton check of the default launch option, alone"
-run timeout $(( $(left) > 150 ? 150 : $(left) )) python3 benchmarks/gpu_check.py $CHECK --tf32 --json "$W/check-default.json"
+run timeout $(( $(left) > CHECK_T ? CHECK_T : $(left) )) python3 benchmarks/gpu_check.py $CHECK --tf32 --json "$W/check-default.json"
 rc=$?
 if [ $rc -gt 1 ]; then  # crashed, killed or hung: the CUDA context may be poisoned; torch from here on
   echo "Triton check died (exit $rc): continuing with ZOO_TRITON=0"; export ZOO_TRITON=0
@@ -94,7 +94,7 @@ if [ "${ZOO_TRITON:-1}" != 0 ]; then
   [ -z "$NOPT" ] && NOPT=$(py -c "from zoo import kernels_triton as k; print(*range(len(k.LAUNCH_OPTIONS)))")
   CP=()
   for i in $NOPT; do
-    timeout $(( $(left) > 240 ? 120 : 60 )) python3 benchmarks/gpu_check.py $CHECK --option "$i" \
+    timeout $(( $(left) > 2 * CHECK_T ? CHECK_T : 60 )) python3 benchmarks/gpu_check.py $CHECK --option "$i" \
       --json "$W/check-$i.json" > "$W/check-$i.log" 2>&1 & PIDS+=($!); CP+=($!)
   done
   wait_all "${CP[@]}"
