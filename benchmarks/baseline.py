@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from zoo.config import NetConfig  # noqa: E402
-from zoo.model import RNN  # noqa: E402
 from zoo.loss import element_weights, weighted_mse  # noqa: E402
+from zoo.model import RNN  # noqa: E402
 from zoo.task import accuracy_reliability  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """Loader benchmark on a full-size synthetic release (81,500 networks, the `paper` preset): a benchmark, not a test.
 
 The release is written in the real format (docs/format.md) with the real writers (zoo.store, zoo.build.metadata_rows,
-store.finalize_release): 188 safetensors shards of up to 512 networks grouped by (family, delay) exactly as
+release.finalize_release): 188 safetensors shards of up to 512 networks grouped by (family, delay) exactly as
 ``zoo.grids.shards`` cuts the `paper` preset, holding random float32 weights (3.3 GB); the metadata table has the
 preset's real configurations and random but consistent label columns (outcome, mechanism, learned, stable,
 psd_ratio, first_learned_epoch). **Curve files are small dummies** (4 epochs per network, not the real 1,000 to
@@ -50,7 +50,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     import pandas as pd
     import torch
 
-    from zoo import __version__, grids, store
+    from zoo import __version__, grids, layout, release, store
     from zoo.build import metadata_rows
     from zoo.model import PARAM_NAMES, ModelConfig, param_shapes
 
@@ -63,7 +63,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     for i, sh in enumerate(shards):
         k, ids = len(sh), sh.net_ids
         w = {n: torch.from_numpy(0.1 * rng.standard_normal((k, *shapes[n]), dtype=np.float32)) for n in PARAM_NAMES}
-        wf, cf = store.weights_path(sh.family, sh.shard_id), store.curves_path(sh.family, sh.shard_id)
+        wf, cf = layout.weights_path(sh.family, sh.shard_id), layout.curves_path(sh.family, sh.shard_id)
         store.write_weights(folder / wf, w, ids)
         curves = {c: [rng.random(4, dtype=np.float32) for _ in range(k)] for c in store.CURVE_NAMES}
         store.write_curves(folder / cf, ids, curves)  # dummy: 4 epochs per network
@@ -87,11 +87,11 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     info = {"preset": "paper", "code_version": __version__, "label_version": "1", "partial": False,
             "synthetic": "bench_loader.py: random weights, random labels, dummy 4-epoch curves"}
     t1 = time.perf_counter()
-    store.finalize_release(folder, df, info)  # metadata, card, zoo.json, manifest (hashes every file)
+    release.finalize_release(folder, df, info)  # metadata, card, zoo.json, manifest (hashes every file)
     t_final = time.perf_counter() - t1
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"networks": n, "shards": len(shards), "bytes": size, "write_s": t_write, "finalize_s": t_final,
-            "metadata_bytes": (folder / store.METADATA_PATH).stat().st_size}
+            "metadata_bytes": (folder / layout.METADATA_PATH).stat().st_size}
 
 
 # -------------------------------------------------------------------------------------------------- children

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import zoo.build
-from zoo import store
+from zoo import layout, store
 from zoo.build import Build, plan_build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, MissingShardsError, ZooError
@@ -41,7 +41,7 @@ def assert_same_release(a: Path, b: Path) -> None:
     """Same metadata rows, bitwise equal weight tensors (and headers), equal curves; both verify."""
     verify_folder(a)
     verify_folder(b)
-    pd.testing.assert_frame_equal(store.read_table(a / store.METADATA_PATH), store.read_table(b / store.METADATA_PATH))
+    pd.testing.assert_frame_equal(store.read_table(a / layout.METADATA_PATH), store.read_table(b / layout.METADATA_PATH))
     assert compare_releases(a, b) == []
 
 
@@ -136,7 +136,7 @@ def test_resume_after_partial_chunks_trains_only_the_rest(tmp_path, monkeypatch)
     assert b.run_shard(shard) == "done" and len(trained) == 3  # a third run trains nothing
 
     ref = train_networks(shard.configs)  # batch invariance: same bits as one uninterrupted batch
-    w = store.read_weights(tmp_path / "z" / store.weights_path("nopost", shard.shard_id))
+    w = store.read_weights(tmp_path / "z" / layout.weights_path("nopost", shard.shard_id))
     for n, t in ref.weights.items():
         assert bool((w[n] == t.float()).all()), n
 
@@ -161,9 +161,9 @@ def test_package_refuses_missing_then_partial_then_complete(tmp_path, single):
     assert code == 0, text
     info = store.read_info(out)
     assert info["partial"] is True and sorted(info["missing_shards"]) == missing and info["n_networks"] == 2
-    assert "partial: some shards" in (out / store.CARD_PATH).read_text()
+    assert "partial: some shards" in (out / layout.CARD_PATH).read_text()
     verify_folder(out)
-    meta = store.read_table(out / store.METADATA_PATH)
+    meta = store.read_table(out / layout.METADATA_PATH)
     assert len(meta) == 2 and not any(m in set(meta["weights_file"].str.split("/").str[-1]) for m in missing)
     assert not any(m in p.name for p in (out / "weights").rglob("*") for m in missing)
 
@@ -174,7 +174,7 @@ def test_package_refuses_missing_then_partial_then_complete(tmp_path, single):
     assert code == 0, text
     info = store.read_info(out)
     assert info["partial"] is False and info["missing_shards"] == [] and info["n_networks"] == 4
-    assert "partial: some shards" not in (out / store.CARD_PATH).read_text()
+    assert "partial: some shards" not in (out / layout.CARD_PATH).read_text()
     assert_same_release(out, single)
 
 
@@ -253,7 +253,7 @@ def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatc
     assert trained == [c.net_id for s in plan.shards[1:] for c in s.configs]
     ref = train_networks([s.configs[0] for s in plan.shards])
     for i, s in enumerate(plan.shards):
-        w = store.read_weights(out / store.weights_path(s.family, s.shard_id))
+        w = store.read_weights(out / layout.weights_path(s.family, s.shard_id))
         assert all(torch.equal(w[n][0], ref.weights[n][i].float()) for n in w), s.shard_id
 
 

@@ -7,7 +7,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import zoo.cli as cli
-from zoo import store
+from zoo import layout, store
 from zoo.cli import app
 from zoo.manifest import verify_folder
 from zoo.verify import compare_releases
@@ -24,7 +24,7 @@ def test_train_label_package_equals_build(tmp_path, monkeypatch, one_thread):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", *ARGS, "--out", str(staged)])
     assert res.exit_code == 0, res.output
-    assert not (staged / store.METADATA_PATH).exists()
+    assert not (staged / layout.METADATA_PATH).exists()
     res = runner.invoke(app, ["package", str(staged)])  # trained but not labelled: a clear refusal
     assert res.exit_code == 2 and "zoo label" in res.output
     res = runner.invoke(app, ["label", str(staged)])
@@ -34,11 +34,11 @@ def test_train_label_package_equals_build(tmp_path, monkeypatch, one_thread):
     assert verify_folder(staged)
     assert compare_releases(staged, whole) == []
 
-    before = store.read_table(whole / store.METADATA_PATH)
+    before = store.read_table(whole / layout.METADATA_PATH)
     res = runner.invoke(app, ["label", str(whole)])  # a packaged release: relabelled in place, same labels
     assert res.exit_code == 0 and "relabelled 4 networks" in res.output, res.output
     assert verify_folder(whole)
-    after = store.read_table(whole / store.METADATA_PATH)
+    after = store.read_table(whole / layout.METADATA_PATH)
     assert after[["net_id", "outcome", "mechanism"]].equals(before[["net_id", "outcome", "mechanism"]])
     res = runner.invoke(app, ["label", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "neither a build folder nor a zoo release" in res.output

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import zoo.build
-from zoo import store
+from zoo import layout, store
 from zoo.build import FAULT_POINTS, Build, plan_build
 from zoo.errors import MissingShardsError
 from zoo.executors import run_local
@@ -89,7 +89,7 @@ def reference(tmp_path_factory) -> Path:
 def check_complete(out: Path, reference: Path) -> tuple[int, int]:
     """(networks lost, duplicates) of a finished release, after checking every checksum."""
     verify_folder(out)
-    meta = store.read_table(out / store.METADATA_PATH)
+    meta = store.read_table(out / layout.METADATA_PATH)
     planned = {c.net_id for c in plan_build("smoke", **PLAN).configs}
     ids = list(meta["net_id"])
     lost, dups = len(planned - set(ids)), len(ids) - len(set(ids))
@@ -195,7 +195,7 @@ def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     plan, b = _tiny(tmp_path)
     (shard,) = plan.shards
     assert b.run_shard(shard) == "built"
-    wf = b.out / store.weights_path(shard.family, shard.shard_id)
+    wf = b.out / layout.weights_path(shard.family, shard.shard_id)
     good = wf.read_bytes()
     good_w = store.read_weights(wf)
     for damage in ("truncate", "part", "marker"):
@@ -247,7 +247,7 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
     assert err.count("discarding damaged chunk") == 2 and "checksum" in err
     assert sorted(trained) == sorted(shard.net_ids)  # both damaged chunks trained again, nothing else twice
     ref = train_networks(shard.configs)
-    w = store.read_weights(b.out / store.weights_path(shard.family, shard.shard_id))
+    w = store.read_weights(b.out / layout.weights_path(shard.family, shard.shard_id))
     assert all(bool((w[n] == ref.weights[n].float()).all()) for n in w)
 
 

@@ -23,7 +23,7 @@ from zoo.errors import (
     SourceNotFoundError,
     TokenMissingError,
 )
-from zoo.manifest import MANIFEST_NAME, read_manifest, verify_folder, write_manifest
+from zoo.manifest import MANIFEST_PATH, read_manifest, verify_folder, write_manifest
 
 pytestmark = pytest.mark.hub
 
@@ -86,7 +86,7 @@ def _write_release(folder: Path) -> list[str]:
     (folder / "weights" / "nopost" / ".tmp-delay0100-000.safetensors.x").write_bytes(b"partial")
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "junk.pyc").write_bytes(b"\0")
-    return sorted(["README.md", "zoo.json", "metadata/networks.parquet", MANIFEST_NAME]
+    return sorted(["README.md", "zoo.json", "metadata/networks.parquet", MANIFEST_PATH]
                   + [f"weights/nopost/delay{d:04d}-000.safetensors" for d in DELAYS]
                   + [f"curves/nopost/delay{d:04d}-000.parquet" for d in DELAYS])
 
@@ -209,11 +209,11 @@ class RecordingHub:
 
 def _whole_release(files: dict[str, bytes]) -> bool:
     """True if ``files`` hold one complete release: every file its manifest lists, with that sha256."""
-    if MANIFEST_NAME not in files:
+    if MANIFEST_PATH not in files:
         return not files or set(files) <= {".gitattributes"}
     from zoo.manifest import parse_manifest
 
-    listed = parse_manifest(files[MANIFEST_NAME].decode())
+    listed = parse_manifest(files[MANIFEST_PATH].decode())
     return all(rel in files and hashlib.sha256(files[rel]).hexdigest() == d for rel, d in listed.items())
 
 
@@ -223,7 +223,7 @@ def test_push_is_one_commit_a_reader_never_sees_half_a_release(release, monkeypa
     folder, files = release
     old = {".gitattributes": b"*.safetensors filter=lfs\n", "weights/nopost/old-000.safetensors": b"old weights",
            "README.md": b"old card"}
-    old[MANIFEST_NAME] = (f"{hashlib.sha256(b'old weights').hexdigest()}  weights/nopost/old-000.safetensors\n"
+    old[MANIFEST_PATH] = (f"{hashlib.sha256(b'old weights').hexdigest()}  weights/nopost/old-000.safetensors\n"
                           .encode())
     fake = RecordingHub(old)
     monkeypatch.setattr(hub, "HfApi", fake)
@@ -282,7 +282,7 @@ def test_subset_download_then_offline(published, release, hub_server, monkeypatc
     paths = src.local_paths(wanted)
     for rel, p in paths.items():
         assert p.read_bytes() == (folder / rel).read_bytes()
-    assert _snapshot_files(cache, repo_id) == {MANIFEST_NAME, "zoo.json", "metadata/networks.parquet", *wanted}
+    assert _snapshot_files(cache, repo_id) == {MANIFEST_PATH, "zoo.json", "metadata/networks.parquet", *wanted}
     n_blobs = len(list((cache / "datasets--zoo-test--rnn" / "blobs").iterdir()))
     assert n_blobs == 5  # the other shards were never fetched
 
@@ -306,7 +306,7 @@ def test_subset_download_then_offline(published, release, hub_server, monkeypatc
         assert pinned.local_path(_shard(200)) == paths[_shard(200)]
         assert rec.requests == []
     # still no shard of the other delays in the cache
-    assert _snapshot_files(cache, repo_id) == {MANIFEST_NAME, "zoo.json", "metadata/networks.parquet", *wanted}
+    assert _snapshot_files(cache, repo_id) == {MANIFEST_PATH, "zoo.json", "metadata/networks.parquet", *wanted}
 
 
 def test_offline_nothing_cached(published, hub_server, monkeypatch):
@@ -358,7 +358,7 @@ def test_pull_partial_release(published, release, hub_server, tmp_path):
     assert got == sorted(["zoo.json", "metadata/networks.parquet",
                           _shard(100), _shard(100, "curves"), _shard(300), _shard(300, "curves")])
     assert (out / "README.md").read_text() == CARD  # the card comes along, outside the manifest
-    assert hub.release_files(out) == sorted([*got, MANIFEST_NAME, "README.md"])
+    assert hub.release_files(out) == sorted([*got, MANIFEST_PATH, "README.md"])
     info = json.loads((out / "zoo.json").read_text())
     assert info["partial"] is True
     assert info["source"] == {"repo": repo_id, "revision": "v1.0", "commit": commit,
@@ -396,7 +396,7 @@ def test_card_edited_on_the_hub_breaks_nothing(release, hub_server, tmp_path):
             entries["README.md"] = hashlib.sha256((folder / "README.md").read_bytes()).hexdigest()
             from zoo.manifest import format_manifest
 
-            (folder / MANIFEST_NAME).write_text(format_manifest(entries))
+            (folder / MANIFEST_PATH).write_text(format_manifest(entries))
         files = hub.release_files(folder)
         hub_server.add_dataset(repo_id, folder, files, tag="v1.0")
         (folder / "README.md").write_text(CARD.replace("A tiny fake release", "A tiny fake release (typo fixed)"))

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zoo import load_zoo, store
+from zoo import layout, load_zoo, store
 from zoo.api import bundled_sample_path
 from zoo.cli import app
 from zoo.errors import CorruptFileError, UnverifiedReleaseError
@@ -42,7 +42,7 @@ def _modes(folder: Path) -> dict[str, int]:
 def test_written_files_get_the_umask_mode(tmp_path, smoke_zoo, umask, mask, mode):
     umask(mask)
     out = tmp_path / "zoo"
-    meta = store.read_table(smoke_zoo / store.METADATA_PATH)
+    meta = store.read_table(smoke_zoo / layout.METADATA_PATH)
     w = store.read_weights(smoke_zoo / meta["weights_file"].iloc[0])
     ids = store.read_weight_ids(smoke_zoo / meta["weights_file"].iloc[0])
     store.write_weights(out / "weights/a.safetensors", w, ids)
@@ -129,7 +129,7 @@ def test_unwritable_cache_means_no_cache(smoke_zoo, tmp_path, monkeypatch):
 def _copy(smoke_zoo: Path, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     folder = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, folder)
-    return folder, store.read_table(folder / store.METADATA_PATH)
+    return folder, store.read_table(folder / layout.METADATA_PATH)
 
 
 def _set_header(path: Path, edit) -> None:
@@ -195,7 +195,7 @@ def test_bad_weights_index_is_refused(smoke_zoo, tmp_path, index):
     folder, meta = _copy(smoke_zoo, tmp_path)
     meta["weights_index"] = meta["weights_index"].astype("float64" if index == 1.5 else "int64")
     meta.loc[0, "weights_index"] = index
-    store.write_table(folder / store.METADATA_PATH, meta)
+    store.write_table(folder / layout.METADATA_PATH, meta)
     write_manifest(folder)
     z = load_zoo(folder)
     with pytest.raises(CorruptFileError, match="weights_index"):
@@ -208,7 +208,7 @@ def test_weights_index_of_another_network_is_refused(smoke_zoo, tmp_path):
     folder, meta = _copy(smoke_zoo, tmp_path)
     first = meta.index[meta["weights_file"] == meta["weights_file"].iloc[0]]
     meta.loc[first[0], "weights_index"], meta.loc[first[1], "weights_index"] = 1, 0  # swapped rows
-    store.write_table(folder / store.METADATA_PATH, meta)
+    store.write_table(folder / layout.METADATA_PATH, meta)
     write_manifest(folder)
     with pytest.raises(CorruptFileError, match="holds network"):
         load_zoo(folder)[0].state_dict()
@@ -222,7 +222,7 @@ def test_unsafe_paths_in_a_manifest_or_table(smoke_zoo, tmp_path):
         load_zoo(folder)
     write_manifest(folder)
     meta.loc[0, "weights_file"] = "../../etc/passwd"
-    store.write_table(folder / store.METADATA_PATH, meta)
+    store.write_table(folder / layout.METADATA_PATH, meta)
     write_manifest(folder)
     with pytest.raises(CorruptFileError, match="passwd"):
         load_zoo(folder)[0].state_dict()
@@ -240,7 +240,7 @@ def test_folder_without_manifest_is_refused_unless_asked(smoke_zoo, tmp_path):
 
 
 def test_valid_shards_still_read_fast_paths(smoke_zoo):
-    meta = store.read_table(smoke_zoo / store.METADATA_PATH)
+    meta = store.read_table(smoke_zoo / layout.METADATA_PATH)
     wf = smoke_zoo / meta["weights_file"].iloc[0]
     allw = store.read_weights(wf)
     some = store.read_weights(wf, [1, 0], net_ids=store.read_weight_ids(wf)[1::-1])

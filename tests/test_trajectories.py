@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo import load_zoo
+from zoo import layout, load_zoo
 from zoo.config import NetConfig
 from zoo.errors import InvalidChoiceError
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
@@ -104,7 +104,7 @@ def test_a_changed_weight_is_measured(smoke_zoo, tmp_path, one_thread):
 
     z = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, z)
-    row = store.read_table(z / store.METADATA_PATH).iloc[2]
+    row = store.read_table(z / layout.METADATA_PATH).iloc[2]
     wf = z / row["weights_file"]
     w = store.read_weights(wf)
     w["W_in.bias"][int(row["weights_index"]), 4] += 0.25
@@ -129,7 +129,7 @@ def test_bundled_sample_retrains_bitwise(one_thread):
 
 def test_expected_reproducibility_reads_provenance(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr("zoo.trajectories.local_bitwise_capable", lambda dev: (True, "ok"))
+    monkeypatch.setattr("zoo.provenance.local_bitwise_capable", lambda dev: (True, "ok"))
     assert expected_reproducibility({}, {}, cpu)[0] == "bitwise"
     assert expected_reproducibility({"build_device": "cuda:0"}, {}, cpu) == ("close", "built on cuda:0, retrained "
                                                                                      "on the CPU")
@@ -141,7 +141,7 @@ def test_expected_reproducibility_reads_provenance(monkeypatch):
     assert expected_reproducibility({"device": "cpu", "kernels": "torch"}, {}, cpu)[0] == "close"
     assert expected_reproducibility({"device": "cpu", "kernels": "c"}, {}, cpu)[0] == "bitwise"
     assert expected_reproducibility({"device": "cpu", "kernels": "c", "c_gemm": "blas"}, {}, cpu)[0] == "close"
-    monkeypatch.setattr("zoo.trajectories.local_bitwise_capable", lambda dev: (False, "no C kernels here"))
+    monkeypatch.setattr("zoo.provenance.local_bitwise_capable", lambda dev: (False, "no C kernels here"))
     assert expected_reproducibility({"device": "cpu"}, {}, cpu) == ("close", "no C kernels here")
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zoo import store
+from zoo import layout, store
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError
 from zoo.manifest import verify_folder, write_manifest
@@ -41,7 +41,7 @@ def test_tampered_weight_with_fixed_manifest_is_caught(smoke_zoo, tmp_path):
     """One weight changed in a shard, manifest rewritten so every checksum passes: retraining catches it."""
     z = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, z)
-    meta = store.read_table(z / store.METADATA_PATH)
+    meta = store.read_table(z / layout.METADATA_PATH)
     row = meta.iloc[5]
     wf = z / row["weights_file"]
     ids = store.read_weight_ids(wf)
@@ -51,7 +51,7 @@ def test_tampered_weight_with_fixed_manifest_is_caught(smoke_zoo, tmp_path):
     # and a label of another network changed (e.g. a hand-edited metadata table)
     other = meta.iloc[0]["net_id"]
     meta.loc[0, "first_learned_epoch"] = 3
-    store.write_table(z / store.METADATA_PATH, meta)
+    store.write_table(z / layout.METADATA_PATH, meta)
     write_manifest(z)
     verify_folder(z)  # the checksums cannot tell
 
@@ -77,13 +77,13 @@ def test_compare_releases(smoke_zoo, tmp_path):
     z = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, z)
     assert compare_releases(z, smoke_zoo) == []
-    meta = store.read_table(z / store.METADATA_PATH)
+    meta = store.read_table(z / layout.METADATA_PATH)
     wf = z / meta.iloc[0]["weights_file"]
     w = store.read_weights(wf)
     w["W_out.bias"][0, 0] = torch.nextafter(w["W_out.bias"][0, 0], torch.tensor(1.0))  # one ulp
     store.write_weights(wf, w, store.read_weight_ids(wf))
     assert compare_releases(z, smoke_zoo) == [f"{meta.iloc[0]['weights_file']}: weights differ"]
-    json.loads((z / store.INFO_PATH).read_text())  # zoo.json untouched and not compared
+    json.loads((z / layout.INFO_PATH).read_text())  # zoo.json untouched and not compared
 
 
 def test_bundled_sample_retrains_bitwise():

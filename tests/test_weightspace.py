@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from zoo import load_zoo, store
+from zoo import layout, load_zoo, store
 from zoo.errors import InvalidChoiceError
 from zoo.labels import MECHANISMS
 from zoo.model import PARAM_NAMES
@@ -39,10 +39,10 @@ def test_split_is_a_function_of_the_seed():
 
 
 def test_split_recorded_in_new_releases_and_computed_for_old(smoke_zoo):
-    recorded = store.read_table(smoke_zoo / store.METADATA_PATH)
+    recorded = store.read_table(smoke_zoo / layout.METADATA_PATH)
     assert "split" in recorded.columns  # packaging records it
     assert recorded["split"].tolist() == [split_of_seed(s) for s in recorded["seed"]]
-    raw = store.read_table(load_zoo().source.folder / store.METADATA_PATH)  # the bundled sample predates it
+    raw = store.read_table(load_zoo().source.folder / layout.METADATA_PATH)  # the bundled sample predates it
     assert "split" not in raw.columns
     sample = load_zoo()
     assert sample.metadata["split"].tolist() == [split_of_seed(s) for s in sample.metadata["seed"]]

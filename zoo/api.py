@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import labels, store
+from . import labels, layout, store
 from .cache import release_cache_dir
 from .config import NetConfig
 from .errors import (
@@ -28,7 +28,8 @@ from .errors import (
     SourceNotFoundError,
     UnverifiedReleaseError,
 )
-from .manifest import MANIFEST_NAME, VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest
+from .layout import MANIFEST_PATH, STATE_DIR, is_shard, snapshots_table_path
+from .manifest import VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest
 from .model import PARAM_NAMES, RNN
 from .task import TaskSpec
 
@@ -47,7 +48,6 @@ def bundled_sample_path() -> Path:
 
 #: ``verify`` values: True = "auto", False = "none"
 VERIFY_MODES = ("auto", "full", "none")
-_SHARD_DIRS = ("weights/", "curves/", "snapshots/")
 
 
 def _verify_mode(verify) -> str:
@@ -76,15 +76,15 @@ class LocalSource:
 
     def __init__(self, folder: str | os.PathLike, verify: bool | str = True):
         self.folder = Path(folder)
-        if not (self.folder / store.METADATA_PATH).exists():
+        if not (self.folder / layout.METADATA_PATH).exists():
             hint = ""
-            if (self.folder / ".build").exists():
+            if (self.folder / STATE_DIR).exists():
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
-            raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {store.METADATA_PATH}){hint}")
+            raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
         self.verify = _verify_mode(verify)
-        if self.verify != "none" and not (self.folder / MANIFEST_NAME).is_file():
+        if self.verify != "none" and not (self.folder / MANIFEST_PATH).is_file():
             raise UnverifiedReleaseError(
-                f"{self.folder} has no {MANIFEST_NAME}, so its files cannot be checked: a changed or damaged file "
+                f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged file "
                 "would load silently. Re-download the release, or write a manifest for a folder you trust "
                 "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
         self.key = manifest_key(self.folder)
@@ -95,17 +95,17 @@ class LocalSource:
 
     @cached_property
     def manifest(self) -> dict[str, str]:
-        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_NAME).exists() else {}
+        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_PATH).exists() else {}
 
     def read_info(self) -> dict:
-        p = self.folder / store.INFO_PATH
+        p = self.folder / layout.INFO_PATH
         if not p.exists():
             return {}
-        self.local_path(store.INFO_PATH)
+        self.local_path(layout.INFO_PATH)
         return store.read_json(p)
 
     def read_metadata(self) -> pd.DataFrame:
-        rel = store.METADATA_PATH
+        rel = layout.METADATA_PATH
         path = self.local_path(rel)  # hashed against the manifest unless verify="none"
         digest = self.manifest.get(rel)
         if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
@@ -123,16 +123,16 @@ class LocalSource:
         return self.local_paths([rel])[rel]
 
     def _checked_path(self, rel: str) -> Path:
-        check_rel_path(rel, f"{self.folder / store.METADATA_PATH} (a file path in it)")
+        check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
         p = self.folder / rel
         if not p.exists():
             raise FileNotFoundError(f"{p} is missing from the release")
         if self.verify != "none" and rel not in self.manifest:
-            raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_NAME}, so it cannot be "
+            raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
                                          "checked; re-download the release, or pass verify=False to read it unchecked")
         if self.verify != "none" and rel not in self._checked:
             want = self.manifest[rel]
-            shard = rel.startswith(_SHARD_DIRS)
+            shard = is_shard(rel)
             if not (shard and self.verify == "auto" and self._stamps.known(rel, p, want)):
                 actual = self._stamps.hash(rel, p)
                 if actual != want:
@@ -343,8 +343,6 @@ class Zoo:
         snapshots (``zoo build --snapshots``) only with ``snapshots``."""
         files = set(self.metadata["weights_file"]) | (set(self.metadata["curves_file"]) if curves else set())
         if snapshots and "snapshots_file" in self.metadata:
-            from .trajectories import snapshots_table_path
-
             files |= {f for rel in self.metadata["snapshots_file"].dropna().unique()
                       for f in (rel, snapshots_table_path(rel))}
         files = sorted(files)
@@ -402,7 +400,7 @@ def _weight_rows(metadata: pd.DataFrame) -> np.ndarray:
     bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise CorruptFileError(store.METADATA_PATH, f"weights_index of {metadata['net_id'].iloc[i]!r}",
+        raise CorruptFileError(layout.METADATA_PATH, f"weights_index of {metadata['net_id'].iloc[i]!r}",
                                f"{col.iloc[i]!r} is not a row number (0, 1, ...)")
     return values.astype(np.int64)
 

@@ -43,21 +43,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, faults, grids, labels, provenance, store
+from . import faults, grids, labels, layout, provenance, release, store
 from .config import NetConfig
 from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
+from .layout import STATE_DIR, snapshots_path, snapshots_table_path
 from .manifest import atomic_write_text, file_mode, sha256_file
 from .model import PARAM_NAMES
 from .train import CURVES, resolve_device, train_networks
-from .trajectories import (
-    SNAPSHOT_MODES,
-    snapshot_epochs,
-    snapshots_path,
-    snapshots_table_path,
-    write_snapshots,
-)
+from .trajectories import SNAPSHOT_MODES, snapshot_epochs, write_snapshots
+from .version import __version__
 
-STATE_DIR = ".build"
 #: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
 CLAIM_TTL_S = 600.0
 #: named points where ``ZOO_FAULT_POINT`` can kill the process (tests of crash safety)
@@ -411,7 +406,7 @@ class Build:
             files = dict(marker["files"])
         except (OSError, ValueError, KeyError, TypeError):
             return f"its done marker {f.relative_to(self.out)} is unreadable"
-        expected = {store.weights_path(shard.family, shard.shard_id), store.curves_path(shard.family, shard.shard_id),
+        expected = {layout.weights_path(shard.family, shard.shard_id), layout.curves_path(shard.family, shard.shard_id),
                     self._part_path(shard.shard_id), *self._snapshot_files(shard)}
         if set(files) != expected or marker.get("n") != len(shard):
             return f"its done marker {f.relative_to(self.out)} does not describe this shard"
@@ -649,7 +644,7 @@ class Build:
         ids = shard.net_ids
         weights = {n: torch.stack([found[i]["w"][n].float() for i in ids]) for n in PARAM_NAMES}
         curves = {c: [found[i]["curves"][c] for i in ids] for c in CURVES}
-        wf, cf = store.weights_path(shard.family, shard.shard_id), store.curves_path(shard.family, shard.shard_id)
+        wf, cf = layout.weights_path(shard.family, shard.shard_id), layout.curves_path(shard.family, shard.shard_id)
         store.write_weights(self.out / wf, weights, ids)
         fault_point("shard-weights")
         store.write_curves(self.out / cf, ids, curves)
@@ -751,7 +746,7 @@ class Build:
                     provenance.environment("cpu"), (_read_json(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
                 **(extra_info or {})}
-        store.finalize_release(self.out, df, info)
+        release.finalize_release(self.out, df, info)
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:
                 shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
@@ -791,7 +786,7 @@ def _claim_is_stale(path: Path, holder: dict) -> bool:
 def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
     """Recompute every label of a packaged release from its weights and curves (no retraining)."""
     folder = Path(folder)
-    df = store.read_table(folder / store.METADATA_PATH)
+    df = store.read_table(folder / layout.METADATA_PATH)
     out = []
     for wf, rows in df.groupby("weights_file", sort=True):
         weights = store.read_weights(folder / wf, rows["weights_index"].tolist())
@@ -805,7 +800,7 @@ def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
     info["label_version"] = labels.LABEL_VERSION
     info.pop("n_networks", None)
     info.pop("format_version", None)
-    store.finalize_release(folder, new, info)
+    release.finalize_release(folder, new, info)
     return new
 
 

@@ -21,8 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__
+from . import layout
 from .errors import ZooError, check_choice
+from .version import __version__
 
 app = typer.Typer(help="Build, package, publish and load the RNN short-term-memory model zoo.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -449,7 +450,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
             raise ZooError(f"no network of {src.label} matches the filters")
     manifest = src.read_manifest()
     files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
-                   + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [hub.MANIFEST_NAME]
+                   + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [layout.MANIFEST_PATH]
     path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots)
     sizes = {f: (src.root / f).stat().st_size for f in files}
     new = [f for f in files if (src.root / f).resolve().name not in before]

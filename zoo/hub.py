@@ -40,9 +40,19 @@ from .errors import (
     TokenMissingError,
     ZooError,
 )
+from .layout import (
+    CARD_PATH,
+    DIAGNOSTICS_PATH,
+    INFO_PATH,
+    MANIFEST_PATH,
+    METADATA_PATH,
+    SHARD_DIRS,
+    SNAPSHOTS_DIR,
+    is_private_part,
+    is_shard,
+    snapshots_table_path,
+)
 from .manifest import (
-    CARD_NAME,
-    MANIFEST_NAME,
     atomic_path,
     atomic_write_text,
     data_entries,
@@ -75,18 +85,14 @@ except ImportError:  # pragma: no cover - older huggingface_hub
     )
 
 __all__ = [
-    "REPO_TYPE", "INFO_NAME", "METADATA_NAME", "SHARD_DIRS", "HubSource", "parse_repo_id",
+    "REPO_TYPE", "INFO_PATH", "METADATA_PATH", "SHARD_DIRS", "HubSource", "parse_repo_id",
     "looks_like_repo_id", "release_files", "push", "pull", "files_for_networks", "select_networks",
     "hub_endpoint", "hub_cache_dir", "is_offline", "find_token",
 ]
 
 REPO_TYPE = "dataset"
-INFO_NAME = "zoo.json"
-METADATA_NAME = "metadata/networks.parquet"
-DIAGNOSTICS_NAME = "diagnostics/networks.parquet"
-SHARD_DIRS = ("weights/", "curves/", "snapshots/")
-SNAPSHOTS_DIR = "snapshots/"  # stored snapshots: fetched only when asked (pull(snapshots=True), net.snapshots())
-OPEN_FILES = (INFO_NAME, METADATA_NAME)  # fetched and verified when a HubSource opens
+# snapshots (layout.SNAPSHOTS_DIR) are fetched only when asked: pull(snapshots=True), net.snapshots()
+OPEN_FILES = (INFO_PATH, METADATA_PATH)  # fetched and verified when a HubSource opens
 _DOWNLOAD_WORKERS = 8
 _PREUPLOAD_BATCH = 256  # files per preupload_lfs_files call of a push
 _KEEP_ON_HUB = {".gitattributes"}  # files of the Hub repo a push never deletes
@@ -210,7 +216,7 @@ def _hub_errors(repo_id: str, revision: str | None, endpoint: str, filename: str
                              "check the connection (and HF_ENDPOINT), then retry") from e
     except EntryNotFoundError as e:
         raise SourceNotFoundError(f"{filename or 'a file'} not found in Hub dataset {label}"
-                                  + (": not a zoo release?" if filename == MANIFEST_NAME else "")) from e
+                                  + (": not a zoo release?" if filename == MANIFEST_PATH else "")) from e
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 403):
@@ -225,26 +231,18 @@ def _hub_errors(repo_id: str, revision: str | None, endpoint: str, filename: str
 
 
 # -- release contents --------------------------------------------------------------------------------------
-def _private(part: str) -> bool:
-    return part.startswith(".") or part == "__pycache__"
-
-
 def release_files(folder: str | os.PathLike) -> list[str]:
     """The files of the release in ``folder`` that get uploaded, sorted: everything but hidden paths
     (``.build/``, ``.tmp-*``, ``.cache/``) and ``__pycache__``."""
     folder = Path(folder)
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not _private(d)]
+        dirnames[:] = [d for d in dirnames if not is_private_part(d)]
         rel_dir = Path(dirpath).relative_to(folder)
         for name in filenames:
-            if not _private(name) and os.path.isfile(os.path.join(dirpath, name)):
+            if not is_private_part(name) and os.path.isfile(os.path.join(dirpath, name)):
                 out.append((rel_dir / name).as_posix())
     return sorted(out)
-
-
-def _is_shard(rel: str) -> bool:
-    return rel.startswith(SHARD_DIRS)
 
 
 def select_networks(metadata, net_ids: Iterable[str]):
@@ -267,8 +265,6 @@ def files_for_networks(metadata, net_ids: Iterable[str] | None = None, snapshots
         if col in rows:
             files.update(f for f in rows[col].dropna().unique() if f)
     if snapshots and "snapshots_file" in rows:
-        from .trajectories import snapshots_table_path
-
         files.update(g for f in rows["snapshots_file"].dropna().unique() if f for g in (f, snapshots_table_path(f)))
     return sorted(files)
 
@@ -299,8 +295,8 @@ class HubSource:
         self._info: dict | None = None
         self._metadata = None
         self.commit, self.root = self._resolve()
-        where = f"{MANIFEST_NAME} of Hub dataset {self.label} (commit {self.commit[:12]})"
-        self._manifest = data_entries(parse_manifest((self.root / MANIFEST_NAME).read_text(), where))
+        where = f"{MANIFEST_PATH} of Hub dataset {self.label} (commit {self.commit[:12]})"
+        self._manifest = data_entries(parse_manifest((self.root / MANIFEST_PATH).read_text(), where))
         self.local_paths(list(OPEN_FILES))
 
     # -- protocol -------------------------------------------------------------------------------------
@@ -323,14 +319,14 @@ class HubSource:
         from .store import read_json
 
         if self._info is None:
-            self._info = read_json(self.local_path(INFO_NAME))
+            self._info = read_json(self.local_path(INFO_PATH))
         return json.loads(json.dumps(self._info))
 
     def read_metadata(self):
         from .store import read_table
 
         if self._metadata is None:
-            self._metadata = read_table(self.local_path(METADATA_NAME))
+            self._metadata = read_table(self.local_path(METADATA_PATH))
         return self._metadata.copy()
 
     def local_path(self, rel: str) -> Path:
@@ -340,7 +336,7 @@ class HubSource:
         """Local paths of release files, downloading only those not cached yet, each checked against the
         manifest (a mismatching copy is removed from the cache and ChecksumMismatchError raised)."""
         rels = list(dict.fromkeys(rel_paths))
-        unknown = [r for r in rels if r not in self._manifest and r != MANIFEST_NAME]
+        unknown = [r for r in rels if r not in self._manifest and r != MANIFEST_PATH]
         if unknown:
             shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             raise SourceNotFoundError(f"not files of the release {self.label} (not in its manifest): {shown}")
@@ -356,7 +352,7 @@ class HubSource:
             if self.offline:
                 raise self._not_cached(missing)
             paths.update(self._download(missing))
-        self._verify({r: paths[r] for r in rels if r != MANIFEST_NAME and r not in self._verified})
+        self._verify({r: paths[r] for r in rels if r != MANIFEST_PATH and r not in self._verified})
         return {r: paths[r] for r in rels}
 
     # -- internals ------------------------------------------------------------------------------------
@@ -366,7 +362,7 @@ class HubSource:
     def _resolve(self) -> tuple[str, Path]:
         rev = self.revision or "main"
         if self.offline:
-            p = try_to_load_from_cache(self.repo_id, MANIFEST_NAME, cache_dir=self.cache_dir, revision=rev,
+            p = try_to_load_from_cache(self.repo_id, MANIFEST_PATH, cache_dir=self.cache_dir, revision=rev,
                                        repo_type=REPO_TYPE)
             if not isinstance(p, str):
                 raise NotCachedError(
@@ -374,8 +370,8 @@ class HubSource:
                     f"mode is on (HF_HUB_OFFLINE or local_files_only): run `zoo pull {self.label}` once online, "
                     "or unset HF_HUB_OFFLINE")
         else:
-            with _hub_errors(self.repo_id, self.revision, self.endpoint, MANIFEST_NAME):
-                p = hf_hub_download(self.repo_id, MANIFEST_NAME, repo_type=REPO_TYPE, revision=rev,
+            with _hub_errors(self.repo_id, self.revision, self.endpoint, MANIFEST_PATH):
+                p = hf_hub_download(self.repo_id, MANIFEST_PATH, repo_type=REPO_TYPE, revision=rev,
                                     cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
                                     library_name=_LIBRARY)
         path = Path(p)
@@ -451,11 +447,11 @@ class HubSource:
     def card_path(self) -> Path | None:
         """The dataset card (README.md) of the commit, or None if it has none or it cannot be fetched. It is
         not in the data manifest and never checked: an edited card (a typo fix on the Hub) breaks nothing."""
-        p = self._cached(CARD_NAME)
+        p = self._cached(CARD_PATH)
         if p is not None or self.offline:
             return p
         with contextlib.suppress(Exception):
-            return Path(hf_hub_download(self.repo_id, CARD_NAME, repo_type=REPO_TYPE, revision=self.commit,
+            return Path(hf_hub_download(self.repo_id, CARD_PATH, repo_type=REPO_TYPE, revision=self.commit,
                                         cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
                                         library_name=_LIBRARY))
         return None
@@ -483,10 +479,10 @@ def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | 
     """
     src = HubSource(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
     manifest = src.read_manifest()
-    core = [r for r in manifest if not _is_shard(r)]
+    core = [r for r in manifest if not is_shard(r)]
     meta = src.read_metadata()
     if net_ids is None:
-        shards = [r for r in manifest if _is_shard(r) and (snapshots or not r.startswith(SNAPSHOTS_DIR))]
+        shards = [r for r in manifest if is_shard(r) and (snapshots or not r.startswith(SNAPSHOTS_DIR))]
         selected = None
     else:
         selected = list(select_networks(meta, net_ids)["net_id"])
@@ -514,28 +510,28 @@ def _filter_table(src_path: Path, dest: Path, net_ids: list[str]) -> None:
 def _materialise(src: HubSource, paths: dict[str, Path], selected: list[str] | None, n_total: int,
                  out: Path, card: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    old = read_manifest(out) if (out / MANIFEST_NAME).is_file() else {}
+    old = read_manifest(out) if (out / MANIFEST_PATH).is_file() else {}
     partial = selected is not None and len(selected) < n_total
     info = src.read_info()
     for rel, p in paths.items():
         dest = out / rel
-        if rel == INFO_NAME:
+        if rel == INFO_PATH:
             continue
-        if partial and rel in (METADATA_NAME, DIAGNOSTICS_NAME):
+        if partial and rel in (METADATA_PATH, DIAGNOSTICS_PATH):
             _filter_table(p, dest, selected)
             continue
         with atomic_path(dest) as tmp:
             shutil.copyfile(p, tmp)
     if card is not None:
-        with atomic_path(out / CARD_NAME) as tmp:
+        with atomic_path(out / CARD_PATH) as tmp:
             shutil.copyfile(card, tmp)
     info["partial"] = bool(info.get("partial")) or partial
     info["source"] = {"repo": src.repo_id, "revision": src.revision, "commit": src.commit,
                       "networks_selected": len(selected) if selected is not None else n_total,
                       "networks_total": n_total}
-    atomic_write_text(out / INFO_NAME, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / INFO_PATH, json.dumps(info, indent=2) + "\n")
     files = sorted(paths)
-    for rel in set(old) - set(files) - {CARD_NAME}:  # left over from an earlier pull into the same folder
+    for rel in set(old) - set(files) - {CARD_PATH}:  # left over from an earlier pull into the same folder
         (out / rel).unlink(missing_ok=True)
     write_manifest(out, files)
     return out
@@ -543,14 +539,14 @@ def _materialise(src: HubSource, paths: dict[str, Path], selected: list[str] | N
 
 # -- push --------------------------------------------------------------------------------------------------
 def _check_release(folder: Path) -> list[str]:
-    if not (folder / MANIFEST_NAME).is_file():
-        raise SourceNotFoundError(f"{folder} is not a zoo release: it has no {MANIFEST_NAME} (package it first)")
+    if not (folder / MANIFEST_PATH).is_file():
+        raise SourceNotFoundError(f"{folder} is not a zoo release: it has no {MANIFEST_PATH} (package it first)")
     try:
         verify_folder(folder)
     except FileNotFoundError as e:
         raise SourceNotFoundError(str(e)) from e
     files = release_files(folder)
-    extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_NAME, CARD_NAME})
+    extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_PATH, CARD_PATH})
     if extra:
         shown = ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else "")
         raise ZooError(f"{len(extra)} file(s) in {folder} are not in its manifest: {shown}. Remove them or "
@@ -589,7 +585,7 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
     message = commit_message or (f"zoo release {revision}" if revision else "zoo release")
     adds = []
     for rel in files:
-        if rel == CARD_NAME:
+        if rel == CARD_PATH:
             text = card_for_repo((folder / rel).read_text(), rid, revision)
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=text.encode()))
         else:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from . import cache, faults
 from .errors import ChecksumMismatchError, CorruptFileError
+from .layout import CARD_PATH, MANIFEST_PATH, is_private  # the card is never in the manifest, never checked
 
-MANIFEST_NAME = "manifest.sha256"
-CARD_NAME = "README.md"  # the dataset card: never in the manifest, never checked
 _CHUNK = 1 << 20
 _umask_lock = threading.Lock()
 
@@ -113,7 +112,7 @@ def check_rel_path(rel: str, where: str = "") -> str:
     return rel
 
 
-def parse_manifest(text: str, where: str = MANIFEST_NAME) -> dict[str, str]:
+def parse_manifest(text: str, where: str = MANIFEST_PATH) -> dict[str, str]:
     """``{relative path: sha256}`` from manifest text; a malformed line or an unsafe path (absolute, ``..``)
     raises :class:`CorruptFileError` naming ``where``."""
     out = {}
@@ -131,13 +130,13 @@ def parse_manifest(text: str, where: str = MANIFEST_NAME) -> dict[str, str]:
 
 def data_entries(manifest: dict[str, str]) -> dict[str, str]:
     """The entries every reader checks: all but the dataset card (older manifests list it)."""
-    return {rel: d for rel, d in manifest.items() if rel != CARD_NAME}
+    return {rel: d for rel, d in manifest.items() if rel != CARD_PATH}
 
 
 def manifest_key(folder: str | os.PathLike) -> str | None:
     """The cache key of the release in ``folder`` (:func:`zoo.cache.release_key` of its manifest), or None."""
     try:
-        return cache.release_key((Path(folder) / MANIFEST_NAME).read_bytes())
+        return cache.release_key((Path(folder) / MANIFEST_PATH).read_bytes())
     except OSError:
         return None
 
@@ -147,7 +146,7 @@ def format_manifest(entries: dict[str, str]) -> str:
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
-    path = Path(folder) / MANIFEST_NAME
+    path = Path(folder) / MANIFEST_PATH
     try:
         text = path.read_text()
     except UnicodeDecodeError:
@@ -161,22 +160,17 @@ def write_manifest(folder: str | os.PathLike, files: list[str] | None = None) ->
     folder = Path(folder)
     if files is None:
         files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                 if p.is_file() and p.name != MANIFEST_NAME and not _is_private(p.relative_to(folder))]
-    files = [f for f in files if f != CARD_NAME]
+                 if p.is_file() and p.name != MANIFEST_PATH and not is_private(p.relative_to(folder).as_posix())]
+    files = [f for f in files if f != CARD_PATH]
     stamps = VerifiedStamps(folder)
     entries = {}
     for rel in files:
         entries[rel] = stamps.hash(rel, folder / rel)
     text = format_manifest(entries)
-    atomic_write_text(folder / MANIFEST_NAME, text)
+    atomic_write_text(folder / MANIFEST_PATH, text)
     stamps.key = cache.release_key(text)
     stamps.save()
     return entries
-
-
-def _is_private(rel: Path) -> bool:
-    """Build state, temp files and caches are not part of a release."""
-    return any(part.startswith(".") for part in rel.parts)
 
 
 def verify_file(path: str | os.PathLike, expected: str, hint: str = "") -> None:

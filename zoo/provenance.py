@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import math
 import platform
 import shlex
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__
+from . import kernels
+from .version import __version__
 
+_DEVICE_KEYS = ("build_device", "train_device", "device")
+_BACKEND_KEYS = ("build_kernels", "kernels", "train_backend", "backend")
+_GEMM_KEYS = ("c_gemm", "gemm")
+_TF32_KEYS = ("tf32",)
 NETWORK_COLUMNS = ("train_device", "train_device_name", "train_backend", "c_gemm", "tf32")
 
 
@@ -148,8 +154,6 @@ def expectation(metadata, info: Mapping, device: str | torch.device = "cpu") -> 
     """``("bitwise" | "close" | "mixed", why)``: what retraining the networks of ``metadata`` on ``device``
     here can reproduce, from their recorded provenance (rules: :func:`zoo.trajectories.expected_reproducibility`)."""
     from .train import resolve_device
-    from .trajectories import expected_reproducibility
-
     dev = resolve_device(device)
     rows = metadata.to_dict("records") if len(metadata) else [{}]
     verdicts = Counter(expected_reproducibility(r, info, dev) for r in rows)
@@ -182,3 +186,69 @@ def describe(prov: Mapping) -> list[tuple[str, str]]:
     for combo, n in prov.get("networks", {}).items():
         lines.append(("networks", f"{n} trained on {combo} (device / kernels / products)"))
     return lines
+
+
+# ---------------------------------------------------------------- bitwise or close
+def _provenance(row: Mapping, info: Mapping, keys: Sequence[str]):
+    """The first of ``keys`` recorded for a network: in its metadata row (``train_device``, ...), else in the
+    release's training environments (``zoo.json`` ``provenance.training``, when they all agree), else at the top
+    of the release info. None if absent. (``provenance``'s own top level describes packaging, not training.)"""
+    def first(where):
+        for k in keys:
+            v = where.get(k) if hasattr(where, "get") else None
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                return v
+        return None
+
+    v = first(row)
+    if v is not None:
+        return v
+    prov = info.get("provenance")
+    envs = prov.get("training", []) if isinstance(prov, Mapping) else []
+    found = {str(x) for x in (first(env) for env in envs if isinstance(env, Mapping)) if x is not None}
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        return "mixed (" + ", ".join(sorted(found)) + ")"
+    return first(info)
+
+
+def local_bitwise_capable(device: torch.device) -> tuple[bool, str]:
+    """Whether this process trains with the reproducible CPU path: C kernels, own products, GCC build."""
+    if device.type != "cpu":
+        return False, f"retrained on {device} (CPU builds retrain bitwise only on the CPU)"
+    backend = kernels.backend_for(torch.empty(0))
+    if backend != "c":
+        return False, f"retrained with the {backend} kernels here (bitwise needs the C kernels)"
+    info = kernels.c_backend_info()
+    if info["gemm"] != "own":
+        return False, f"the C kernels use {info['gemm']} matrix products here (bitwise needs their own)"
+    if "clang" in (info["compiler"] or "clang").lower():
+        return False, f"the C kernels were not built by GCC here ({info['compiler']})"
+    return True, "CPU, C kernels with their own products (GCC)"
+
+
+def expected_reproducibility(row: Mapping, info: Mapping, device: torch.device) -> tuple[str, str]:
+    """``("bitwise" | "close", why)``: what the release's provenance and this machine allow for one network.
+
+    Bitwise needs a CPU build with the C kernels (and their own matrix products, no TF32), retrained the same
+    way here. Where the release records no provenance, a CPU build with the C kernels is assumed (the
+    measured difference of a full retrain tells)."""
+    ok, why = local_bitwise_capable(device)
+    if not ok:
+        return "close", why
+    dev = _provenance(row, info, _DEVICE_KEYS)
+    if dev is not None and not str(dev).lower().startswith("cpu"):
+        return "close", f"built on {dev}, retrained on the CPU"
+    backend = _provenance(row, info, _BACKEND_KEYS)
+    if backend is not None and str(backend).lower() != "c":
+        return "close", f"built with the {backend} kernels, retrained with the C kernels"
+    gemm = _provenance(row, info, _GEMM_KEYS)
+    if gemm is not None and str(gemm).lower() != "own":
+        return "close", f"built with {gemm} matrix products"
+    tf32 = _provenance(row, info, _TF32_KEYS)
+    if tf32 is not None and bool(tf32):
+        return "close", "built with TF32"
+    if dev is None and backend is None:
+        return "bitwise", "no build provenance recorded: assumed a CPU build with the C kernels"
+    return "bitwise", f"built on {dev or 'cpu'} with the {backend or 'C'} kernels, retrained the same way"

@@ -53,11 +53,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, grids, labels, store
+from . import grids, labels, layout, release, store
 from .build import label_frame, metadata_rows
 from .config import NetConfig
 from .errors import ZooError
 from .model import PARAM_NAMES, param_shapes
+from .version import __version__
 
 #: results folder names of the reference scripts, per family (searched when ``src`` is their parent)
 REFERENCE_FOLDERS = {
@@ -386,7 +387,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         ids = [c.net_id for c in configs]
         stacked = {n: torch.stack([w[n] for w in weights]) for n in PARAM_NAMES}
         cv = {name: [c[name] for c in curves] for name in CURVE_ARRAYS.values()}
-        wf, cf = store.weights_path(family, shard.shard_id), store.curves_path(family, shard.shard_id)
+        wf, cf = layout.weights_path(family, shard.shard_id), layout.curves_path(family, shard.shard_id)
         store.write_weights(out / wf, stacked, ids)
         store.write_curves(out / cf, ids, cv)
         df = metadata_rows(configs, [len(c["loss"]) for c in curves], diverged, cv, wf, cf)
@@ -425,5 +426,5 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         },
         "import_problems": report.problems,
     }
-    store.finalize_release(out, meta, info)
+    release.finalize_release(out, meta, info)
     return report

@@ -27,18 +27,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import kernels, labels
+from . import labels, store
 from .config import NetConfig
 from .errors import InvalidChoiceError
+from .layout import snapshots_table_path
 from .model import PARAM_NAMES
+from .provenance import expected_reproducibility, local_bitwise_capable  # noqa: F401 - re-exported
 from .train import CURVES, resolve_device, train_networks
 
 #: per-network and release-level keys that may record where a network was trained (issue 13's provenance;
 #: the first one present wins); a release without any of them is taken as a CPU build with the C kernels
-_DEVICE_KEYS = ("build_device", "train_device", "device")
-_BACKEND_KEYS = ("build_kernels", "kernels", "train_backend", "backend")
-_GEMM_KEYS = ("c_gemm", "gemm")
-_TF32_KEYS = ("tf32",)
 
 
 def log_epochs(final: int) -> list[int]:
@@ -81,72 +79,6 @@ def resolve_epochs(epochs, final: int, net_id: str = "") -> list[int]:
     if not out:
         raise InvalidChoiceError("epochs", list(epochs), hint="ask for at least one epoch")
     return sorted(out)
-
-
-# ---------------------------------------------------------------- bitwise or close
-def _provenance(row: Mapping, info: Mapping, keys: Sequence[str]):
-    """The first of ``keys`` recorded for a network: in its metadata row (``train_device``, ...), else in the
-    release's training environments (``zoo.json`` ``provenance.training``, when they all agree), else at the top
-    of the release info. None if absent. (``provenance``'s own top level describes packaging, not training.)"""
-    def first(where):
-        for k in keys:
-            v = where.get(k) if hasattr(where, "get") else None
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                return v
-        return None
-
-    v = first(row)
-    if v is not None:
-        return v
-    prov = info.get("provenance")
-    envs = prov.get("training", []) if isinstance(prov, Mapping) else []
-    found = {str(x) for x in (first(env) for env in envs if isinstance(env, Mapping)) if x is not None}
-    if len(found) == 1:
-        return found.pop()
-    if len(found) > 1:
-        return "mixed (" + ", ".join(sorted(found)) + ")"
-    return first(info)
-
-
-def local_bitwise_capable(device: torch.device) -> tuple[bool, str]:
-    """Whether this process trains with the reproducible CPU path: C kernels, own products, GCC build."""
-    if device.type != "cpu":
-        return False, f"retrained on {device} (CPU builds retrain bitwise only on the CPU)"
-    backend = kernels.backend_for(torch.empty(0))
-    if backend != "c":
-        return False, f"retrained with the {backend} kernels here (bitwise needs the C kernels)"
-    info = kernels.c_backend_info()
-    if info["gemm"] != "own":
-        return False, f"the C kernels use {info['gemm']} matrix products here (bitwise needs their own)"
-    if "clang" in (info["compiler"] or "clang").lower():
-        return False, f"the C kernels were not built by GCC here ({info['compiler']})"
-    return True, "CPU, C kernels with their own products (GCC)"
-
-
-def expected_reproducibility(row: Mapping, info: Mapping, device: torch.device) -> tuple[str, str]:
-    """``("bitwise" | "close", why)``: what the release's provenance and this machine allow for one network.
-
-    Bitwise needs a CPU build with the C kernels (and their own matrix products, no TF32), retrained the same
-    way here. Where the release records no provenance, a CPU build with the C kernels is assumed (the
-    measured difference of a full retrain tells)."""
-    ok, why = local_bitwise_capable(device)
-    if not ok:
-        return "close", why
-    dev = _provenance(row, info, _DEVICE_KEYS)
-    if dev is not None and not str(dev).lower().startswith("cpu"):
-        return "close", f"built on {dev}, retrained on the CPU"
-    backend = _provenance(row, info, _BACKEND_KEYS)
-    if backend is not None and str(backend).lower() != "c":
-        return "close", f"built with the {backend} kernels, retrained with the C kernels"
-    gemm = _provenance(row, info, _GEMM_KEYS)
-    if gemm is not None and str(gemm).lower() != "own":
-        return "close", f"built with {gemm} matrix products"
-    tf32 = _provenance(row, info, _TF32_KEYS)
-    if tf32 is not None and bool(tf32):
-        return "close", "built with TF32"
-    if dev is None and backend is None:
-        return "bitwise", "no build provenance recorded: assumed a CPU build with the C kernels"
-    return "bitwise", f"built on {dev or 'cpu'} with the {backend or 'C'} kernels, retrained the same way"
 
 
 # ---------------------------------------------------------------- results
@@ -345,25 +277,12 @@ def snapshot_epochs(mode: str, epochs: int) -> list[int]:
     return log_epochs(epochs)
 
 
-def snapshots_path(family: str, shard_id: str) -> str:
-    """The snapshot shard of a weight shard; its table is the same path with ``.parquet``."""
-    return f"snapshots/{family}/{shard_id}.safetensors"
-
-
-def snapshots_table_path(snapshots_file: str) -> str:
-    """``snapshots/F/S.safetensors`` -> ``snapshots/F/S.parquet``."""
-    stem = snapshots_file[: -len(".safetensors")] if snapshots_file.endswith(".safetensors") else snapshots_file
-    return stem + ".parquet"
-
-
 def write_snapshots(folder, rel: str, net_ids: Sequence[str],
                     snaps: Sequence[Mapping[int, Mapping[str, torch.Tensor]]]) -> list[str]:
     """Write the snapshots of ``net_ids`` (per network ``{epoch: state}``) as one float32 safetensors file,
     rows stacked over (network, epoch) in that order, and its table (``net_id``, ``epoch``, ``index``: the
     row). Returns the two relative paths."""
     from pathlib import Path
-
-    from . import store
 
     ids, eps, rows = [], [], {n: [] for n in PARAM_NAMES}
     for nid, s in zip(net_ids, snaps, strict=True):
@@ -382,7 +301,6 @@ def write_snapshots(folder, rel: str, net_ids: Sequence[str],
 def read_snapshots(zoo, row: Mapping) -> Trajectory:
     """The stored snapshots of one network (metadata ``row`` of ``zoo``): reads its table and only its rows of
     the snapshot shard (downloaded on first use from the Hub)."""
-    from . import store
     from .errors import ZooError
 
     f = row.get("snapshots_file") if hasattr(row, "get") else None

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from . import labels as _labels
-from . import store
+from . import layout, store
 from .build import label_frame, resolve_device
 from .config import NetConfig
 from .errors import InvalidChoiceError
@@ -243,7 +243,7 @@ def compare_releases(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
     curves. ``zoo.json`` and the card are not compared (they may differ in build-only details)."""
     a, b = Path(a), Path(b)
     out: list[str] = []
-    ma, mb = (store.read_table(p / store.METADATA_PATH) for p in (a, b))
+    ma, mb = (store.read_table(p / layout.METADATA_PATH) for p in (a, b))
     if list(ma.columns) != list(mb.columns):
         out.append(f"metadata columns differ: {sorted(set(ma.columns) ^ set(mb.columns))}")
     elif len(ma) != len(mb) or list(ma["net_id"]) != list(mb["net_id"]):

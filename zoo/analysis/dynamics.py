@@ -97,7 +97,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import store
+from .. import layout, store
 from ..manifest import write_manifest
 from ..model import PARAM_NAMES, ModelConfig
 from ..simulate import nominal_steps, simulate_stacked
@@ -672,11 +672,11 @@ def write_diagnostics(folder: str | os.PathLike, df: pd.DataFrame, *, merge: boo
     With ``merge`` (default) the rows of networks that ``df`` does not cover are kept from an existing table,
     so diagnosing a subset never drops the others. Rows are ordered by ``net_id``. Returns the file's path."""
     folder = Path(folder)
-    if not (folder / store.METADATA_PATH).exists():
-        raise FileNotFoundError(f"{folder} is not a zoo release (no {store.METADATA_PATH})")
+    if not (folder / layout.METADATA_PATH).exists():
+        raise FileNotFoundError(f"{folder} is not a zoo release (no {layout.METADATA_PATH})")
     if "net_id" not in df.columns:
         raise ValueError("the diagnostics table needs a net_id column")
-    path = folder / store.DIAGNOSTICS_PATH
+    path = folder / layout.DIAGNOSTICS_PATH
     if merge and path.exists():
         old = store.read_table(path)
         df = pd.concat([old[~old["net_id"].isin(df["net_id"])], df], ignore_index=True)
@@ -689,10 +689,10 @@ def read_diagnostics(source) -> pd.DataFrame:
     """The stored diagnostics of a release folder, or of a :class:`zoo.api.Zoo` (restricted to its
     networks, in its order). Raises FileNotFoundError if the release has none."""
     if hasattr(source, "metadata") and hasattr(source, "source"):
-        df = store.read_table(source.source.local_path(store.DIAGNOSTICS_PATH))
+        df = store.read_table(source.source.local_path(layout.DIAGNOSTICS_PATH))
         ids = source.metadata["net_id"]
         return df.set_index("net_id").reindex(ids).reset_index()
-    path = Path(source) / store.DIAGNOSTICS_PATH
+    path = Path(source) / layout.DIAGNOSTICS_PATH
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `zoo diagnose {source} --write`")
     return store.read_table(path)
