@@ -51,7 +51,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     import torch
 
     from zoo import __version__, grids, layout, release, store
-    from zoo.build import metadata_rows
+    from zoo.metadata import metadata_rows
     from zoo.model import PARAM_NAMES, ModelConfig, param_shapes
 
     t0 = time.perf_counter()

@@ -64,10 +64,10 @@ def test_a_built_release_is_readable_by_others(smoke_zoo):
 
 
 def test_build_claims_get_the_umask_mode(tmp_path, umask):
-    from zoo.build import _create_exclusive
+    from zoo.claims import create_exclusive
 
     umask(0o022)
-    assert _create_exclusive(tmp_path / "claims" / "s0", "{}")
+    assert create_exclusive(tmp_path / "claims" / "s0", "{}")
     assert stat.S_IMODE((tmp_path / "claims" / "s0").stat().st_mode) == 0o644
 
 

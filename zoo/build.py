@@ -31,323 +31,37 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from . import faults, grids, labels, layout, provenance, release, store
+from . import claims, faults, grids, labels, layout, provenance, release, store
 from .config import NetConfig
-from .errors import BuildLockedError, InvalidChoiceError, MissingShardsError, ZooError
+from .errors import BuildLockedError, MissingShardsError, ZooError
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
-from .manifest import atomic_write_text, file_mode, sha256_file
+from .manifest import atomic_write_text, sha256_file
+from .metadata import label_frame, metadata_rows  # noqa: F401 - re-exported
 from .model import PARAM_NAMES
+from .plan import BuildPlan, format_bytes, free_bytes, plan_build, plan_from_dict, plan_summary  # noqa: F401
+from .release import relabel_release  # noqa: F401 - re-exported
 from .train import CURVES, resolve_device, train_networks
-from .trajectories import SNAPSHOT_MODES, snapshot_epochs, write_snapshots
+from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
 
-#: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
-CLAIM_TTL_S = 600.0
 #: named points where ``ZOO_FAULT_POINT`` can kill the process (tests of crash safety)
 FAULT_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "shard-weights", "shard-part",
                 "shard-done", "package")
 
-# size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression
-_BYTES_PER_NETWORK = 4 * (100 * 2 + 100 + 100 * 100 + 100 + 2 * 100 + 2)
-_BYTES_PER_CURVE_EPOCH = 4 * len(CURVES)
-_WEIGHTS_FILE_OVERHEAD = 1024  # safetensors header (+ ~40 bytes per net_id, counted per network)
-_WEIGHTS_HEADER_PER_NETWORK = 40
-_CURVES_FILE_OVERHEAD = 4096  # parquet footer, net_id column
-_METADATA_PER_NETWORK = 600  # one metadata row (config JSON, labels, paths), compressed
-_RELEASE_OVERHEAD = 24_000  # metadata schema, README.md, zoo.json, manifest
 
 
 # ---------------------------------------------------------------- fault injection (tests)
 def fault_point(name: str) -> None:
     """SIGKILL this process if ``ZOO_FAULT_POINT=<name>:<n>`` and this is the n-th time here (see module doc)."""
     faults.fault_point(name)
-
-
-# ---------------------------------------------------------------- plan
-@dataclass(frozen=True)
-class BuildPlan:
-    """A deterministic list of networks cut into shards; depends only on the preset and overrides."""
-
-    preset: str
-    overrides: dict
-    shard_size: int
-    shards: tuple[grids.Shard, ...]
-    snapshots: str | None = None  # ``log``: also store weights at log-spaced epochs (zoo.trajectories)
-
-    @property
-    def configs(self) -> list[NetConfig]:
-        return [c for s in self.shards for c in s.configs]
-
-    def shard(self, shard_id: str) -> grids.Shard:
-        for s in self.shards:
-            if s.shard_id == shard_id:
-                return s
-        raise InvalidChoiceError("shard", shard_id, [s.shard_id for s in self.shards])
-
-    def select(self, spec: str | None) -> list[grids.Shard]:
-        """Shards of ``spec``: None (all), ``I/N`` (every N-th shard starting at I, 0-based) or a shard id.
-
-        ``I/N`` for I = 0..N-1 partitions the plan (each shard in exactly one part), whatever N is."""
-        if spec is None:
-            return list(self.shards)
-        if "/" in spec:
-            try:
-                i, n = (int(x) for x in spec.split("/"))
-            except ValueError:
-                raise InvalidChoiceError("shard", spec, hint="use I/N with integers 0 <= I < N, or a shard id") from None
-            if not 0 <= i < n:
-                raise InvalidChoiceError("shard", spec, hint="use I/N with 0 <= I < N")
-            return list(self.shards[i::n])
-        return [self.shard(spec)]
-
-    def describe(self) -> str:
-        """What is built, for titles, ``zoo.json`` and the card: the preset (or the family's paper definition)
-        and every override, e.g. ``family nopost (paper definition), lrs [0.001], delays [160] ms, seeds 0..3``."""
-        head = (f"family {self.preset} (paper definition)" if self.preset in grids.FAMILIES
-                else f"preset {self.preset}")
-        o = self.overrides
-        parts = [head]
-        if "family" in o:
-            parts.append(f"only family {o['family']}")
-        if "lrs" in o:
-            parts.append(f"lrs {o['lrs']}")
-        if "delays" in o:
-            parts.append(f"delays {o['delays']} ms")
-        if "seeds" in o:
-            parts.append(f"seeds 0..{o['seeds'] - 1}" if isinstance(o["seeds"], int) else f"seeds {o['seeds']}")
-        if "epochs" in o:
-            parts.append(f"{o['epochs']} epochs (replacing the epoch rule)")
-        return ", ".join(parts)
-
-    def epoch_rules(self) -> list[str]:
-        """Which epoch rule each family of the plan trains with, and whether it is the paper's."""
-        o = self.overrides
-        return grids.epoch_rules(grids.preset_grids(self.preset, family=o.get("family"), lrs=o.get("lrs"),
-                                                    delays=o.get("delays"), seeds=o.get("seeds"),
-                                                    epochs=o.get("epochs")))
-
-    def fingerprint(self) -> dict:
-        d = {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
-             "shards": {s.shard_id: s.net_ids for s in self.shards}}
-        return d | ({"snapshots": self.snapshots} if self.snapshots else {})
-
-    @property
-    def network_epochs(self) -> int:
-        return sum(c.epochs for c in self.configs)
-
-    def estimate_bytes(self) -> dict:
-        """Release size estimate in bytes (an upper bound for the curves: they are counted before compression,
-        every network running all its epochs): ``weights``, ``curves``, ``metadata`` and ``total``
-        (``total`` also counts the card, ``zoo.json`` and the manifest)."""
-        n, k = len(self.configs), len(self.shards)
-        w = n * (_BYTES_PER_NETWORK + _WEIGHTS_HEADER_PER_NETWORK) + k * _WEIGHTS_FILE_OVERHEAD
-        c = self.network_epochs * _BYTES_PER_CURVE_EPOCH + k * _CURVES_FILE_OVERHEAD
-        m = n * _METADATA_PER_NETWORK
-        out = {"weights": w, "curves": c, "metadata": m, "total": w + c + m + _RELEASE_OVERHEAD + 200 * k}
-        if self.snapshots:  # every stored epoch is one more copy of the weights, plus a row of its table
-            rows = sum(len(snapshot_epochs(self.snapshots, c.epochs)) for c in self.configs)
-            out["snapshots"] = rows * (_BYTES_PER_NETWORK + _WEIGHTS_HEADER_PER_NETWORK + 8) + k * (
-                _WEIGHTS_FILE_OVERHEAD + _CURVES_FILE_OVERHEAD)
-            out["total"] += out["snapshots"]
-        return out
-
-
-def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Sequence[float] | None = None,
-               delays: Sequence[int] | None = None, seeds: int | None = None, epochs: int | None = None,
-               shard_size: int | None = None, snapshots: str | None = None) -> BuildPlan:
-    """Expand a preset (with CLI-style overrides) into a sharded build plan. ``snapshots="log"`` also stores
-    each network's weights at log-spaced epochs (:func:`zoo.trajectories.log_epochs`). Without a preset the build starts
-    from the paper definition of ``family`` (else the sample preset): see :func:`zoo.grids.resolve_preset`."""
-    p = grids.load_preset(grids.resolve_preset(preset, family))
-    if family == p.name:  # the family's own definition: naming the family again restricts nothing
-        family = None
-    configs = grids.make_grid(p, family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs)
-    size = shard_size or p.shard_size
-    overrides = {k: v for k, v in dict(family=family, lrs=list(lrs) if lrs else None,
-                                       delays=list(delays) if delays else None, seeds=seeds,
-                                       epochs=epochs).items() if v is not None}
-    if snapshots is not None and snapshots not in SNAPSHOT_MODES:
-        raise InvalidChoiceError("snapshots", snapshots, SNAPSHOT_MODES, hint="or none (the default)")
-    return BuildPlan(p.name, overrides, size, tuple(grids.shards(configs, size)), snapshots or None)
-
-
-def plan_from_dict(d: dict) -> BuildPlan:
-    o = d.get("overrides", {})
-    return plan_build(d["preset"], family=o.get("family"), lrs=o.get("lrs"), delays=o.get("delays"),
-                      seeds=o.get("seeds"), epochs=o.get("epochs"), shard_size=d["shard_size"],
-                      snapshots=d.get("snapshots"))
-
-
-def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:
-    """What ``zoo plan`` prints: counts, the size estimate, the shards (and free disk space at ``out``)."""
-    est = plan.estimate_bytes()
-    d = {"preset": plan.preset, "overrides": plan.overrides, "built_from": plan.describe(),
-         "epoch_rules": plan.epoch_rules(), "shard_size": plan.shard_size, "n_shards": len(plan.shards),
-         "n_networks": len(plan.configs), "network_epochs": plan.network_epochs, "estimate_bytes": est}
-    if out is not None:
-        d["free_bytes"] = free_bytes(out)
-    if shards:
-        d["shards"] = [{"shard_id": s.shard_id, "networks": len(s), "network_epochs": sum(c.epochs for c in s.configs)}
-                       for s in plan.shards]
-    return d
-
-
-def free_bytes(path: str | os.PathLike) -> int:
-    """Free space on the filesystem that holds ``path`` (or its nearest existing parent)."""
-    p = Path(path).absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-# ---------------------------------------------------------------- rows and labels
-def metadata_rows(configs: Sequence[NetConfig], epochs_run, diverged, curves: dict[str, Sequence[np.ndarray]],
-                  weights_file: str, curves_file: str) -> pd.DataFrame:
-    """The configuration and training columns of the metadata table (labels are added by :func:`label_frame`)."""
-    rows = []
-    for i, c in enumerate(configs):
-        last = {k: (float(curves[k][i][-1]) if len(curves[k][i]) else float("nan")) for k in CURVES}
-        rows.append({
-            "net_id": c.net_id, "family": c.family, "seed": c.seed, "lr": c.lr, "delay_ms": c.delay_ms,
-            "post_ms": c.post_ms, "response_ms": c.response_ms, "tau_ms": float(c.tau_ms),
-            "nomemory": c.nomemory, "epochs": c.epochs, "epochs_run": int(epochs_run[i]),
-            "diverged": bool(diverged[i]), "final_loss": last["loss"], "final_accuracy": last["accuracy"],
-            "final_reliability": last["reliability"], "config": json.dumps(c.to_dict(), sort_keys=True),
-            "weights_file": weights_file, "weights_index": i, "curves_file": curves_file,
-        })
-    return pd.DataFrame(rows)
-
-
-def label_frame(df: pd.DataFrame, weights: dict[str, torch.Tensor], acc: Sequence[np.ndarray],
-                rel: Sequence[np.ndarray], device: str | torch.device = "cpu") -> pd.DataFrame:
-    """Add the label columns to rows ``df`` whose stacked weights and curves are given (same order)."""
-    df = df.copy()
-    cols: dict[str, list] = {}
-    configs = [NetConfig.from_dict(json.loads(s)) for s in df["config"]]
-    groups: dict[tuple, list[int]] = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(c.batch_key(), []).append(i)
-    results: list = [None] * len(df)
-    for (task, mc), idx in groups.items():
-        w = {n: weights[n][idx].to(device) for n in PARAM_NAMES}
-        labs = labels.label_networks(w, mc, task, [configs[i].seed for i in idx],
-                                     [acc[i] for i in idx], [rel[i] for i in idx])
-        for i, lab in zip(idx, labs, strict=True):
-            results[i] = lab.to_dict()
-    for i in range(len(df)):
-        for k, v in results[i].items():
-            cols.setdefault(k, []).append(v)
-    for k, v in cols.items():
-        df[k] = v
-    df["first_learned_epoch"] = df["first_learned_epoch"].astype("int64")
-    df["psd_ratio"] = df["psd_ratio"].astype("float64")
-    return df
-
-
-# ---------------------------------------------------------------- claims
-def claim_ttl() -> float:
-    try:
-        return float(os.environ.get("ZOO_CLAIM_TTL_S", CLAIM_TTL_S))
-    except ValueError:
-        return CLAIM_TTL_S
-
-
-def _create_exclusive(path: Path, text: str) -> bool:
-    """Create ``path`` holding ``text`` atomically, only if it does not exist (hard link: NFS-safe). False if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphan_temp_files(path.parent)
-    # the temp name says who made it, so that one left by a killed process can be told from one in use
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}@{socket.gethostname()}@{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())  # readable by the other workers of a shared build (umask permitting)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links: fall back to O_EXCL (content written right after)
-            try:
-                fd2 = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd2, "w") as f:
-                f.write(text)
-        return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _remove_orphan_temp_files(folder: Path, max_age_s: float = 3600.0) -> None:
-    """Remove the temp files of :func:`_create_exclusive` whose process died before removing them (killed
-    between writing and linking): those of dead processes on this host, and any older than ``max_age_s``."""
-    here = socket.gethostname()
-    for p in folder.glob(".tmp-*@*@*"):
-        pid, host, _ = p.name[len(".tmp-"):].split("@", 2)
-        try:
-            dead = host == here and pid.isdigit() and not _pid_alive(int(pid))
-            if dead or time.time() - p.stat().st_mtime > max_age_s:
-                p.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text() or "{}")
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-class _Claim:
-    """A held claim: a heartbeat thread refreshes its mtime; :meth:`release` removes it if it is still ours."""
-
-    def __init__(self, path: Path, token: str):
-        self.path, self.token = path, token
-        self._stop = threading.Event()
-        self._interval = max(0.05, min(30.0, claim_ttl() / 4))
-        self._thread = threading.Thread(target=self._beat, name=f"zoo-claim-{path.name}", daemon=True)
-        self._thread.start()
-
-    def held(self) -> bool:
-        return _read_json(self.path).get("token") == self.token
-
-    def _beat(self):
-        while not self._stop.wait(self._interval):
-            if self.held():
-                try:
-                    os.utime(self.path)
-                except OSError:
-                    pass
-
-    def release(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self.held():
-            self.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the build folder
@@ -371,7 +85,7 @@ class Build:
             payload = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
                        "code_version": __version__, "fingerprint": plan.fingerprint()}
             if not plan_file.exists():
-                _create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
+                claims.create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
             stored = self._read_plan(plan_file)
             if stored.get("fingerprint") != _jsonable(plan.fingerprint()):
                 raise ZooError(
@@ -444,18 +158,18 @@ class Build:
         return out
 
     # -- claims
-    def _claim(self, shard_id: str) -> _Claim:
+    def _claim(self, shard_id: str) -> claims.Claim:
         path = self.state / "claims" / shard_id
         token = uuid.uuid4().hex
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
         for _ in range(3):
-            if _create_exclusive(path, me):
-                return _Claim(path, token)
-            holder = _read_json(path)
-            if not _claim_is_stale(path, holder):
+            if claims.create_exclusive(path, me):
+                return claims.Claim(path, token)
+            holder = claims.read_record(path)
+            if not claims.is_stale(path, holder):
                 raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
                                        "it is taken over once that worker is dead or its heartbeat is older than "
-                                       f"{claim_ttl():.0f} s")
+                                       f"{claims.claim_ttl():.0f} s")
             self._take_over(path, holder, me)
         raise BuildLockedError(f"could not claim shard {shard_id}")
 
@@ -463,7 +177,7 @@ class Build:
     def _take_over(path: Path, holder: dict, me: str) -> None:
         """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
         lock = path.with_name(path.name + ".takeover")
-        if not _create_exclusive(lock, me):
+        if not claims.create_exclusive(lock, me):
             try:
                 if time.time() - lock.stat().st_mtime > 60:  # a taker died within the takeover itself
                     lock.unlink(missing_ok=True)
@@ -471,7 +185,7 @@ class Build:
                 pass
             raise BuildLockedError(f"another worker is taking over the stale claim {path}")
         try:
-            if _read_json(path) == holder and _claim_is_stale(path, holder):
+            if claims.read_record(path) == holder and claims.is_stale(path, holder):
                 print(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}", file=sys.stderr)
                 path.unlink(missing_ok=True)
         finally:
@@ -481,8 +195,8 @@ class Build:
         """Remove a stale claim on a finished shard (its worker died after the done marker was written)."""
         path = self.state / "claims" / shard_id
         if path.exists():
-            holder = _read_json(path)
-            if _claim_is_stale(path, holder):
+            holder = claims.read_record(path)
+            if claims.is_stale(path, holder):
                 try:
                     self._take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
                 except BuildLockedError:
@@ -506,7 +220,7 @@ class Build:
             raise ValueError(f"shards {', '.join(s.shard_id for s in shards)} differ in trial shape or model: "
                              "only shards of one shape train together")
         states: dict[str, str] = {}
-        claims, todo = [], []
+        held, todo = [], []
         try:
             for shard in shards:
                 if self.is_done(shard):
@@ -514,7 +228,7 @@ class Build:
                     states[shard.shard_id] = "done"
                     continue
                 try:
-                    claims.append(self._claim(shard.shard_id))
+                    held.append(self._claim(shard.shard_id))
                 except BuildLockedError:
                     states[shard.shard_id] = "locked"
                     continue
@@ -531,7 +245,7 @@ class Build:
                 self._run_shards(todo, device, batch_size, label, progress)
                 states.update(dict.fromkeys((s.shard_id for s in todo), "built"))
         finally:
-            for claim in claims:
+            for claim in held:
                 claim.release()
         return {s.shard_id: states[s.shard_id] for s in shards}
 
@@ -677,7 +391,7 @@ class Build:
         n = 0
         for s in self.plan.shards:
             f = self._done_file(s.shard_id)
-            if not f.exists() or (_read_json(f).get("labelled") and not force):
+            if not f.exists() or (claims.read_record(f).get("labelled") and not force):
                 continue
             problem = self.marker_problem(s)
             if problem is not None:
@@ -689,7 +403,7 @@ class Build:
             cv = store.read_curves(self.out / cf)
             df = label_frame(df, weights, [cv[i]["accuracy"] for i in df["net_id"]],
                              [cv[i]["reliability"] for i in df["net_id"]], resolve_device(device))
-            self._write_part(s, df, wf, cf, _read_json(f).get("provenance"))
+            self._write_part(s, df, wf, cf, claims.read_record(f).get("provenance"))
             n += 1
         return n
 
@@ -700,7 +414,7 @@ class Build:
         Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
         if (self.state / "claims").is_dir():  # litter of workers killed while claiming
-            _remove_orphan_temp_files(self.state / "claims")
+            claims.remove_orphan_temp_files(self.state / "claims")
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
         if missing and not partial:
@@ -714,7 +428,7 @@ class Build:
         for s in self.plan.shards:
             if problems[s.shard_id] is not None:
                 continue
-            if not _read_json(self._done_file(s.shard_id)).get("labelled"):
+            if not claims.read_record(self._done_file(s.shard_id)).get("labelled"):
                 raise ZooError(f"shard {s.shard_id} is trained but not labelled; run `zoo label {self.out}`")
             part = store.read_table(self.out / self._part_path(s.shard_id))
             if part["net_id"].tolist() != s.net_ids:
@@ -743,7 +457,7 @@ class Build:
                 "n_networks_planned": len(self.plan.configs),
                 **({"snapshots": self.plan.snapshots} if self.plan.snapshots else {}),
                 "provenance": provenance.summarize(
-                    provenance.environment("cpu"), (_read_json(self._done_file(s.shard_id)).get("provenance")
+                    provenance.environment("cpu"), (claims.read_record(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
                 **(extra_info or {})}
         release.finalize_release(self.out, df, info)
@@ -769,49 +483,6 @@ def _read_chunk_snapshots(meta_file: Path, meta: dict) -> list[dict[int, dict[st
         out.append({int(e): {n: w[n][i + k] for n in PARAM_NAMES} for k, e in enumerate(eps)})
         i += len(eps)
     return out
-
-
-def _claim_is_stale(path: Path, holder: dict) -> bool:
-    """A claim is stale if its heartbeat is older than the TTL, or its process is dead on this host."""
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return True
-    if age > claim_ttl():
-        return True
-    pid = holder.get("pid")
-    return holder.get("host") == socket.gethostname() and pid is not None and not _pid_alive(pid)
-
-
-def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
-    """Recompute every label of a packaged release from its weights and curves (no retraining)."""
-    folder = Path(folder)
-    df = store.read_table(folder / layout.METADATA_PATH)
-    out = []
-    for wf, rows in df.groupby("weights_file", sort=True):
-        weights = store.read_weights(folder / wf, rows["weights_index"].tolist())
-        cv = {}
-        for cf in rows["curves_file"].unique():
-            cv.update(store.read_curves(folder / cf, rows["net_id"].tolist()))
-        out.append(label_frame(rows, weights, [cv[i]["accuracy"] for i in rows["net_id"]],
-                               [cv[i]["reliability"] for i in rows["net_id"]], resolve_device(device)))
-    new = pd.concat(out, ignore_index=True)
-    info = store.read_info(folder)
-    info["label_version"] = labels.LABEL_VERSION
-    info.pop("n_networks", None)
-    info.pop("format_version", None)
-    release.finalize_release(folder, new, info)
-    return new
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _jsonable(x):

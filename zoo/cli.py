@@ -73,7 +73,7 @@ Snapshots = Annotated[str | None, typer.Option(help="also store weights along tr
 
 
 def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None, snapshots=None):
-    from .build import plan_build
+    from .plan import plan_build
 
     return plan_build(preset, family=family, lrs=lr or None, delays=delay or None, seeds=seeds, epochs=epochs,
                       shard_size=shard_size, snapshots=snapshots)
@@ -86,7 +86,8 @@ def _progress() -> Progress:
 
 
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool):
-    from .build import Build, format_bytes, free_bytes
+    from .build import Build
+    from .plan import format_bytes, free_bytes
 
     b = Build(out, plan)
     shards = plan.select(shard)
@@ -201,7 +202,9 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
 def label(source: Annotated[Path, typer.Argument(help="a build folder or a packaged release")],
           device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
     """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
-    from .build import STATE_DIR, Build, relabel_release
+    from .build import Build
+    from .layout import STATE_DIR
+    from .release import relabel_release
     from .store import METADATA_PATH
 
     if (source / STATE_DIR / "plan.json").exists() and not (source / METADATA_PATH).exists():
@@ -235,7 +238,7 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
     import json
 
-    from .build import format_bytes, plan_summary
+    from .plan import format_bytes, plan_summary
 
     s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots), out)
     if as_json:
@@ -408,7 +411,7 @@ def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
          dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False):
     """Upload a release folder to a Hub dataset (manifest verified first)."""
     from . import hub
-    from .build import format_bytes
+    from .plan import format_bytes
 
     files = hub.push(folder, repo, revision=revision, private=private, dry_run=dry_run)
     total = sum((folder / f).stat().st_size for f in files)
@@ -434,7 +437,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
     from . import hub
     from .api import select
-    from .build import format_bytes
+    from .plan import format_bytes
 
     rid, _ = hub.parse_repo_id(repo)
     blobs = hub.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"

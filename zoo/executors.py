@@ -16,10 +16,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from .build import Build, claim_ttl, resolve_device
+from .build import Build
+from .claims import claim_ttl
 from .errors import ZooError
 from .grids import Shard
-from .train import parse_device
+from .train import parse_device, resolve_device
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"

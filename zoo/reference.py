@@ -54,9 +54,9 @@ import pandas as pd
 import torch
 
 from . import grids, labels, layout, release, store
-from .build import label_frame, metadata_rows
 from .config import NetConfig
 from .errors import ZooError
+from .metadata import label_frame, metadata_rows
 from .model import PARAM_NAMES, param_shapes
 from .version import __version__
 

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import labels, store
 from .card import license_text, render_card
 from .layout import CARD_PATH, INFO_PATH, LICENSE_PATH, METADATA_PATH, PICTURE_PATH
 from .manifest import atomic_path, atomic_write_text, write_manifest
+from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
+from .train import resolve_device
 
 
 def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: dict) -> dict[str, str]:
@@ -56,3 +59,24 @@ def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool
     with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     return True
+
+
+def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
+    """Recompute every label of a packaged release from its weights and curves (no retraining)."""
+    folder = Path(folder)
+    df = store.read_table(folder / METADATA_PATH)
+    out = []
+    for wf, rows in df.groupby("weights_file", sort=True):
+        weights = store.read_weights(folder / wf, rows["weights_index"].tolist())
+        cv = {}
+        for cf in rows["curves_file"].unique():
+            cv.update(store.read_curves(folder / cf, rows["net_id"].tolist()))
+        out.append(label_frame(rows, weights, [cv[i]["accuracy"] for i in rows["net_id"]],
+                               [cv[i]["reliability"] for i in rows["net_id"]], resolve_device(device)))
+    new = pd.concat(out, ignore_index=True)
+    info = store.read_info(folder)
+    info["label_version"] = labels.LABEL_VERSION
+    info.pop("n_networks", None)
+    info.pop("format_version", None)
+    finalize_release(folder, new, info)
+    return new

@@ -31,11 +31,11 @@ import torch
 
 from . import labels as _labels
 from . import layout, store
-from .build import label_frame, resolve_device
 from .config import NetConfig
 from .errors import InvalidChoiceError
+from .metadata import label_frame
 from .model import PARAM_NAMES
-from .train import CURVES, train_networks
+from .train import CURVES, resolve_device, train_networks
 
 #: label columns compared exactly
 LABEL_COLUMNS = ("outcome", "mechanism", "learned", "stable", "first_learned_epoch")
