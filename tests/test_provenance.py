@@ -82,3 +82,18 @@ def test_import_report_prints_full_paths_at_80_columns(tmp_path, monkeypatch):
     assert "…" not in res.output
     info = json.loads((tmp_path / "z" / "zoo.json").read_text())
     assert len(info["import_problems"]) == 3
+
+
+def test_summary_of_a_build_with_shards_that_recorded_no_provenance():
+    """Shards trained before provenance was recorded (or by an older version) have no per-network columns:
+    packaging counts them as unrecorded instead of failing (seen on a resumed build)."""
+    import numpy as np
+    import pandas as pd
+
+    from zoo.provenance import summarize
+
+    meta = pd.DataFrame({"train_device": ["cpu", None, np.nan], "train_backend": ["c", None, np.nan],
+                         "c_gemm": ["own", None, np.nan]})
+    out = summarize({"device": "cpu"}, [None, {"device": "cpu", "date": "2026-12-02"}], meta)
+    assert out["networks"] == {"cpu / c / own": 1, "unrecorded / unrecorded / unrecorded": 2}
+    assert out["training_unrecorded_shards"] == 1

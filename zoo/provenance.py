@@ -145,7 +145,8 @@ def summarize(packaged: Mapping, shard_envs: Iterable[Mapping | None], metadata=
     if unknown:
         out["training_unrecorded_shards"] = unknown
     if metadata is not None and "train_device" in getattr(metadata, "columns", ()):
-        combo = metadata[["train_device", "train_backend", "c_gemm"]].astype(str).agg(" / ".join, axis=1)
+        cols = metadata[["train_device", "train_backend", "c_gemm"]].astype(object)
+        combo = cols.where(cols.notna(), "unrecorded").astype(str).agg(" / ".join, axis=1)
         out["networks"] = dict(sorted(Counter(combo).items()))
     return out
 
