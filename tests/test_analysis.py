@@ -357,6 +357,9 @@ def test_pooled_no_post_panel():
         scaling_exponent(df)
     pooled = scaling_exponent(df, family="no-post", n_boot=20)
     assert pooled.family == "no-post" and pooled.n_rates == 8 and abs(pooled.beta - 2.5) < 0.3
+    paper = scaling_exponent(df, family="no-post", method="paper")
+    assert paper.family == "no-post" and paper.n_rates == 8 and abs(paper.beta - 2.5) < 0.3
+    assert critical_delays(df, "no-post", method="paper")["used"].sum() == 8
     assert scaling_exponent(df, family="nopost", n_boot=0).n_rates == 5
     assert len(phase_diagram(df, family="no-post")) == 8 * 21
     with pytest.raises(ValueError, match="none of which"):

@@ -136,7 +136,7 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     used rates; ``beta = -B`` with ``+- sqrt(pcov[0, 0])`` (one standard error) as its interval and
     ``r2`` from ``scipy.stats.linregress``."""
     df, panel = _one_family(_metadata(metadata), family)
-    rates = paper_rates(df, kind=kind, settings=settings or settings_for(panel), x=x)
+    rates = paper_rates(df, panel, kind=kind, settings=settings or settings_for(panel), x=x)
     col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
     table = rates.rename(columns={"value_ms": col, "value_steps": col.replace("_ms", "_steps")})
     nan2 = (np.nan, np.nan)
