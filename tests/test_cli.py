@@ -171,3 +171,27 @@ def test_ls_and_info_machine_readable_and_uncut(smoke_zoo):
     assert res.output.splitlines()[0] == "column,value,networks"
     res = _invoke("info", smoke_zoo, "--format", "xml")
     assert res.exit_code == 2 and "format" in res.output
+
+
+def test_kernels_command_builds_and_reports(tmp_path):
+    """`zoo kernels` builds the C kernels and names the backend; without a compiler it says so in plain words
+    (torch trains instead) and --require-c fails, for build scripts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from zoo import kernels
+
+    res = _invoke("kernels", "--json")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["device"] == "cpu" and rep["backend"] in kernels.BACKENDS
+    assert rep["c"]["available"] == (rep["backend"] == "c") or rep["requested"] != "auto"
+    env = {**os.environ, "ZOO_NO_CC": "1", "ZOO_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "zoo", "kernels", "--require-c"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    text = " ".join(out.stdout.split())
+    assert "training on cpu: torch kernels" in text and "C kernels unavailable" in text
+    assert "needs no compiler" in text

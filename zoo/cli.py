@@ -488,6 +488,36 @@ def figures(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAM
 
 @app.command()
 @_friendly
+def kernels(device: Device = "cpu",
+            require_c: Annotated[bool, typer.Option("--require-c", help="exit 2 if the C kernels cannot be built")] = False,
+            as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
+    """Build the C training kernels now (builders only; reading a zoo needs no compiler) and report which
+    backend trains on DEVICE, with its compiler, matrix products and cache folder."""
+    import json
+
+    from .kernels import kernels_report
+    from .train import resolve_device
+
+    rep = kernels_report(resolve_device(device))
+    if as_json:
+        print(json.dumps(rep, indent=1, default=str))
+    else:
+        c = rep["c"]
+        console.print(f"training on {rep['device']}: [bold]{rep['backend']}[/] kernels (requested: {rep['requested']})",
+                      highlight=False)
+        if c["available"]:
+            console.print(f"C kernels: {c['path']}\n  compiler: {c['compiler']}; OpenMP: {c['openmp']}; matrix "
+                          f"products: {c['gemm']}", highlight=False)
+        else:
+            console.print(f"[yellow]{escape(rep['advice'])}[/]", highlight=False)
+        if "triton" in rep:
+            console.print(f"Triton: {rep['triton']}", highlight=False)
+    if require_c and not rep["c"]["available"]:
+        raise typer.Exit(2)
+
+
+@app.command()
+@_friendly
 def diagnose(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
              family: Family = None, delay: Delay = None, lr: Lr = None,
              learned: Annotated[bool | None, typer.Option("--learned/--all-outcomes", help="only learned networks")] = None,

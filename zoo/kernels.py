@@ -516,6 +516,27 @@ def c_backend_info() -> dict:
             "gemm": c_gemm(lib) if lib is not None else None}
 
 
+def kernels_report(device: str | torch.device = "cpu") -> dict:
+    """Build (or load) the C kernels now and say which backend trains on ``device``: what ``zoo kernels``
+    prints. Only builders need the kernels: loading, simulating and analysing a zoo never compiles anything.
+    Keys: ``requested`` (``ZOO_KERNELS`` or :func:`set_backend`), ``device``, ``backend`` (the one that
+    trains there), ``c`` (:func:`c_backend_info`), ``compile`` (:func:`compile_info`), ``triton``
+    (:func:`triton_info`, on CUDA after its check), and ``advice`` (one line when the C kernels are missing)."""
+    dev = torch.device(device)
+    c = c_backend_info()  # compiles on first use; the result is cached under _cache_root()
+    report = {"requested": requested_backend(), "device": str(dev), "cache": str(_cache_root()), "c": c,
+              "compile": compile_info(), "backend": backend_for(torch.empty(0, device=dev))}
+    if dev.type == "cuda":
+        triton_usable(dev)
+        report["triton"] = triton_info()
+    if not c["available"]:
+        report["advice"] = (f"C kernels unavailable ({c['error']}): CPU training runs the torch backend, "
+                            "slower, with results close to (not bitwise equal to) C-built zoos. Install a C "
+                            "compiler (gcc) or set CC, then run `zoo kernels` again. Reading and analysing "
+                            "zoos needs no compiler.")
+    return report
+
+
 def _compiler_version(lib_path: str | None) -> str | None:
     """The first line of ``cc --version`` recorded in build.txt beside the library (the C results' bits can
     depend on the compiler), or None."""
@@ -926,7 +947,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, *,
     return out.add_(prod) if accumulate else out.copy_(prod)
 
 
-__all__ = ["BACKENDS", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
+__all__ = ["BACKENDS", "kernels_report", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
            "c_backend_info", "c_gemm", "c_library", "compile_info", "forward_pass", "initial_state", "matmul",
            "noisy_tanh_step", "normal", "requested_backend", "set_backend", "tanh", "triton_check", "triton_info",
            "triton_usable", "use_backend"]
