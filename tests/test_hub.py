@@ -406,3 +406,25 @@ def test_card_edited_on_the_hub_breaks_nothing(release, hub_server, tmp_path):
         out = hub.pull(repo_id, out=tmp_path / f"pulled-{old_style}")
         assert "typo fixed" in (out / "README.md").read_text()
         assert verify_folder(out)
+
+
+def test_hub_source_is_a_source(published, release):
+    """The Hub source implements zoo.sources.Source; a Zoo over its interface members alone reads everything."""
+    import torch
+    from test_api_sources import OnlyInterface
+
+    from zoo.api import Zoo
+    from zoo.sources import Source
+
+    repo_id, commit = published
+    folder, _ = release
+    src = hub.HubSource(f"{repo_id}@v1.0")
+    assert isinstance(src, Source) and src.kind == "hub" and src.commit == commit
+    assert src.label == "zoo-test/rnn@v1.0" and src.label in src.description
+    assert src.manifest == src.read_manifest() == read_manifest(folder) and src.read_manifest() is not src.manifest
+    z = Zoo(OnlyInterface(src), src.read_metadata(), src.read_info()).filter(delay=300)
+    assert z.fetch(curves=True) == [_shard(300, "curves"), _shard(300)]
+    w = z.weights()
+    assert w["W_rec.weight"].shape == (N_PER_SHARD, 100, 100)
+    assert torch.equal(w["W_in.bias"][2], z[2].state_dict()["W_in.bias"])
+    assert len(z[1].curves()) == 5

@@ -2,7 +2,8 @@
 
 A source is a local release folder, a Hub dataset id (``ORG/NAME`` or ``ORG/NAME@REV``), or nothing (the
 sample zoo bundled with the package). The metadata table is read first; weights are read lazily, and only
-for the selected networks (from the Hub, only the shards that hold them are downloaded).
+for the selected networks (from the Hub, only the shards that hold them are downloaded). Where the files
+come from is a :class:`zoo.sources.Source`: :class:`zoo.sources.LocalSource` or :class:`zoo.hub_source.HubSource`.
 """
 
 from __future__ import annotations
@@ -19,18 +20,11 @@ import pandas as pd
 import torch
 
 from . import labels, layout, store
-from .cache import release_cache_dir
 from .config import NetConfig
-from .errors import (
-    ChecksumMismatchError,
-    CorruptFileError,
-    InvalidChoiceError,
-    SourceNotFoundError,
-    UnverifiedReleaseError,
-)
-from .layout import MANIFEST_PATH, STATE_DIR, is_shard, snapshots_table_path
-from .manifest import VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest
+from .errors import CorruptFileError, InvalidChoiceError, SourceNotFoundError
+from .layout import snapshots_table_path
 from .model import PARAM_NAMES, RNN
+from .sources import VERIFY_MODES, LocalSource, Source, _verify_mode  # noqa: F401 - also zoo.api's names
 from .task import TaskSpec
 
 #: filters with a fixed vocabulary
@@ -46,115 +40,21 @@ def bundled_sample_path() -> Path:
     return Path(str(resources.files("zoo").joinpath("sample_zoo")))
 
 
-#: ``verify`` values: True = "auto", False = "none"
-VERIFY_MODES = ("auto", "full", "none")
-
-
-def _verify_mode(verify) -> str:
-    mode = {True: "auto", False: "none", None: "auto"}.get(verify, verify)
-    if mode not in VERIFY_MODES:
-        raise InvalidChoiceError("verify", verify, [True, False, *VERIFY_MODES])
-    return mode
-
-
-class LocalSource:
-    """A release folder on disk; files are checked against the manifest the first time they are read.
-
-    ``verify``: ``"auto"`` (True, the default): the metadata table (a few MB) is hashed every time it is
-    read; a weight or curve shard is hashed on its first read and then remembered (file size,
-    mtime, ctime, inode) in the user cache (:class:`zoo.manifest.VerifiedStamps`; a release's own writer
-    records its files when it writes the manifest), so later processes skip unchanged shards instead of
-    re-hashing gigabytes. ``"full"``: every file is hashed on its first read in this process, stamps ignored.
-    ``"none"`` (False): no checks. The whole folder: ``zoo.manifest.verify_folder``. A folder without
-    ``manifest.sha256``, or a file the manifest does not list, is refused (:class:`UnverifiedReleaseError`)
-    unless ``verify=False``.
-
-    Reading never writes into the release folder: a verified metadata table is read from an uncompressed
-    copy, ``<zoo.cache.release_cache_dir(key)>/metadata-<sha256[:16]>.arrow`` (key: the manifest's hash),
-    written on the first open (:func:`zoo.store.read_table_cached`); an unwritable cache means no copy.
-    """
-
-    def __init__(self, folder: str | os.PathLike, verify: bool | str = True):
-        self.folder = Path(folder)
-        if not (self.folder / layout.METADATA_PATH).exists():
-            hint = ""
-            if (self.folder / STATE_DIR).exists():
-                hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
-            raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
-        self.verify = _verify_mode(verify)
-        if self.verify != "none" and not (self.folder / MANIFEST_PATH).is_file():
-            raise UnverifiedReleaseError(
-                f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged file "
-                "would load silently. Re-download the release, or write a manifest for a folder you trust "
-                "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
-        self.key = manifest_key(self.folder)
-        self._stamps = VerifiedStamps(self.folder, self.key)
-        self._checked: set[str] = set()
-        self.description = str(self.folder)
-        self.commit = None
-
-    @cached_property
-    def manifest(self) -> dict[str, str]:
-        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_PATH).exists() else {}
-
-    def read_info(self) -> dict:
-        p = self.folder / layout.INFO_PATH
-        if not p.exists():
-            return {}
-        self.local_path(layout.INFO_PATH)
-        return store.read_json(p)
-
-    def read_metadata(self) -> pd.DataFrame:
-        rel = layout.METADATA_PATH
-        path = self.local_path(rel)  # hashed against the manifest unless verify="none"
-        digest = self.manifest.get(rel)
-        if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
-            digest = None  # unchecked and changed since its last check: no cached copy for it
-        cache = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
-        return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
-
-    def local_paths(self, rel_paths: Sequence[str]) -> dict[str, Path]:
-        try:
-            return {rel: self._checked_path(rel) for rel in rel_paths}
-        finally:
-            self._stamps.save()
-
-    def local_path(self, rel: str) -> Path:
-        return self.local_paths([rel])[rel]
-
-    def _checked_path(self, rel: str) -> Path:
-        check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
-        p = self.folder / rel
-        if not p.exists():
-            raise FileNotFoundError(f"{p} is missing from the release")
-        if self.verify != "none" and rel not in self.manifest:
-            raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
-                                         "checked; re-download the release, or pass verify=False to read it unchecked")
-        if self.verify != "none" and rel not in self._checked:
-            want = self.manifest[rel]
-            shard = is_shard(rel)
-            if not (shard and self.verify == "auto" and self._stamps.known(rel, p, want)):
-                actual = self._stamps.hash(rel, p)
-                if actual != want:
-                    raise ChecksumMismatchError(p, want, actual, "the release is damaged; re-download or rebuild "
-                                                "this file")
-            self._checked.add(rel)
-        return p
-
-
 def open_source(source: str | os.PathLike | None = None, *, revision: str | None = None,
-                local_files_only: bool | None = None, cache_dir: str | None = None, verify: bool = True):
+                local_files_only: bool | None = None, cache_dir: str | None = None, verify: bool = True) -> Source:
     """Resolve ``source`` to a local folder source or a Hub source."""
     if source is None:
         return LocalSource(bundled_sample_path(), verify)
     path = Path(source).expanduser()
     if path.exists():
         return LocalSource(path, verify)
-    from . import hub
+    from .hub_env import looks_like_repo_id, parse_repo_id
 
-    if isinstance(source, str) and hub.looks_like_repo_id(source):
-        repo_id, rev = hub.parse_repo_id(source)
-        return hub.HubSource(repo_id, revision or rev, cache_dir=cache_dir, local_files_only=local_files_only)
+    if isinstance(source, str) and looks_like_repo_id(source):
+        from .hub_source import HubSource
+
+        repo_id, rev = parse_repo_id(source)
+        return HubSource(repo_id, revision or rev, cache_dir=cache_dir, local_files_only=local_files_only)
     raise SourceNotFoundError(f"zoo source {str(source)!r} is neither an existing folder nor a Hub dataset id "
                               "(ORG/NAME or ORG/NAME@REVISION)")
 
@@ -304,7 +204,7 @@ class Network:
 class Zoo:
     """A filtered view of a zoo release: ``.metadata`` (DataFrame), ``len``, iteration, ``zoo[i]``."""
 
-    def __init__(self, source, metadata: pd.DataFrame, info: dict | None = None):
+    def __init__(self, source: Source, metadata: pd.DataFrame, info: dict | None = None):
         self.source = source
         self.metadata = metadata.reset_index(drop=True)
         self.info = info or {}
@@ -438,6 +338,6 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
                       learned=learned, tau=tau, post=post, **column_filters)
     zoo = Zoo(src, selected, src.read_info())
-    if fetch and not isinstance(src, LocalSource) and len(zoo):
+    if fetch and src.kind != "local" and len(zoo):
         zoo.fetch()
     return zoo

@@ -5,6 +5,9 @@ file (the format of ``sha256sum``), sorted by path, so ``sha256sum -c manifest.s
 dataset card (``README.md``) is documentation, not data: it is not in the manifest (a card edited on the Hub
 never breaks reading), and a card line in an older manifest is ignored by every check.
 
+Every checksum check (local releases, the Hub cache, build markers) is :func:`verify_file` or its boolean
+twin :func:`file_matches`: one comparison rule, one error (:class:`zoo.errors.ChecksumMismatchError`).
+
 Written files get the mode the umask allows (0644 under umask 022), like any tool that writes data.
 """
 
@@ -28,6 +31,7 @@ _umask_lock = threading.Lock()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file (hex). To check a file against a digest use :func:`verify_file` / :func:`file_matches`."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -173,10 +177,53 @@ def write_manifest(folder: str | os.PathLike, files: list[str] | None = None) ->
     return entries
 
 
-def verify_file(path: str | os.PathLike, expected: str, hint: str = "") -> None:
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ChecksumMismatchError(path, expected, actual, hint)
+#: the next step a checksum error names
+REFETCH_HINT = "the file is corrupt or truncated; re-download or rebuild it"
+
+
+def _named_by_digest(path: Path, digest: str) -> bool:
+    """True if ``path`` is a link to a file named ``digest``: a huggingface_hub cache blob (LFS files are
+    stored under their sha256 and checked against it when downloaded), so its content is not hashed again."""
+    try:
+        return path.is_symlink() and path.resolve().name == digest and path.resolve().is_file()
+    except OSError:
+        return False
+
+
+def _mismatch(path: str | os.PathLike, expected: str, stamps: VerifiedStamps | None, rel: str | None,
+              reuse_stamp: bool, trust_blob_name: bool) -> str | None:
+    """None if ``path`` holds ``expected``, else its actual sha256: the one checksum rule of the package.
+
+    Known without reading the file: a Hub blob named ``expected`` (``trust_blob_name``), or a file whose
+    :class:`VerifiedStamps` entry still matches (``reuse_stamp``). Otherwise the file is hashed, and the hash
+    remembered in ``stamps`` (under ``rel``) if given."""
+    if trust_blob_name and _named_by_digest(Path(path), expected):
+        return None
+    if stamps is not None and reuse_stamp and stamps.known(rel, path, expected):
+        return None
+    actual = stamps.hash(rel, path) if stamps is not None else sha256_file(path)
+    return None if actual == expected else actual
+
+
+def file_matches(path: str | os.PathLike, expected: str, *, stamps: VerifiedStamps | None = None,
+                 rel: str | None = None, reuse_stamp: bool = False, trust_blob_name: bool = False) -> bool:
+    """True if the sha256 of ``path`` is ``expected`` (same rule and options as :func:`verify_file`)."""
+    return _mismatch(path, expected, stamps, rel, reuse_stamp, trust_blob_name) is None
+
+
+def verify_file(path: str | os.PathLike, expected: str, hint: str = REFETCH_HINT, *, what: str | None = None,
+                stamps: VerifiedStamps | None = None, rel: str | None = None, reuse_stamp: bool = False,
+                trust_blob_name: bool = False) -> None:
+    """Raise :class:`ChecksumMismatchError` (``what``, default the path; expected and actual sha256; ``hint``,
+    the next step) unless the sha256 of ``path`` is ``expected``.
+
+    ``stamps`` (with ``rel``, the file's path in its release): the hash is remembered; with ``reuse_stamp``, a
+    file unchanged since it was last verified is not hashed again. ``trust_blob_name``: a huggingface_hub cache
+    entry whose blob is named ``expected`` is not hashed again. Every checksum check of the package is this one.
+    """
+    actual = _mismatch(path, expected, stamps, rel, reuse_stamp, trust_blob_name)
+    if actual is not None:
+        raise ChecksumMismatchError(what or path, expected, actual, hint)
 
 
 def verify_folder(folder: str | os.PathLike, files: list[str] | None = None) -> list[str]:
@@ -187,7 +234,7 @@ def verify_folder(folder: str | os.PathLike, files: list[str] | None = None) -> 
         p = folder / rel
         if not p.exists():
             raise FileNotFoundError(f"{p} is listed in the manifest but missing")
-        verify_file(p, manifest[rel], hint="the file is corrupt or truncated; re-download or rebuild it")
+        verify_file(p, manifest[rel])
     return list(files if files is not None else manifest)
 
 

@@ -1,0 +1,224 @@
+"""The Hub source behind ``load_zoo("ORG/NAME@rev")``: a release on the Hub, read lazily and verified.
+
+:class:`HubSource` fetches the small files (manifest, ``zoo.json``, metadata table) when it opens, and the
+weight and curve shards only when asked (:meth:`HubSource.local_paths`), each checked against the release
+manifest (:func:`zoo.manifest.verify_file`). Everything lands in the usual huggingface_hub cache, pinned to one
+commit, so a later run with ``HF_HUB_OFFLINE=1`` reads the same files without any request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download, snapshot_download, try_to_load_from_cache
+
+from .errors import ChecksumMismatchError, InvalidChoiceError, NotCachedError, SourceNotFoundError, ZooError
+from .hub_env import (
+    _LIBRARY,
+    REPO_TYPE,
+    _hub_errors,
+    _label,
+    find_token,
+    hub_cache_dir,
+    hub_endpoint,
+    is_offline,
+    parse_repo_id,
+)
+from .layout import CARD_PATH, INFO_PATH, MANIFEST_PATH, METADATA_PATH
+from .manifest import data_entries, parse_manifest, verify_file
+from .sources import Source
+
+# snapshots (layout.SNAPSHOTS_DIR) are fetched only when asked: pull(snapshots=True), net.snapshots()
+OPEN_FILES = (INFO_PATH, METADATA_PATH)  # fetched and verified when a HubSource opens
+_DOWNLOAD_WORKERS = 8
+
+
+class HubSource(Source):
+    """A release on the Hub, read through the huggingface_hub cache (:class:`zoo.sources.Source`, like a folder).
+
+    ``local_files_only=None`` honours ``HF_HUB_OFFLINE``. Online, the revision (default ``main``) is resolved
+    to one commit (``.commit``) when the source opens and every file is then downloaded pinned to it; offline,
+    the cache alone is read and no request is made.
+    """
+
+    kind = "hub"
+
+    def __init__(self, repo_id: str, revision: str | None = None, *, cache_dir: str | os.PathLike | None = None,
+                 local_files_only: bool | None = None, token: str | None = None, endpoint: str | None = None):
+        rid, rev = parse_repo_id(repo_id)
+        if revision is not None and rev is not None and revision != rev:
+            raise InvalidChoiceError("revision", revision, hint=f"{repo_id!r} already names revision {rev!r}")
+        self.repo_id = rid
+        self.revision = revision or rev
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
+        self.offline = is_offline() if local_files_only is None else bool(local_files_only)
+        self.endpoint = (endpoint or hub_endpoint()).rstrip("/")
+        self._token_arg = token
+        self._verified: set[str] = set()
+        self._info: dict | None = None
+        self._metadata = None
+        self.commit, self.root = self._resolve()
+        where = f"{MANIFEST_PATH} of Hub dataset {self.label} (commit {self.commit[:12]})"
+        self._manifest = data_entries(parse_manifest((self.root / MANIFEST_PATH).read_text(), where))
+        self.local_paths(list(OPEN_FILES))
+
+    # -- the Source interface -------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return _label(self.repo_id, self.revision)
+
+    @property
+    def description(self) -> str:
+        where = "local Hugging Face cache, offline" if self.offline else self.endpoint
+        return f"Hub dataset {self.label} (commit {self.commit[:12]}, {where})"
+
+    def __repr__(self) -> str:
+        return f"HubSource({self.repo_id!r}, revision={self.revision!r}, commit={self.commit[:12]!r})"
+
+    @property
+    def manifest(self) -> dict[str, str]:
+        return self._manifest
+
+    def read_info(self) -> dict:
+        from .store import read_json
+
+        if self._info is None:
+            self._info = read_json(self.local_path(INFO_PATH))
+        return json.loads(json.dumps(self._info))
+
+    def read_metadata(self):
+        from .store import read_table
+
+        if self._metadata is None:
+            self._metadata = read_table(self.local_path(METADATA_PATH))
+        return self._metadata.copy()
+
+    def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
+        """Local paths of release files, downloading only those not cached yet, each checked against the
+        manifest (a mismatching copy is removed from the cache and ChecksumMismatchError raised)."""
+        rels = list(dict.fromkeys(rel_paths))
+        unknown = [r for r in rels if r not in self._manifest and r != MANIFEST_PATH]
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise SourceNotFoundError(f"not files of the release {self.label} (not in its manifest): {shown}")
+        paths: dict[str, Path] = {}
+        missing = []
+        for rel in rels:
+            p = self._cached(rel)
+            if p is None:
+                missing.append(rel)
+            else:
+                paths[rel] = p
+        if missing:
+            if self.offline:
+                raise self._not_cached(missing)
+            paths.update(self._download(missing))
+        self._verify({r: paths[r] for r in rels if r != MANIFEST_PATH and r not in self._verified})
+        return {r: paths[r] for r in rels}
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _token(self):
+        return find_token(self._token_arg) or False
+
+    def _resolve(self) -> tuple[str, Path]:
+        rev = self.revision or "main"
+        if self.offline:
+            p = try_to_load_from_cache(self.repo_id, MANIFEST_PATH, cache_dir=self.cache_dir, revision=rev,
+                                       repo_type=REPO_TYPE)
+            if not isinstance(p, str):
+                raise NotCachedError(
+                    f"Hub dataset {self.label} is not in the local Hugging Face cache ({self.cache_dir}) and offline "
+                    f"mode is on (HF_HUB_OFFLINE or local_files_only): run `zoo pull {self.label}` once online, "
+                    "or unset HF_HUB_OFFLINE")
+        else:
+            with _hub_errors(self.repo_id, self.revision, self.endpoint, MANIFEST_PATH):
+                p = hf_hub_download(self.repo_id, MANIFEST_PATH, repo_type=REPO_TYPE, revision=rev,
+                                    cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                    library_name=_LIBRARY)
+        path = Path(p)
+        commit = path.parent.name
+        if path.parent.parent.name != "snapshots" or not re.fullmatch(r"[0-9a-f]{40}", commit):
+            raise ZooError(f"unexpected huggingface_hub cache layout for {self.label}: {path}")
+        return commit, path.parent
+
+    def _cached(self, rel: str) -> Path | None:
+        p = try_to_load_from_cache(self.repo_id, rel, cache_dir=self.cache_dir, revision=self.commit,
+                                   repo_type=REPO_TYPE)
+        return Path(p) if isinstance(p, str) else None
+
+    def _not_cached(self, missing: list[str]) -> NotCachedError:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        err = NotCachedError(
+            f"{len(missing)} file(s) of Hub dataset {self.label} (commit {self.commit[:12]}) are not in the local "
+            f"Hugging Face cache ({self.cache_dir}) and offline mode is on: {shown}. Fetch them once online with "
+            f"`zoo pull {self.label}` (with the same filters), or run "
+            "once without HF_HUB_OFFLINE / local_files_only")
+        err.missing = list(missing)
+        return err
+
+    def _download(self, rels: list[str]) -> dict[str, Path]:
+        """Download ``rels`` with huggingface_hub's own parallel download (``snapshot_download`` of exactly
+        these files, pinned to the commit; its progress bars unless HF_HUB_DISABLE_PROGRESS_BARS)."""
+        with _hub_errors(self.repo_id, self.revision, self.endpoint, rels[0] if len(rels) == 1 else None):
+            if len(rels) == 1:  # one file: no listing request
+                p = hf_hub_download(self.repo_id, rels[0], repo_type=REPO_TYPE, revision=self.commit,
+                                    cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                    library_name=_LIBRARY)
+                return {rels[0]: Path(p)}
+            root = Path(snapshot_download(self.repo_id, repo_type=REPO_TYPE, revision=self.commit,
+                                          cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                          library_name=_LIBRARY, allow_patterns=[glob.escape(r) for r in rels],
+                                          max_workers=_DOWNLOAD_WORKERS))
+        missing = [r for r in rels if not (root / r).is_file()]
+        if missing:
+            raise SourceNotFoundError(f"{len(missing)} file(s) of the manifest are not in Hub dataset {self.label} "
+                                      f"(commit {self.commit[:12]}): {', '.join(missing[:10])}")
+        return {r: root / r for r in rels}
+
+    def _verify(self, paths: dict[str, Path]) -> None:
+        """Check ``paths`` against the manifest (a cache blob named by its sha256 is not hashed again); every
+        mismatching copy is removed from the cache, then the first mismatch is raised."""
+        bad: list[ChecksumMismatchError] = []
+        for rel, p in paths.items():
+            try:
+                verify_file(p, self._manifest[rel], what=rel, trust_blob_name=True)
+            except ChecksumMismatchError as e:
+                self._evict(p)
+                bad.append(e)
+            else:
+                self._verified.add(rel)
+        if bad:
+            first = bad[0]
+            rel = first.path
+            more = f" ({len(bad)} files mismatched: {', '.join(e.path for e in bad)})" if len(bad) > 1 else ""
+            raise ChecksumMismatchError(
+                rel, first.expected, first.actual,
+                f"the copy of {rel} from Hub dataset {self.label} (commit {self.commit[:12]}) does not match the "
+                f"release manifest and was removed from the cache{more}. Retry to download it again; if it fails "
+                "again the file on the Hub is corrupt: report it to the release maintainers")
+
+    def card_path(self) -> Path | None:
+        """The dataset card (README.md) of the commit, or None if it has none or it cannot be fetched. It is
+        not in the data manifest and never checked: an edited card (a typo fix on the Hub) breaks nothing."""
+        p = self._cached(CARD_PATH)
+        if p is not None or self.offline:
+            return p
+        with contextlib.suppress(Exception):
+            return Path(hf_hub_download(self.repo_id, CARD_PATH, repo_type=REPO_TYPE, revision=self.commit,
+                                        cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
+                                        library_name=_LIBRARY))
+        return None
+
+    def _evict(self, path: Path) -> None:
+        """Remove a bad file from the cache: the snapshot entry and the blob it points to."""
+        blob = path.resolve() if path.is_symlink() else None
+        path.unlink(missing_ok=True)
+        cache = self.cache_dir.resolve()
+        if blob is not None and blob.is_file() and cache in blob.parents:
+            blob.unlink(missing_ok=True)

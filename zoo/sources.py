@@ -1,0 +1,167 @@
+"""Where a release is read from: the :class:`Source` interface, and :class:`LocalSource` (a release folder).
+
+A source gives the loader (:mod:`zoo.api`) a release's manifest, its small tables and verified local paths of
+its files; the loader and everything built on a :class:`zoo.api.Zoo` use only these members. The other
+source, a dataset on the Hugging Face Hub, is :class:`zoo.hub_source.HubSource`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from . import layout, store
+from .cache import release_cache_dir
+from .errors import InvalidChoiceError, SourceNotFoundError, UnverifiedReleaseError
+from .layout import MANIFEST_PATH, STATE_DIR, is_shard
+from .manifest import VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest, verify_file
+
+
+class Source(ABC):
+    """A zoo release to read: the interface shared by a local folder and a Hub dataset."""
+
+    #: ``"local"`` (files already on disk) or ``"hub"`` (files downloaded when first asked for)
+    kind: str = ""
+    #: the Hub commit the files come from; None for a local folder
+    commit: str | None = None
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """Short name: the folder, or ``ORG/NAME@REV``."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line for people (``repr`` of a Zoo, ``zoo info``)."""
+
+    @property
+    @abstractmethod
+    def manifest(self) -> dict[str, str]:
+        """The data entries of the manifest, relative path -> sha256 (never the card); do not modify."""
+
+    def read_manifest(self) -> dict[str, str]:
+        """A copy of :attr:`manifest`."""
+        return dict(self.manifest)
+
+    @abstractmethod
+    def read_info(self) -> dict:
+        """``zoo.json`` (verified); ``{}`` for a folder without one."""
+
+    @abstractmethod
+    def read_metadata(self) -> pd.DataFrame:
+        """The metadata table, one row per network (verified)."""
+
+    @abstractmethod
+    def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
+        """Local paths of release files (relative paths), each checked against the manifest; a Hub source
+        downloads those not cached yet, in one batch."""
+
+    def local_path(self, rel: str) -> Path:
+        """:meth:`local_paths` of one file."""
+        return self.local_paths([rel])[rel]
+
+
+#: ``verify`` values: True = "auto", False = "none"
+VERIFY_MODES = ("auto", "full", "none")
+
+
+def _verify_mode(verify) -> str:
+    mode = {True: "auto", False: "none", None: "auto"}.get(verify, verify)
+    if mode not in VERIFY_MODES:
+        raise InvalidChoiceError("verify", verify, [True, False, *VERIFY_MODES])
+    return mode
+
+
+class LocalSource(Source):
+    """A release folder on disk; files are checked against the manifest the first time they are read.
+
+    ``verify``: ``"auto"`` (True, the default): the metadata table (a few MB) is hashed every time it is
+    read; a weight or curve shard is hashed on its first read and then remembered (file size,
+    mtime, ctime, inode) in the user cache (:class:`zoo.manifest.VerifiedStamps`; a release's own writer
+    records its files when it writes the manifest), so later processes skip unchanged shards instead of
+    re-hashing gigabytes. ``"full"``: every file is hashed on its first read in this process, stamps ignored.
+    ``"none"`` (False): no checks. The whole folder: ``zoo.manifest.verify_folder``. A folder without
+    ``manifest.sha256``, or a file the manifest does not list, is refused (:class:`UnverifiedReleaseError`)
+    unless ``verify=False``.
+
+    Reading never writes into the release folder: a verified metadata table is read from an uncompressed
+    copy, ``<zoo.cache.release_cache_dir(key)>/metadata-<sha256[:16]>.arrow`` (key: the manifest's hash),
+    written on the first open (:func:`zoo.store.read_table_cached`); an unwritable cache means no copy.
+    """
+
+    kind = "local"
+
+    def __init__(self, folder: str | os.PathLike, verify: bool | str = True):
+        self.folder = Path(folder)
+        if not (self.folder / layout.METADATA_PATH).exists():
+            hint = ""
+            if (self.folder / STATE_DIR).exists():
+                hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
+            raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
+        self.verify = _verify_mode(verify)
+        if self.verify != "none" and not (self.folder / MANIFEST_PATH).is_file():
+            raise UnverifiedReleaseError(
+                f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged file "
+                "would load silently. Re-download the release, or write a manifest for a folder you trust "
+                "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
+        self.key = manifest_key(self.folder)
+        self._stamps = VerifiedStamps(self.folder, self.key)
+        self._checked: set[str] = set()
+
+    @property
+    def label(self) -> str:
+        return str(self.folder)
+
+    @property
+    def description(self) -> str:
+        return str(self.folder)
+
+    def __repr__(self) -> str:
+        return f"LocalSource({str(self.folder)!r}, verify={self.verify!r})"
+
+    @cached_property
+    def manifest(self) -> dict[str, str]:
+        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_PATH).exists() else {}
+
+    def read_info(self) -> dict:
+        p = self.folder / layout.INFO_PATH
+        if not p.exists():
+            return {}
+        self.local_path(layout.INFO_PATH)
+        return store.read_json(p)
+
+    def read_metadata(self) -> pd.DataFrame:
+        rel = layout.METADATA_PATH
+        path = self.local_path(rel)  # hashed against the manifest unless verify="none"
+        digest = self.manifest.get(rel)
+        if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
+            digest = None  # unchecked and changed since its last check: no cached copy for it
+        cache = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
+        return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
+
+    def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
+        try:
+            return {rel: self._checked_path(rel) for rel in rel_paths}
+        finally:
+            self._stamps.save()
+
+    def _checked_path(self, rel: str) -> Path:
+        check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
+        p = self.folder / rel
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing from the release")
+        if self.verify != "none" and rel not in self.manifest:
+            raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
+                                         "checked; re-download the release, or pass verify=False to read it unchecked")
+        if self.verify != "none" and rel not in self._checked:
+            # a shard unchanged since it was last verified is not hashed again (verify="auto")
+            verify_file(p, self.manifest[rel], stamps=self._stamps, rel=rel,
+                        reuse_stamp=is_shard(rel) and self.verify == "auto")
+            self._checked.add(rel)
+        return p
