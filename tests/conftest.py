@@ -9,10 +9,26 @@ from pathlib import Path
 import pytest
 import torch
 
-# Without a GPU, the Triton kernels (zoo/kernels_triton.py) are tested in Triton's interpreter, which must be
-# chosen before triton is first imported; with a GPU they are compiled and tested on it.
+# Without a GPU, the Triton kernels (zoo/kernels/triton_kernels.py) are tested in Triton's interpreter, which
+# must be chosen before triton is first imported; with a GPU they are compiled and tested on it.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# -- zoo_settings: change the process's ZOO_* settings for one test ---------------------------------------
+@pytest.fixture
+def zoo_settings(monkeypatch):
+    """``zoo_settings(cache_dir=..., claim_ttl_s=...)`` replaces the process's :mod:`zoo.settings` (read once
+    from the environment, so an in-process setenv would not reach them) until the end of the test."""
+    import dataclasses
+
+    from zoo import settings
+
+    def change(**changes):
+        monkeypatch.setattr(settings, "_current", dataclasses.replace(settings.current(), **changes))
+        return settings.current()
+
+    return change
+
 
 # -- hub_server: a local Hub-compatible server (olah) for the Hub tests ------------------------------------
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -185,9 +185,9 @@ def test_corrupted_weights_detected(smoke_zoo, tmp_path):
     load_zoo(folder, delay=40, verify=False)[0].state_dict()  # explicit opt-out
 
 
-def test_verification_stamps(smoke_zoo, tmp_path, monkeypatch):
+def test_verification_stamps(smoke_zoo, tmp_path, monkeypatch, zoo_settings):
     """A shard is hashed once, then trusted while unchanged; verify="full" always re-hashes."""
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "user-cache"))
+    zoo_settings(cache_dir=tmp_path / "user-cache")
     folder = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, folder)  # new inodes: stamps copied along do not apply
     hashed = []

@@ -18,9 +18,10 @@ import pytest
 
 import zoo.build
 from zoo import layout, store
-from zoo.build import FAULT_POINTS, Build, plan_build
+from zoo.build import Build, plan_build
 from zoo.errors import MissingShardsError
 from zoo.executors import run_local
+from zoo.faults import BUILD_POINTS as FAULT_POINTS
 from zoo.faults import WRITE_POINTS
 from zoo.manifest import verify_folder
 from zoo.train import train_networks
@@ -283,7 +284,7 @@ def test_two_workers_on_one_shard(tmp_path):
     verify_folder(out)
 
 
-def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
+def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch, zoo_settings):
     plan, b = _tiny(tmp_path, seeds=1, epochs=2)
     (shard,) = plan.shards
     claim = b.state / "claims" / shard.shard_id
@@ -295,7 +296,7 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
     claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x"}))
     assert b.run_shard(shard) == "locked"
     # the same claim with a heartbeat older than the TTL: taken over
-    monkeypatch.setenv("ZOO_CLAIM_TTL_S", "5")
+    zoo_settings(claim_ttl_s=5.0)
     old = time.time() - 10
     os.utime(claim, (old, old))
     assert b.run_shard(shard) == "built"
@@ -305,7 +306,7 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
     claim2 = b2.state / "claims" / shard.shard_id
     claim2.parent.mkdir(parents=True)
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "y"}))
-    monkeypatch.setenv("ZOO_CLAIM_TTL_S", "600")
+    zoo_settings(claim_ttl_s=600.0)
     assert b2.run_shard(shard) == "built"
     # a live process on this host (ourselves): locked
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "z"}))

@@ -99,9 +99,9 @@ def _read_everything(source, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("which", ["folder", "bundled"])
-def test_reading_leaves_the_release_unchanged(which, smoke_zoo, tmp_path, monkeypatch):
+def test_reading_leaves_the_release_unchanged(which, smoke_zoo, tmp_path, zoo_settings):
     cache = tmp_path / "user-cache"
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(cache))
+    zoo_settings(cache_dir=cache)
     if which == "folder":
         folder = tmp_path / "zoo"
         shutil.copytree(smoke_zoo, folder)
@@ -114,10 +114,10 @@ def test_reading_leaves_the_release_unchanged(which, smoke_zoo, tmp_path, monkey
     assert list(cache.glob("releases/*/metadata-*.arrow"))  # the caches went to the user cache instead
 
 
-def test_unwritable_cache_means_no_cache(smoke_zoo, tmp_path, monkeypatch):
+def test_unwritable_cache_means_no_cache(smoke_zoo, tmp_path, zoo_settings):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(blocker))
+    zoo_settings(cache_dir=blocker)
     folder = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, folder)
     before = _tree(folder)

@@ -11,8 +11,7 @@ import torch
 from conftest import build_release
 from typer.testing import CliRunner
 
-import zoo.build as build_mod
-from zoo import load_zoo, store
+from zoo import faults, load_zoo, store
 from zoo.build import Build, plan_build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, ZooError
@@ -75,24 +74,20 @@ def test_snapshot_release(snap_zoo, monkeypatch):
                                             "snapshots/nopost/nopost-d040-000.parquet"}
 
 
-def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path, monkeypatch):
+def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path):
     """Killed (here: an exception) after its first chunk, the build resumes from the chunk's saved snapshots."""
     plan = plan_build("smoke", snapshots="log", epochs=EPOCHS)
     b = Build(tmp_path / "zoo", plan)
-    real = build_mod.fault_point
 
-    def boom(name):
-        if name == "chunk-written":
+    def boom(point, before_kill=None):
+        if point == "chunk-written":
             raise RuntimeError("killed")
-        real(name)
 
-    monkeypatch.setattr(build_mod, "fault_point", boom)
-    with pytest.raises(RuntimeError, match="killed"):
+    with faults.installed(boom), pytest.raises(RuntimeError, match="killed"):
         run_local(b, plan.shards[:1], batch_size=2)
     work = tmp_path / "zoo" / ".build" / "work" / plan.shards[0].shard_id
     assert (work / "chunk-00000.snapshots").exists()
     assert json.loads((work / "chunk-00000.json").read_text())["snapshots"]["epochs"][0] == log_epochs(EPOCHS)
-    monkeypatch.setattr(build_mod, "fault_point", real)
     run_local(b, plan.shards, batch_size=2)
     b.package()
     for rel in ("snapshots/nopost/nopost-d000-000.safetensors", "snapshots/nopost/nopost-d040-000.safetensors"):

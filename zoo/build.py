@@ -18,10 +18,8 @@ packaging only merges the metadata parts and writes the card, ``zoo.json`` and t
 Every file is written atomically (temp name + rename) and the done marker last, so a process killed at any
 point leaves either a finished shard or one that a re-run finishes; see docs/scale-out.md.
 
-Fault injection (tests, :mod:`zoo.faults`): ``ZOO_FAULT_POINT=<point>:<n>`` SIGKILLs the process the ``n``-th
-time it reaches ``<point>`` (one of :data:`FAULT_POINTS`, or a point inside every atomic write:
-:data:`zoo.faults.WRITE_POINTS`); with ``ZOO_FAULT_ONCE=<file>`` only the first process that gets there dies
-(it creates the file), so a retried or resumed run goes through.
+Fault points (crash tests, :mod:`zoo.faults`): the named steps :data:`zoo.faults.BUILD_POINTS` and the
+points inside every atomic write.
 """
 
 from __future__ import annotations
@@ -39,11 +37,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import claims, faults, grids, labels, layout, provenance, release, store
+from . import claims, grids, labels, layout, provenance, release, store
 from .config import NetConfig
 from .errors import BuildLockedError, MissingShardsError, ZooError
+from .faults import BUILD_POINTS as FAULT_POINTS  # noqa: F401 - re-exported
+from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
-from .manifest import atomic_write_text, sha256_file
+from .manifest import atomic_write_text, file_matches, sha256_file
 from .metadata import label_frame, metadata_rows  # noqa: F401 - re-exported
 from .model import PARAM_NAMES
 from .plan import BuildPlan, format_bytes, free_bytes, plan_build, plan_from_dict, plan_summary  # noqa: F401
@@ -51,17 +51,6 @@ from .release import relabel_release  # noqa: F401 - re-exported
 from .train import CURVES, resolve_device, train_networks
 from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
-
-#: named points where ``ZOO_FAULT_POINT`` can kill the process (tests of crash safety)
-FAULT_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "shard-weights", "shard-part",
-                "shard-done", "package")
-
-
-
-# ---------------------------------------------------------------- fault injection (tests)
-def fault_point(name: str) -> None:
-    """SIGKILL this process if ``ZOO_FAULT_POINT=<name>:<n>`` and this is the n-th time here (see module doc)."""
-    faults.fault_point(name)
 
 
 # ---------------------------------------------------------------- the build folder
@@ -128,7 +117,7 @@ class Build:
             p = self.out / rel
             if not p.exists():
                 return f"{rel} is missing"
-            if sha256_file(p) != digest:
+            if not file_matches(p, digest):
                 return f"{rel} does not match its checksum (corrupt or truncated)"
         return None
 
@@ -262,7 +251,7 @@ class Build:
                 for kind, f in (("weights", wf), ("curves", cf)):
                     if not f.exists():
                         raise ValueError(f"{f.name} is missing")
-                    if sha256_file(f) != meta["sha256"][kind]:
+                    if not file_matches(f, meta["sha256"][kind]):
                         raise ValueError(f"{f.name} does not match its checksum")
                 if not set(meta["net_ids"]) <= ids or store.read_weight_ids(wf) != meta["net_ids"]:
                     raise ValueError("it holds networks of another shard")
@@ -475,7 +464,7 @@ def _read_chunk_snapshots(meta_file: Path, meta: dict) -> list[dict[int, dict[st
     f = meta_file.with_suffix(".snapshots")
     if not info or not f.exists():
         raise ValueError(f"{f.name} is missing (the build stores snapshots)")
-    if sha256_file(f) != info["sha256"]:
+    if not file_matches(f, info["sha256"]):
         raise ValueError(f"{f.name} does not match its checksum")
     w = store.read_weights(f)
     out, i = [], 0

@@ -15,6 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from .settings import Settings
+from .settings import current as current_settings
+
 APP_NAME = "rnn-stm-zoo"
 
 
@@ -27,10 +30,10 @@ def platform_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def cache_root() -> Path:
-    """``$ZOO_CACHE_DIR``, else ``<platform cache dir>/rnn-stm-zoo``."""
-    env = os.environ.get("ZOO_CACHE_DIR")
-    return Path(env).expanduser() if env else platform_cache_dir() / APP_NAME
+def cache_root(settings: Settings | None = None) -> Path:
+    """``$ZOO_CACHE_DIR`` (:mod:`zoo.settings`), else ``<platform cache dir>/rnn-stm-zoo``."""
+    configured = (settings or current_settings()).cache_dir
+    return configured if configured is not None else platform_cache_dir() / APP_NAME
 
 
 def release_key(manifest_text: str | bytes) -> str:

@@ -15,16 +15,13 @@ import time
 from pathlib import Path
 
 from .manifest import file_mode
+from .settings import Settings
+from .settings import current as current_settings
 
-#: a claim whose heartbeat is older than this (seconds) is stale on any host; env ``ZOO_CLAIM_TTL_S``
-CLAIM_TTL_S = 600.0
 
-
-def claim_ttl() -> float:
-    try:
-        return float(os.environ.get("ZOO_CLAIM_TTL_S", CLAIM_TTL_S))
-    except ValueError:
-        return CLAIM_TTL_S
+def claim_ttl(settings: Settings | None = None) -> float:
+    """Seconds after which a claim's heartbeat is stale on any host (``ZOO_CLAIM_TTL_S``, default 600)."""
+    return (settings or current_settings()).claim_ttl_s
 
 
 def create_exclusive(path: Path, text: str) -> bool:

@@ -1,8 +1,14 @@
-"""Fault injection for the crash tests: ``ZOO_FAULT_POINT=<point>:<n>`` SIGKILLs the process the ``n``-th time
-it reaches ``<point>``; with ``ZOO_FAULT_ONCE=<file>`` only the first process that gets there dies (it creates
-the file), so a retried or resumed run goes through.
+"""Fault injection for the crash tests, behind one small interface: production code only marks its named
+points (:func:`fault_point`), which do nothing unless a test installed an injector.
 
-Points: the build's named steps (:data:`zoo.build.FAULT_POINTS`) and, inside every atomic write
+- In the test's own process: ``with faults.installed(injector): ...``, where an injector is any callable
+  ``injector(point, before_kill)`` (e.g. one that raises at a point, or :class:`KillAt`).
+- In a child process (``zoo build`` run by a test, Ray workers): ``ZOO_FAULT_POINT=<point>:<n>`` installs
+  :class:`KillAt`, which SIGKILLs the process the ``n``-th time it reaches ``<point>``; with
+  ``ZOO_FAULT_ONCE=<file>`` only the first process that gets there dies (it creates the file), so a retried or
+  resumed run goes through. Both are read once, with the other settings (:mod:`zoo.settings`).
+
+Points: the build's named steps (:data:`BUILD_POINTS`) and, inside every atomic write
 (:func:`zoo.manifest.atomic_path`), :data:`WRITE_POINTS`: ``write-partial`` (the temp file cut to half its
 length, as if the process died while writing it), ``write-rename`` (temp file complete and synced, not yet
 renamed into place).
@@ -10,37 +16,87 @@ renamed into place).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 
+from . import settings as _settings
+
+#: named steps of a build (:mod:`zoo.build`) where a fault can be injected
+BUILD_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "shard-weights", "shard-part",
+                "shard-done", "package")
+#: points inside every atomic write
 WRITE_POINTS = ("write-partial", "write-rename")
-_counts: dict[str, int] = {}
+POINTS = BUILD_POINTS + WRITE_POINTS
+
+Injector = Callable[[str, "Callable[[], None] | None"], None]
 
 
-def armed(name: str) -> bool:
-    """True if ``ZOO_FAULT_POINT`` names ``name`` (cheap check before preparing a fault)."""
-    spec = os.environ.get("ZOO_FAULT_POINT")
-    return bool(spec) and spec.partition(":")[0].strip() == name
+class KillAt:
+    """SIGKILL this process the ``n``-th time it reaches ``point``; with ``once_file``, only if it is the first
+    process to create that file. ``before_kill()`` (given by the point) runs just before the kill."""
 
+    def __init__(self, point: str, n: int = 1, once_file: str | None = None):
+        if point not in POINTS:
+            from .errors import InvalidChoiceError
 
-def fault_point(name: str, before_kill=None) -> None:
-    """SIGKILL this process if ``ZOO_FAULT_POINT=<name>:<n>`` and this is the n-th time here.
-    ``before_kill()`` runs just before the kill (e.g. to leave a half-written file)."""
-    if not armed(name):
-        return
-    n = os.environ["ZOO_FAULT_POINT"].partition(":")[2]
-    _counts[name] = count = _counts.get(name, 0) + 1
-    if count != int(n or 1):
-        return
-    once = os.environ.get("ZOO_FAULT_ONCE")
-    if once:
-        try:
-            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
+            raise InvalidChoiceError("fault point", point, POINTS)
+        self.point, self.n, self.once_file, self.count = point, n, once_file, 0
+
+    @classmethod
+    def from_spec(cls, spec: str, once_file: str | None = None) -> KillAt:
+        """From ``ZOO_FAULT_POINT``'s ``<point>[:<n>]``."""
+        point, _, n = spec.partition(":")
+        return cls(point.strip(), int(n or 1), once_file)
+
+    def __call__(self, point: str, before_kill: Callable[[], None] | None = None) -> None:
+        if point != self.point:
             return
-    if before_kill is not None:
-        before_kill()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+        self.count += 1
+        if self.count != self.n:
+            return
+        if self.once_file:
+            try:
+                os.close(os.open(self.once_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                return
+        if before_kill is not None:
+            before_kill()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_injector: Injector | None = None
+_settings_read = False
+
+
+def _active() -> Injector | None:
+    global _injector, _settings_read
+    if not _settings_read:
+        _settings_read = True
+        s = _settings.current()
+        if s.fault_point and _injector is None:
+            _injector = KillAt.from_spec(s.fault_point, s.fault_once)
+    return _injector
+
+
+def fault_point(point: str, before_kill: Callable[[], None] | None = None) -> None:
+    """Mark a named point: a no-op unless an injector is installed (see the module doc)."""
+    injector = _active()
+    if injector is not None:
+        injector(point, before_kill)
+
+
+@contextlib.contextmanager
+def installed(injector: Injector) -> Iterator[Injector]:
+    """Run a ``with`` block with ``injector`` called at every fault point (tests)."""
+    global _injector
+    _active()
+    prev, _injector = _injector, injector
+    try:
+        yield injector
+    finally:
+        _injector = prev
