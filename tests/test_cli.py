@@ -16,7 +16,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch):
     """A wide console, so table cells (net ids) are not cut."""
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False, color_system=None))
+    monkeypatch.setattr(cli.report, "console", Console(width=250, force_terminal=False, color_system=None))
 
 
 def _invoke(*args):

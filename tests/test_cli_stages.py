@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 def test_train_label_package_equals_build(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr(cli, "console", Console(width=200, force_terminal=False, color_system=None))
+    monkeypatch.setattr(cli.report, "console", Console(width=200, force_terminal=False, color_system=None))
     whole, staged = tmp_path / "whole", tmp_path / "staged"
     res = runner.invoke(app, ["build", *ARGS, "--out", str(whole)])
     assert res.exit_code == 0, res.output

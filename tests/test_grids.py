@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from zoo import grids
+from zoo import families, grids, preset_files
 from zoo.config import NetConfig
 from zoo.errors import InvalidChoiceError
 from zoo.grids import FAMILIES, FamilyGrid, family_grid, grid_summary, load_preset, make_grid, shards
@@ -68,7 +68,7 @@ def test_paper_expansion_fast_path(monkeypatch):
         return min(times), grid
 
     fast_s, fast = best_of_3()
-    monkeypatch.setattr(grids, "_FAST_CONFIGS", False)
+    monkeypatch.setattr(families, "_FAST_CONFIGS", False)
     slow_s, slow = best_of_3()
     assert fast == slow and [c.net_id for c in fast[::997]] == [c.net_id for c in slow[::997]]
     assert fast_s < slow_s, (fast_s, slow_s)
@@ -316,15 +316,15 @@ def test_family_grid_validation():
 @pytest.fixture
 def extra_presets(monkeypatch):
     """Make extra (parsed-TOML) presets visible to load_preset/make_grid for one test."""
-    raw = dict(grids._raw_presets())
+    raw = dict(preset_files._raw_presets())
 
     def add(name, doc):
         raw[name] = doc
-        monkeypatch.setattr(grids, "_raw_presets", lambda: raw)  # PRESETS follows: read on use
-        grids._load_preset.cache_clear()
+        monkeypatch.setattr(preset_files, "_raw_presets", lambda: raw)  # PRESETS follows: read on use
+        preset_files._load_preset.cache_clear()
 
     yield add
-    grids._load_preset.cache_clear()
+    preset_files._load_preset.cache_clear()
 
 
 def _doc(*blocks, **top):

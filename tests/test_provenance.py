@@ -35,7 +35,7 @@ def test_zoo_json_records_the_build(smoke_zoo):
 
 
 def test_info_shows_the_provenance(smoke_zoo, monkeypatch):
-    monkeypatch.setattr(cli, "console", Console(width=100, force_terminal=False, color_system=None))
+    monkeypatch.setattr(cli.report, "console", Console(width=100, force_terminal=False, color_system=None))
     res = runner.invoke(app, ["info", str(smoke_zoo)])
     assert res.exit_code == 0, res.output
     assert "packaged with: rnn-stm-zoo" in res.output and "trained: 2 shard(s) on cpu" in res.output
@@ -58,7 +58,7 @@ def test_verify_expectation_from_provenance(smoke_zoo):
 
 @pytest.mark.slow
 def test_verify_states_the_expectation_first(smoke_zoo, monkeypatch):
-    monkeypatch.setattr(cli, "console", Console(width=120, force_terminal=False, color_system=None))
+    monkeypatch.setattr(cli.report, "console", Console(width=120, force_terminal=False, color_system=None))
     res = runner.invoke(app, ["verify", str(smoke_zoo), "--sample", "1"])
     assert res.output.startswith("expected here: "), res.output
 
@@ -73,7 +73,7 @@ def test_import_report_prints_full_paths_at_80_columns(tmp_path, monkeypatch):
                   cls=2, psd=0.7)
     for seed in (1, 2, 3):  # siblings that differ only at the end of a long name
         tr._write_net(root, lr, repr(0.02), seed, curves=tr._curves("none", 1000, seed), cls=0)  # no weights
-    monkeypatch.setattr(cli, "console", Console(width=80, force_terminal=False, color_system=None))
+    monkeypatch.setattr(cli.report, "console", Console(width=80, force_terminal=False, color_system=None))
     res = runner.invoke(app, ["import-reference", str(root), "--family", "nopost", "--out", str(tmp_path / "z"),
                               "--no-label"])
     assert res.exit_code == 0, res.output

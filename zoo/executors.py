@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from .build import Build
 from .claims import claim_ttl
 from .errors import ZooError
-from .grids import Shard
+from .sharding import Shard
 from .train import parse_device, resolve_device
 
 EXECUTORS = ("local", "ray")

@@ -282,7 +282,7 @@ def simulate_example(net, extend: int = 9) -> dict[str, np.ndarray]:
     noise on, from its reproducible stream (as the labels): time_ms (L,), outputs (L, 2, 2), rates (L, 2, N)."""
     import torch
 
-    from .analysis.dynamics import torch_threads
+    from .analysis.diagnostics_config import torch_threads
     from .simulate import extended_inputs
 
     task = net.task

@@ -6,35 +6,29 @@
   with confidence intervals.
 - :mod:`zoo.analysis.paper`: the authors' own figure procedures (``method="paper"``), for their numbers.
 - :mod:`zoo.analysis.theory`: the paper's critical-learning-rate curves and ms <-> step conversions.
-- :mod:`zoo.analysis.dynamics`: fixed/slow points, Jacobian spectra, limit cycles, ``dyn_mechanism``,
-  per-network diagnostics tables stored as ``diagnostics/networks.parquet``.
+- :mod:`zoo.analysis.dynamics`: the dynamics diagnostics per network (``dyn_state``, ``dyn_mechanism``),
+  their table stored as ``diagnostics/networks.parquet`` and its comparison with the reference labels;
+  built on :mod:`zoo.analysis.fixed_points` (fixed/slow points, Jacobian spectra),
+  :mod:`zoo.analysis.limit_cycles` (autonomous trajectories, limit cycles) and
+  :mod:`zoo.analysis.diagnostics_config` (the settings).
 """
 
+from .diagnostics_config import DEFAULT_CONFIG, DiagnosticsConfig, torch_threads, with_config
 from .dynamics import (
-    DEFAULT_CONFIG,
     DIAGNOSTICS_VERSION,
     DYN_MECHANISM,
-    DYN_STATES,
     SUMMARY_COLUMNS,
-    DiagnosticsConfig,
-    FixedPoints,
     NetworkDiagnosis,
-    analyse_tail,
-    autonomous_trajectories,
     diagnose_network,
     diagnose_stacked,
     diagnose_zoo,
-    find_fixed_points,
-    jacobian,
     mechanism_agreement,
     mechanism_confusion,
     read_diagnostics,
-    speed,
-    step_map,
-    torch_threads,
-    with_config,
     write_diagnostics,
 )
+from .fixed_points import FixedPoints, find_fixed_points, jacobian, speed, step_map
+from .limit_cycles import DYN_STATES, analyse_tail, autonomous_trajectories
 from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
 from .phases import (
     METHODS,

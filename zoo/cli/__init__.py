@@ -1,0 +1,57 @@
+"""The ``zoo`` command line: thin commands over the library functions users call from Python.
+
+This module creates the typer ``app`` and registers the commands, in the order ``zoo --help`` lists them;
+the commands live by group in :mod:`zoo.cli.build_commands` (plan, build, train, label, package, presets,
+import-reference, kernels), :mod:`zoo.cli.read_commands` (info, ls, figures, diagnose, verify) and
+:mod:`zoo.cli.hub_commands` (push, pull), their shared options in :mod:`zoo.cli.options` and the way they
+report (consoles, one-line errors, tables) in :mod:`zoo.cli.report`, whose ``console`` every command prints
+with.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..version import __version__
+from . import build_commands, hub_commands, read_commands, report
+from .report import outcome_table, print_outcomes
+
+__all__ = ["app", "main", "outcome_table", "print_outcomes", "run"]
+
+app = typer.Typer(help="Build, package, publish and load the RNN short-term-memory model zoo.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _version(value: bool):
+    if value:
+        report.console.print(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False):
+    """rnn-stm-zoo command line."""
+
+
+app.command()(build_commands.build)
+app.command()(build_commands.train)
+app.command()(build_commands.label)
+app.command()(build_commands.package)
+app.command(name="plan")(build_commands.plan_)
+app.command()(read_commands.verify)
+app.command()(read_commands.info)
+app.command(name="ls")(read_commands.ls_)
+app.command()(build_commands.presets)
+app.command(name="import-reference")(build_commands.import_reference_)
+app.command()(hub_commands.push)
+app.command()(hub_commands.pull)
+app.command()(read_commands.figures)
+app.command()(build_commands.kernels)
+app.command()(build_commands.settings)
+app.command()(read_commands.diagnose)
+
+
+def run():  # pragma: no cover - console entry point for `python -m zoo`
+    app(prog_name="zoo")

@@ -1,0 +1,257 @@
+"""The ``zoo`` commands that make a zoo: ``plan``, ``build``, ``train``, ``label``, ``package``, ``presets``,
+``import-reference`` and ``kernels``, each a thin call of the library functions users call from Python
+(:mod:`zoo.plan`, :mod:`zoo.build`, :mod:`zoo.executors`, :mod:`zoo.release`, :mod:`zoo.grids`,
+:mod:`zoo.reference`, :mod:`zoo.kernels`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import ZooError, check_choice
+from . import report
+from .options import BatchSize, Delay, Device, Epochs, Family, Lr, OutFormat, Preset, Seeds, Snapshots
+
+
+def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None, snapshots=None):
+    from ..plan import plan_build
+
+    return plan_build(preset, family=family, lrs=lr or None, delays=delay or None, seeds=seeds, epochs=epochs,
+                      shard_size=shard_size, snapshots=snapshots)
+
+
+def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool):
+    from ..build import Build
+    from ..plan import format_bytes, free_bytes
+
+    b = Build(out, plan)
+    shards = plan.select(shard)
+    est = plan.estimate_bytes()
+    total_nets = sum(len(s) for s in shards)
+    where = device
+    if executor == "local":  # which kernels train here (the Triton kernels are checked now, on a GPU)
+        import torch
+
+        from .. import kernels
+        from ..train import resolve_device
+
+        where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
+    report.console.print(f"[bold]{plan.describe()}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "
+                         f"running {len(shards)} shard(s) ({total_nets} networks) on {where} with executor {executor}. "
+                         f"Estimated release size: {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, "
+                         f"curves {format_bytes(est['curves'])} before compression).")
+    for rule in plan.epoch_rules():
+        report.console.print(f"  {rule}")
+    if free_bytes(out) < est["total"]:
+        report.console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
+    total_epochs = sum(c.epochs for s in shards for c in s.configs)
+    check_choice("executor", executor, ("local", "ray"))
+    with report.training_progress() as prog:
+        task = prog.add_task("training", total=total_epochs, nets=f"0/{total_nets}")
+        done_nets = [0]
+
+        def on_shard(s, state):
+            done_nets[0] += len(s)
+            if state == "done":
+                prog.advance(task, sum(c.epochs for c in s.configs))
+            prog.update(task, nets=f"{done_nets[0]}/{total_nets}")
+
+        def progress(n):
+            prog.advance(task, n)
+
+        if executor == "ray":
+            from ..executors import run_ray
+
+            states = run_ray(b, shards, device=device, batch_size=batch_size, address=address, label=label,
+                             progress=progress, on_shard=on_shard)
+        else:
+            from ..executors import run_local
+
+            states = run_local(b, shards, device=device, batch_size=batch_size, label=label, progress=progress,
+                               on_shard=on_shard)
+    locked = [k for k, v in states.items() if v == "locked"]
+    if locked:
+        report.console.print(f"[yellow]{len(locked)} shard(s) are being built by another worker:[/] {', '.join(locked[:10])}")
+    return b
+
+
+@report.friendly
+def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+          epochs: Epochs = None, out: Annotated[Path, typer.Option(help="release folder")] = Path("zoo-release"),
+          device: Device = "cpu", batch_size: BatchSize = None,
+          shard: Annotated[str | None, typer.Option(help="only shard I/N (or a shard id); packaging is left to `zoo package`")] = None,
+          executor: Annotated[str, typer.Option(help="local or ray")] = "local",
+          address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray)")] = None,
+          shard_size: Annotated[int | None, typer.Option(help="networks per shard (default: the preset's)")] = None,
+          snapshots: Snapshots = None):
+    """Train -> label -> package a zoo (resumable: re-run the same command to finish an interrupted build)."""
+    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
+    b = _train(out, plan, shard, device, batch_size, executor, address, label=True)
+    if shard is not None:
+        report.console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
+        return
+    df = b.package()
+    report.print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
+    report.console.print(f"release written to [bold]{out}[/]")
+
+
+@report.friendly
+def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+          epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
+          batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
+          executor: Annotated[str, typer.Option()] = "local", address: Annotated[str | None, typer.Option()] = None,
+          shard_size: Annotated[int | None, typer.Option()] = None, snapshots: Snapshots = None):
+    """Train shards only (no labels); then `zoo label` and `zoo package`."""
+    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
+    _train(out, plan, shard, device, batch_size, executor, address, label=False)
+
+
+@report.friendly
+def label(source: Annotated[Path, typer.Argument(help="a build folder or a packaged release")],
+          device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
+    """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
+    from ..build import Build
+    from ..layout import STATE_DIR
+    from ..release import relabel_release
+    from ..store import METADATA_PATH
+
+    if (source / STATE_DIR / "plan.json").exists() and not (source / METADATA_PATH).exists():
+        n = Build(source).label_shards(device, force=force)
+        report.console.print(f"labelled {n} shard(s)")
+    elif (source / METADATA_PATH).exists():
+        df = relabel_release(source, device)
+        report.print_outcomes(df, f"relabelled {len(df)} networks")
+    else:
+        raise ZooError(f"{source} is neither a build folder nor a zoo release")
+
+
+@report.friendly
+def package(out: Annotated[Path, typer.Argument(help="the build folder")],
+            partial: Annotated[bool, typer.Option(help="package even if some shards are missing")] = False):
+    """Merge finished shards into the release (metadata, dataset card, manifest)."""
+    from ..build import Build
+
+    df = Build(out).package(partial=partial)
+    report.print_outcomes(df, f"{len(df)} networks packaged")
+
+
+
+@report.friendly
+def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
+          epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
+          out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False,
+          snapshots: Snapshots = None):
+    """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
+    import json
+
+    from ..plan import format_bytes, plan_summary
+
+    s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots), out)
+    if as_json:
+        print(json.dumps(s, indent=1))
+        return
+    est = s["estimate_bytes"]
+    report.console.print(f"[bold]{s['built_from']}[/]: {s['n_shards']} shards of up to {s['shard_size']} "
+                         f"networks, {s['n_networks']} networks, {s['network_epochs']:,} network-epochs; estimated release "
+                         f"size {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, curves "
+                         f"{format_bytes(est['curves'])} before compression"
+                         + (f", snapshots {format_bytes(est['snapshots'])}" if "snapshots" in est else "") + ")"
+                         + (f"; free at {out}: {format_bytes(s['free_bytes'])}" if out is not None else ""))
+    for rule in s["epoch_rules"]:
+        report.console.print(f"  {rule}")
+
+
+@report.friendly
+def presets():
+    """List the sweep presets."""
+    from ..grids import grid_summary, list_presets, load_preset
+
+    t = Table(title="presets")
+    for c in ("name", "networks", "network-epochs", "description"):
+        t.add_column(c)
+    for name in list_presets():
+        p = load_preset(name)
+        s = grid_summary(p.configs())
+        t.add_row(name, str(s["networks"]), f"{s['network_epochs']:.3g}", p.description)
+    report.console.print(t)
+
+
+@report.friendly
+def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' results folder (lr*_delay_*/process_*/), or its parent")],
+                      family: Annotated[str, typer.Option(help="the family these networks belong to")],
+                      out: Annotated[Path, typer.Option(help="new release folder")],
+                      label: Annotated[bool, typer.Option(help="recompute our labels (simulates learned networks)")] = True,
+                      device: Device = "cpu",
+                      show: Annotated[int, typer.Option(help="problems to print (0 = all)")] = 50):
+    """Import the authors' original per-network files into a release (their label kept as reference_outcome)."""
+    from ..reference import import_reference
+
+    rep = import_reference(src, family, out, label=label, device=device,
+                           progress=lambda sid, n: report.console.print(f"  {sid}: {n} networks"))
+    report.console.print(rep.summary(), soft_wrap=True)
+    if rep.problems:  # one block per problem, the folder's full relative path on its own line (never cut)
+        shown = rep.problems if show == 0 else rep.problems[:show]
+        report.console.print(f"[bold]{len(rep.problems)} problem(s)[/] (all in {out}/zoo.json import_problems):",
+                             soft_wrap=True)
+        for p in shown:
+            report.console.print(escape(p["folder"]), soft_wrap=True, highlight=False)
+            report.console.print(f"    problem: {escape(p['problem'])}", soft_wrap=True, highlight=False)
+            report.console.print(f"    action:  {escape(p['action'])}", soft_wrap=True, highlight=False)
+    report.console.print(f"reference labels: {rep.reference_outcomes}; ours: {rep.outcomes}")
+
+
+@report.friendly
+def kernels(device: Device = "cpu",
+            require_c: Annotated[bool, typer.Option("--require-c", help="exit 2 if the C kernels cannot be built")] = False,
+            as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
+    """Build the C training kernels now (builders only; reading a zoo needs no compiler) and report which
+    backend trains on DEVICE, with its compiler, matrix products and cache folder."""
+    import json
+
+    from ..kernels import kernels_report
+    from ..train import resolve_device
+
+    rep = kernels_report(resolve_device(device))
+    if as_json:
+        print(json.dumps(rep, indent=1, default=str))
+    else:
+        c = rep["c"]
+        report.console.print(f"training on {rep['device']}: [bold]{rep['backend']}[/] kernels (requested: {rep['requested']})",
+                             highlight=False)
+        if c["available"]:
+            report.console.print(f"C kernels: {c['path']}\n  compiler: {c['compiler']}; OpenMP: {c['openmp']}; matrix "
+                                 f"products: {c['gemm']}", highlight=False)
+        else:
+            report.console.print(f"[yellow]{escape(rep['advice'])}[/]", highlight=False)
+        if "triton" in rep:
+            report.console.print(f"Triton: {rep['triton']}", highlight=False)
+    if require_c and not rep["c"]["available"]:
+        raise typer.Exit(2)
+
+
+@report.friendly
+def settings(fmt: OutFormat = "table"):
+    """The package's settings (every ZOO_* environment variable): value, default, where it came from."""
+    import pandas as pd
+
+    from .. import settings as zoo_settings
+
+    check_choice("format", fmt, ("table", "csv", "json"))
+    rows = zoo_settings.describe()
+    if fmt != "table":
+        report.emit(pd.DataFrame(rows).astype({"value": str, "default": str}), fmt)
+        return
+    t = Table(title="zoo settings (read once from the environment; `zoo.settings`)")
+    for col in ("variable", "value", "from", "what"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        value = "-" if r["value"] is None else str(r["value"])
+        t.add_row(r["env"], f"[bold]{escape(value)}[/]" if r["source"] == "env" else escape(value), r["source"],
+                  r["help"])
+    report.console.print(t)
+

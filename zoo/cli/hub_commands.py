@@ -1,0 +1,76 @@
+"""The ``zoo`` commands that talk to the Hugging Face Hub: ``push`` and ``pull``, thin calls of
+:func:`zoo.hub.push` and :func:`zoo.hub.pull`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import layout
+from ..errors import ZooError
+from . import report
+from .options import Delay, Family, Lr
+
+
+@report.friendly
+def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
+         repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
+         revision: Annotated[str | None, typer.Option(help="tag the upload (e.g. v1.0)")] = None,
+         private: Annotated[bool, typer.Option(help="create the dataset private")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False):
+    """Upload a release folder to a Hub dataset (manifest verified first)."""
+    from .. import hub
+    from ..plan import format_bytes
+
+    files = hub.push(folder, repo, revision=revision, private=private, dry_run=dry_run)
+    total = sum((folder / f).stat().st_size for f in files)
+    if dry_run:
+        for f in files:
+            report.console.print(f"{(folder / f).stat().st_size:>14,d}  {f}", highlight=False)
+        report.console.print(f"dry run: {len(files)} files, {format_bytes(total)} ({total:,d} bytes) would be uploaded "
+                             f"to {repo}" + (f" and tagged {revision}" if revision else ""))
+    else:
+        report.console.print(f"uploaded {len(files)} files ({format_bytes(total)}) to {repo}"
+                             + (f", tagged {revision}" if revision else ""))
+
+
+@report.friendly
+def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")], family: Family = None,
+         delay: Delay = None, lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
+         outcome: Annotated[str | None, typer.Option()] = None,
+         seed: Annotated[list[int] | None, typer.Option()] = None,
+         out: Annotated[Path | None, typer.Option(help="write a (partial) release folder here")] = None,
+         revision: Annotated[str | None, typer.Option(help="tag, branch or commit")] = None,
+         snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False):
+    """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
+    from .. import hub
+    from ..api import select
+    from ..plan import format_bytes
+
+    rid, _ = hub.parse_repo_id(repo)
+    blobs = hub.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"
+    before = {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
+    src = hub.HubSource(repo, revision)
+    meta = src.read_metadata()
+    filters = dict(family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
+                   seed=seed or None)
+    ids = None
+    if any(v is not None for v in filters.values()):
+        ids = list(select(meta, **filters)["net_id"])
+        if not ids:
+            raise ZooError(f"no network of {src.label} matches the filters")
+    manifest = src.read_manifest()
+    files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
+                   + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [layout.MANIFEST_PATH]
+    path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots)
+    sizes = {f: (src.root / f).stat().st_size for f in files}
+    new = [f for f in files if (src.root / f).resolve().name not in before]
+    n_sel = len(ids) if ids is not None else len(meta)
+    report.console.print(f"{src.label} (commit {src.commit[:12]}): {n_sel} of {len(meta)} networks, {len(files)} files, "
+                         f"{format_bytes(sum(sizes.values()))}; downloaded now: {len(new)} files, "
+                         f"{format_bytes(sum(sizes.get(f, 0) for f in new))}")
+    for f in files:
+        report.console.print(f"{sizes.get(f, 0):>14,d}  {f}" + ("" if f in new else "  (cached)"), highlight=False)
+    report.console.print(f"{'release folder' if out else 'cache snapshot'}: {path}")
