@@ -11,8 +11,8 @@ default ``./gpu_results.json``), in this order (the file is rewritten after ever
    the GPU vs the CPU trainer (max weight and loss differences) and batch invariance on the GPU (a network in a
    batch of 2 vs 64); with ``--compile`` (or ``--kernels compile``) and at least ``--compile-min-s`` of the
    budget left, the ``torch.compile`` kernels (their warm-up = compile time) against eager;
-1b. the Triton launch options of ``zoo.kernels_triton.LAUNCH_OPTIONS`` (those that compile within an H200's
-   limits, in order of expected speed; with ``--sweep-from``, only those that passed ``gpu_check.py``), each
+1b. the Triton launch options of ``zoo.kernels.triton_kernels.LAUNCH_OPTIONS`` (those that compile within an
+   H200's limits, in order of expected speed; with ``--sweep-from``, only those that passed ``gpu_check.py``), each
    checked, then timed on the forward + backward kernels alone
    (``--sweep-k`` networks, T = 56) next to the eager torch kernels; the fastest is used from then on. The
    measurements use ``triton`` if it passed its checks, else ``compile`` if it matches eager (max weight
@@ -176,7 +176,8 @@ def triton_sweep(args, left) -> list[dict]:
         eager_s = kernel_epoch_s(K, T, reps)
     rows.append({"backend": "torch", "epoch_s": eager_s, "K": K, "T": T})
     log(f"  sweep: eager torch kernels {eager_s * 1e3:.1f} ms per epoch of {K} networks (T = {T})")
-    from zoo import kernels_triton as kt
+    from zoo import settings
+    from zoo.kernels import triton_kernels as kt
 
     # the launch options that compile within an H200's limits (tests/test_triton_compile.py), in order of
     # expected speed; with --sweep-from, only those that passed gpu_check.py's check on this machine
@@ -200,6 +201,7 @@ def triton_sweep(args, left) -> list[dict]:
                 break
             env = kt.option_env(option)
             os.environ.update(env)
+            settings.reload()  # the kernels read the settings, not the environment
             row = {"backend": "triton", "env": env, "K": K, "T": T}
             try:
                 t = time.perf_counter()
@@ -222,6 +224,7 @@ def triton_sweep(args, left) -> list[dict]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        settings.reload()
     return rows
 
 

@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python benchmarks/gpu_check.py --json check.json [--option I ...] [--tf32] [--dry-run-cpu]
 
-Runs ``zoo.kernels.triton_check`` for the given launch options of ``zoo.kernels_triton.LAUNCH_OPTIONS``
-(default: the one the environment selects, i.e. the trainer's default) and, with ``--tf32``, for the TF32
+Runs ``zoo.kernels.triton_check`` for the given launch options of
+``zoo.kernels.triton_kernels.LAUNCH_OPTIONS`` (default: the one the environment selects, i.e. the trainer's default) and, with ``--tf32``, for the TF32
 variant of the first one, which the trainer runs with ``train_networks(tf32=True)``. The JSON is rewritten atomically before and after each check, so a process
 killed by an illegal memory access (which poisons the CUDA context) or a time-out leaves which check it was
 in (``running``). Exit status 0 if every check passed, 1 if one failed, 2 if CUDA is missing.
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     import torch
 
-    from zoo import kernels
+    from zoo import kernels, settings
 
     res: dict = {"env": {"python": platform.python_version(), "torch": torch.__version__,
                          "cuda_available": torch.cuda.is_available()}, "checks": []}
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         import triton
 
         res["env"]["triton"] = triton.__version__
-        from zoo import kernels_triton as kt
+        from zoo.kernels import triton_kernels as kt
     except Exception as exc:  # noqa: BLE001
         res["error"] = f"Triton unavailable: {type(exc).__name__}: {exc}"
         write_json(args.json, res)
@@ -74,6 +74,7 @@ def main(argv=None) -> int:
         res["running"] = row
         write_json(args.json, res)
         os.environ.update(row["env"])
+        settings.reload()  # the kernels read the settings, not the environment
         t = time.perf_counter()
         try:
             row["check"] = kernels.triton_check(dev, tf32=tf32) or "ok"

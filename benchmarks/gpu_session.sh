@@ -73,7 +73,7 @@ py -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version
 py -m pip install -q --no-deps --no-build-isolation $PIPDRY -e . 2>&1 | grep -v "as the 'root' user" | tail -1
 py -c "
 import importlib, zoo
-mods = ['zoo.cli', 'zoo.kernels', 'zoo.train', 'zoo.build', 'zoo.api', 'zoo.figures', 'zoo.kernels_triton']
+mods = ['zoo.cli', 'zoo.kernels', 'zoo.train', 'zoo.build', 'zoo.api', 'zoo.figures', 'zoo.kernels.triton_kernels']
 for m in mods:
     try:
         importlib.import_module(m)
@@ -91,7 +91,7 @@ fi
 
 if [ "${ZOO_TRITON:-1}" != 0 ]; then
   stamp "1b. every launch option's check, in parallel (compiles them into Triton's cache for the sweep)"
-  [ -z "$NOPT" ] && NOPT=$(py -c "from zoo import kernels_triton as k; print(*range(len(k.LAUNCH_OPTIONS)))")
+  [ -z "$NOPT" ] && NOPT=$(py -c "from zoo.kernels import triton_kernels as k; print(*range(len(k.LAUNCH_OPTIONS)))")
   CP=()
   for i in $NOPT; do
     timeout $(( $(left) > 2 * CHECK_T ? CHECK_T : 60 )) python3 benchmarks/gpu_check.py $CHECK --option "$i" \

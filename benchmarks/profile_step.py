@@ -153,7 +153,7 @@ def main(argv=None):
             for e in range(1, args.epochs + 1):
                 epoch_passes(c, e, tm0)
         finally:
-            lib.zoo_set_gemm(kernels._gemm_mode())
+            lib.zoo_set_gemm(kernels.c.gemm_mode())
         print("  split of the C passes (the same passes with matrix products that do nothing):")
         for name in ("forward pass", "backward pass"):
             other = tm0.cpu[name] / steps * 1e6

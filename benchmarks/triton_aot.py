@@ -2,10 +2,10 @@
 
     PYTHONPATH=. python benchmarks/triton_aot.py [--arch 90] [--json out.json] [--markdown]
 
-For every launch option of :data:`zoo.kernels_triton.LAUNCH_OPTIONS` (and the TF32 variant the trainer uses
-with ``train_networks(tf32=True)``) it compiles the forward and backward kernels for ``GPUTarget("cuda", arch,
-32)`` with the Triton installed in this interpreter (no torch needed: ``zoo.kernels_triton`` imports it lazily),
-and reports per kernel: shared memory per block (``metadata.shared``), registers per thread, stack frame and
+For every launch option of :data:`zoo.kernels.triton_kernels.LAUNCH_OPTIONS` (and the TF32 variant the trainer
+uses with ``train_networks(tf32=True)``) it compiles the forward and backward kernels for ``GPUTarget("cuda",
+arch, 32)`` with the Triton installed in this interpreter (no torch needed: ``zoo.kernels`` imports its
+modules lazily and ``zoo.kernels.triton_kernels`` does not need torch), and reports per kernel: shared memory per block (``metadata.shared``), registers per thread, stack frame and
 spills (``ptxas -v`` on the PTX, with the ptxas that the Triton wheel ships), the number of TF32 tensor-core
 instructions in the PTX (``mma``/``wgmma`` with ``.tf32`` operands) and the compile time. The specialisation
 mimics a launch of the benchmark's problem (128 trials of 100 units, T = 96, 16-byte aligned pointers).
@@ -41,7 +41,7 @@ import triton.language as tl  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zoo import kernels_triton as kt  # noqa: E402
+from zoo.kernels import triton_kernels as kt  # noqa: E402
 
 #: shared memory one block may use on sm_90 (H100, H200): 227 KiB
 SMEM_LIMIT = {90: 232448, 80: 166912, 89: 101376, 86: 101376}

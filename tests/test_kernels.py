@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from zoo import kernels, rng
+from zoo import kernels, rng, settings
 from zoo.config import NetConfig
+from zoo.kernels import c as kc
+from zoo.kernels import compiled
+from zoo.kernels.state import STATE
 from zoo.train import train_networks
 
 HAS_C = kernels.c_library() is not None
@@ -46,8 +49,67 @@ def test_counter_formula_is_rng_normal():
     keys = rng.keys_tensor([0, 5, 123456789])
     for epoch, slot in ((0, 0), (7, 33), (rng.ANALYSIS_EPOCH, 1000)):
         base = torch.tensor(rng.counter(epoch, slot))
-        got = kernels._normal_from_counter(keys, base, 600)
+        got = rng.normal_from_counter(keys, base, 600)
         assert torch.equal(got, rng.normal(keys, epoch, slot, (600,)))
+        assert torch.equal(rng.normal_from_counter(keys, rng.counter(epoch, slot), 600), got)  # int counter
+
+
+def test_compiled_formulas_are_the_torch_step():
+    """The formulas torch.compile fuses, run eagerly, give the torch backend's numbers (noise bitwise)."""
+    g = torch.Generator().manual_seed(3)
+    K, B, N = 2, 8, 10
+    pre, r = torch.randn(K, B, N, generator=g), torch.randn(K, B, N, generator=g).tanh()
+    keys = rng.keys_tensor([1, 2])
+    z0, r0, _ = _step("torch", pre, r, keys, 4, 9, 0.5, 0.25)
+    z1, r1 = torch.empty_like(pre), torch.empty_like(pre)
+    compiled.fwd_formula(pre.clone(), r, keys, compiled.counter_tensor(4, 9, "cpu"), 0.5, 0.25, z1, r1)
+    assert (z0 - z1).abs().max().item() < 1e-6 and (r0 - r1).abs().max().item() < 1e-6
+    init = torch.empty(K, B, N)
+    compiled.init_formula(keys, compiled.counter_tensor(4, 0, "cpu"), 0.1, init)
+    assert torch.equal(init, torch.tanh(0.1 * rng.normal(keys, 4, 0, (B, N))))
+
+
+def test_backend_state_and_settings():
+    """set_backend / use_backend live in the one state object; the kernels setting is read from the Settings
+    passed (or the process's), never from the environment."""
+    prev = STATE.override
+    with kernels.use_backend("torch"):
+        assert STATE.override == "torch" and kernels.requested_backend() == "torch"
+    assert STATE.override == prev
+    if prev is None:
+        with settings.override(kernels="torch"):
+            assert kernels.requested_backend() == "torch"
+            assert kernels.backend_for(torch.empty(1)) == "torch"
+        assert kernels.backend_for(torch.empty(1), settings.Settings(kernels="torch")) == "torch"
+        assert kernels.compile_info(settings.Settings(compile=False))["disabled"]
+
+
+def test_kernels_read_no_environment():
+    """Every ZOO_* value reaches zoo.kernels through zoo.settings (CC is the compiler's own variable), and the
+    noise formula through zoo.rng's public functions."""
+    for p in sorted((ROOT / "zoo" / "kernels").glob("*.py")):
+        text = p.read_text()
+        for needle in ("os.environ", "getenv"):
+            for line in (ln for ln in text.splitlines() if needle in ln):
+                assert 'os.environ.get("CC")' in line, f"{p.name}: {line.strip()}"
+    for p in sorted((ROOT / "zoo").rglob("*.py")):
+        assert p.name == "rng.py" or "rng._" not in p.read_text(), f"{p}: uses a private name of zoo.rng"
+
+
+def test_kernels_package_is_layered():
+    """The package's imports form a DAG with the torch formulas and the state at the bottom; no kernel module
+    imports the package itself (whose __init__ re-exports them)."""
+    from test_architecture import cycles, import_graph
+
+    graph = import_graph()
+    sub = {m: {d for d in deps if d.startswith("zoo.kernels.")} for m, deps in graph.items()
+           if m.startswith("zoo.kernels.")}
+    assert set(sub) >= {"zoo.kernels.reference", "zoo.kernels.state", "zoo.kernels.dispatch", "zoo.kernels.c",
+                        "zoo.kernels.compiled", "zoo.kernels.triton", "zoo.kernels.triton_kernels"}
+    assert sub["zoo.kernels.reference"] == set() and sub["zoo.kernels.state"] == set()
+    assert not any("zoo.kernels" in graph[m] for m in sub), {m: graph[m] for m in sub}
+    assert cycles(sub) == []
+    assert "zoo.kernels.dispatch" not in set().union(*(sub[m] for m in sub if m != "zoo.kernels.dispatch"))
 
 
 @needs_c
@@ -225,9 +287,9 @@ def _run_passes(backend, gemm="own", **shape):
     W, drive_cue, bias, C, w_out, b_out, keys, u_cue, (K, T, B, N) = _pass_inputs(**shape)
     R, Z, L = torch.empty(K, T + 1, B, N), torch.empty(K, T, B, N), torch.empty(K, T, B, 2)
     lib = kernels.c_library()
-    saved = kernels._torch_blas()
+    saved = kc.torch_blas()
     if lib is not None:
-        lib.zoo_set_gemm(kernels._GEMM_MODES["blas" if gemm == "none" else gemm])
+        lib.zoo_set_gemm(kc.GEMM_MODES["blas" if gemm == "none" else gemm])
         if gemm == "none":
             lib.zoo_set_blas(None, None)
     try:
@@ -239,7 +301,7 @@ def _run_passes(backend, gemm="own", **shape):
         if lib is not None:
             if saved is not None:
                 lib.zoo_set_blas(*saved)
-            lib.zoo_set_gemm(kernels._gemm_mode())
+            lib.zoo_set_gemm(kc.gemm_mode())
     return R, Z, L, grads
 
 
@@ -256,7 +318,7 @@ def test_c_whole_passes_match_torch():
     """The C passes (network by network, our matrix products or MKL's) and the C per-step path agree with
     torch."""
     ref = _run_passes("torch")
-    modes = ["own", "none"] + (["blas"] if kernels._torch_blas() is not None else [])
+    modes = ["own", "none"] + (["blas"] if kc.torch_blas() is not None else [])
     if not kernels.c_library().zoo_has_own_gemm():
         modes.remove("own")
     for gemm in modes:
@@ -272,7 +334,7 @@ def test_c_own_matrix_products_ragged_shapes(shape):
         pytest.skip("no AVX2 + FMA: the C passes use BLAS")
     got = _run_passes("c", "own", **shape)
     _assert_passes_close(got, _run_passes("torch", **shape))
-    if kernels._torch_blas() is not None:
+    if kc.torch_blas() is not None:
         _assert_passes_close(got, _run_passes("c", "blas", **shape))
 
 
@@ -283,28 +345,28 @@ def test_compile_path_logic_with_eager_formulas(monkeypatch):
 
     def spy(fn):
         def wrapped(*args):
-            assert not kernels._aliased(args), "compiled function got two views of one tensor"
+            assert not compiled.aliased(args), "compiled function got two views of one tensor"
             seen.append(fn.__name__)
             return fn(*args)
         return wrapped
 
-    fns = {"fwd": spy(kernels._fwd_formula), "init": spy(kernels._init_formula), "bwd": spy(kernels._bwd_formula)}
-    monkeypatch.setitem(kernels._compile_state, "fns", fns)
-    monkeypatch.setitem(kernels._compile_state, "failed", False)
+    fns = {name: spy(fn) for name, fn in compiled.FORMULAS.items()}
+    monkeypatch.setattr(STATE.compiled, "fns", fns)
+    monkeypatch.setattr(STATE.compiled, "failed", False)
     cfgs = [NetConfig("nopost", seed=s, lr=0.05, delay_ms=20, epochs=2 + s % 2) for s in range(3)]
     with kernels.use_backend("compile"):
         comp = train_networks(cfgs, batch_size=3)
     with kernels.use_backend("torch"):
         ref = train_networks(cfgs, batch_size=3)
-    assert comp.extra["kernels"] == "compile" and {"_fwd_formula", "_init_formula", "_bwd_formula"} <= set(seen)
+    assert comp.extra["kernels"] == "compile" and {"fwd_formula", "init_formula", "bwd_formula"} <= set(seen)
     for n in ref.weights:
         assert (comp.weights[n] - ref.weights[n]).abs().max().item() < 1e-6
 
 
 def test_aliasing_guard():
     R = torch.zeros(2, 5, 4, 6)
-    assert kernels._aliased((R[:, 0], R[:, 1], torch.zeros(3)))
-    assert not kernels._aliased((R[:, 0].clone(), R[:, 1], torch.zeros(3), torch.tensor(1.0), torch.tensor(1.0)))
+    assert compiled.aliased((R[:, 0], R[:, 1], torch.zeros(3)))
+    assert not compiled.aliased((R[:, 0].clone(), R[:, 1], torch.zeros(3), torch.tensor(1.0), torch.tensor(1.0)))
 
 
 _TRAIN_AND_HASH = (
@@ -329,7 +391,7 @@ def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):
     if not kernels.c_library().zoo_has_own_gemm():
         pytest.skip("the C kernels were not compiled with AVX2 + FMA here")
     cc = tmp_path / "cc-avx2"
-    cc.write_text(f'#!/bin/sh\nexec {kernels._compiler()} "$@" -march=x86-64-v3\n')
+    cc.write_text(f'#!/bin/sh\nexec {kc.compiler()} "$@" -march=x86-64-v3\n')
     cc.chmod(0o755)
     outs = []
     for extra in ({}, {"CC": str(cc), "ZOO_CACHE_DIR": str(tmp_path / "cache")}):
@@ -354,9 +416,9 @@ def test_c_matrix_products_on_many_shapes(gemm):
     lib = kernels.c_library()
     if gemm == "own" and not lib.zoo_has_own_gemm():
         pytest.skip("no AVX2 + FMA: no own matrix products")
-    if gemm == "blas" and kernels._torch_blas() is None:
+    if gemm == "blas" and kc.torch_blas() is None:
         pytest.skip("no MKL in this torch")
-    lib.zoo_set_gemm(kernels._GEMM_MODES[gemm])
+    lib.zoo_set_gemm(kc.GEMM_MODES[gemm])
     try:
         assert kernels.c_gemm() == gemm
         g = torch.Generator().manual_seed(5)
@@ -375,4 +437,16 @@ def test_c_matrix_products_on_many_shapes(gemm):
                 alone = kernels.matmul(a[1:2].contiguous(), b[1:2].contiguous(), trans_a=trans_a)
                 assert torch.equal(alone[0], got[1])
     finally:
-        lib.zoo_set_gemm(kernels._gemm_mode())
+        lib.zoo_set_gemm(kc.gemm_mode())
+
+
+def test_package_exports_resolve():
+    """Every public name of zoo.kernels is imported on first use from the module that defines it."""
+    import zoo.kernels as pkg
+
+    assert sorted(pkg.__all__) == sorted(pkg._EXPORTS)
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is getattr(getattr(pkg, pkg._EXPORTS[name]), name), name
+    assert pkg.bias_total is pkg.reference.bias_total and pkg.kernels_report.__module__ == "zoo.kernels.dispatch"
+    with pytest.raises(AttributeError):
+        pkg.no_such_kernel  # noqa: B018

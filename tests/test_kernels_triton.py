@@ -1,4 +1,4 @@
-"""The Triton kernels (zoo/kernels_triton.py): on a GPU compiled, without one in Triton's interpreter (conftest
+"""The Triton kernels (zoo/kernels/triton_kernels.py): on a GPU compiled, without one in Triton's interpreter (conftest
 sets TRITON_INTERPRET=1 before triton is imported). Same checks either way: equivalence with the torch
 formulas (noise included), fidelity to autograd, batch invariance, and the fallback when they cannot run."""
 
@@ -14,6 +14,8 @@ import torch
 
 from zoo import kernels, rng
 from zoo.config import NetConfig
+from zoo.kernels import triton as gate
+from zoo.kernels.state import STATE
 from zoo.train import train_networks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +76,9 @@ def test_check_passes_and_auto_selects_triton():
 @needs_triton
 @pytest.mark.parametrize("grads", ["gemm", "kernel"])  # weight gradients by torch GEMMs / in the kernel
 @pytest.mark.parametrize("N", [100, 37])  # even N: one hash per pair of units; odd N: pairs straddle trials
-def test_passes_match_torch_formulas_noise_dominated(N, grads, monkeypatch):
+def test_passes_match_torch_formulas_noise_dominated(N, grads, zoo_settings):
     """sigma = 1 and init_std = 1, so the noise stream itself is compared, not only its 1e-3 trace."""
-    monkeypatch.setenv("ZOO_TRITON_GRADS", grads)
+    zoo_settings(triton_grads=grads)
     p = _problem(N)
     R0, Z0, L0, G0 = _passes("torch", p, sigma=1.0, init_std=1.0)
     R1, Z1, L1, G1 = _passes("triton", p, sigma=1.0, init_std=1.0)
@@ -91,11 +93,11 @@ def test_passes_match_torch_formulas_noise_dominated(N, grads, monkeypatch):
 
 @needs_triton
 @pytest.mark.parametrize("grads", ["gemm", "kernel"])
-def test_training_matches_autograd_spec(grads, monkeypatch):
+def test_training_matches_autograd_spec(grads, zoo_settings):
     """The fidelity test of the trainer (tests/test_train.py), with the Triton kernels."""
     from test_train import spec_train
 
-    monkeypatch.setenv("ZOO_TRITON_GRADS", grads)
+    zoo_settings(triton_grads=grads)
     cfg = NetConfig("post", seed=5, lr=0.05, delay_ms=20, post_ms=30, epochs=3)
     out = spec_train(5, 0.05, 4, 3, noise=True, random_init=True, post=6)
     ref_loss, ref_w = (out[0]["loss"] if isinstance(out[0], dict) else out[0]), out[1]  # curves or the losses
@@ -132,17 +134,17 @@ def test_training_batch_invariant_and_close_to_torch():
 def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
     """A kernel that disagrees with the torch formulas is never used: the check says why, training warns once
     and runs the torch formulas."""
-    import zoo.kernels_triton as kt
+    from zoo.kernels import triton_kernels as kt
 
     real = kt.forward_pass
 
-    def off_by_a_bit(*args):
-        real(*args)
+    def off_by_a_bit(*args, **kwargs):
+        real(*args, **kwargs)
         args[-3][:, 5] += 1e-3  # R: one state of every network
 
     monkeypatch.setattr(kt, "forward_pass", off_by_a_bit)
-    monkeypatch.setitem(kernels._triton_state, "checked", {})
-    monkeypatch.setitem(kernels._triton_state, "warned", set())
+    monkeypatch.setattr(STATE.triton, "checked", {})
+    monkeypatch.setattr(STATE.triton, "warned", set())
     why = kernels.triton_check(DEV)
     assert why is not None and "states differ" in why
     cfg = NetConfig("nopost", seed=1, lr=0.1, delay_ms=0, epochs=1)
@@ -154,39 +156,36 @@ def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
 
 
 @needs_triton
-def test_precision_follows_tf32_flag_and_option(monkeypatch):
-    import zoo.kernels_triton as kt
+def test_precision_follows_tf32_flag_and_option(zoo_settings):
+    from zoo.kernels import triton_kernels as kt
 
     prev = torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
-        assert kt._precision() == "ieee"
-        monkeypatch.setenv("ZOO_TRITON_PRECISION", "tf32x3")
-        assert kt._precision() == "tf32x3"
+        assert kt.precision() == "ieee"
+        zoo_settings(triton_precision="tf32x3")
+        assert kt.precision() == "tf32x3"
         assert kernels.triton_check(DEV) is None  # float32 accuracy: passes the same check
-        monkeypatch.setenv("ZOO_TRITON_PRECISION", "bf16")
-        with pytest.raises(ValueError, match="ieee, tf32x3"):
-            kt._precision()
-        monkeypatch.setenv("ZOO_TRITON_GRADS", "atomic")
-        with pytest.raises(ValueError, match="gemm or kernel"):
-            kt.fused_grads()
+        with pytest.raises(ValueError, match="'ieee', 'tf32x3'"):
+            zoo_settings(triton_precision="bf16")
+        with pytest.raises(ValueError, match="'gemm', 'kernel'"):
+            zoo_settings(triton_grads="atomic")
         torch.backends.cuda.matmul.allow_tf32 = True
-        assert kt._precision() == "tf32"
+        assert kt.precision() == "tf32"
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
 
 
 @needs_triton
-def test_block_rows_validated(monkeypatch):
-    import zoo.kernels_triton as kt
+def test_block_rows_validated(zoo_settings):
+    from zoo.kernels import triton_kernels as kt
 
-    monkeypatch.setenv("ZOO_TRITON_BB", "24")
     with pytest.raises(ValueError, match="power of two"):
-        kt.block_rows()
-    monkeypatch.setenv("ZOO_TRITON_BB", "16")
+        zoo_settings(triton_bb=24)
+    assert kt.block_rows(zoo_settings(triton_bb=16)) == 16
     p = _problem(K=1, T=8)
     a = _passes("triton", p, sigma=1e-3, init_std=0.1)
-    monkeypatch.setenv("ZOO_TRITON_BB", "64")
+    zoo_settings(triton_bb=64)
     b = _passes("triton", p, sigma=1e-3, init_std=0.1)
     for x, y in zip(a[:3], b[:3], strict=True):
         assert (x - y).abs().max().item() < 1e-6
@@ -215,12 +214,12 @@ def test_tf32_variant_is_checked_on_its_own(monkeypatch):
     calls = []
     real = kernels.triton_check
 
-    def spy(device, tol=None, tf32=False):
+    def spy(device, tol=None, tf32=False, settings=None):
         calls.append(tf32)
-        return real(device, tol, tf32)
+        return real(device, tol, tf32, settings)
 
-    monkeypatch.setattr(kernels, "triton_check", spy)
-    monkeypatch.setitem(kernels._triton_state, "checked", {})
+    monkeypatch.setattr(gate, "triton_check", spy)  # what triton_usable calls
+    monkeypatch.setattr(STATE.triton, "checked", {})
     prev = torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -238,7 +237,7 @@ def test_tf32_variant_is_checked_on_its_own(monkeypatch):
 def test_noise_counter_is_a_scalar_argument():
     """The forward kernel takes the noise counter as an int64 scalar (no tensor copied to the device per
     call) and is not specialised on it: epoch 0 (counter 0) and later epochs share one compiled variant."""
-    import zoo.kernels_triton as kt
+    from zoo.kernels import triton_kernels as kt
 
     fn = getattr(kt._forward_kernel, "fn", kt._forward_kernel)
     import inspect

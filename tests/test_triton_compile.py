@@ -91,7 +91,7 @@ def test_compiles_for_h200_without_tf32_in_ieee(compiled, version):
 @pytest.mark.parametrize("version", list(VERSIONS))
 def test_every_launch_option_fits_an_h200_block(compiled, version):
     res = _results(compiled, version)
-    from zoo import kernels_triton as kt
+    from zoo.kernels import triton_kernels as kt
 
     assert len(res["rows"]) == len(kt.LAUNCH_OPTIONS) + 1  # every option, and the default with TF32
     for opt, kind, k in _kernels(res):
@@ -102,16 +102,12 @@ def test_every_launch_option_fits_an_h200_block(compiled, version):
 
 
 def test_launch_options_are_valid():
-    """What the sweep and the check set up is what the launchers read back."""
-    from zoo import kernels_triton as kt
+    """What the sweep and the check set up (the environment of option_env, or the settings of option_settings)
+    is what the launchers read back."""
+    from zoo.kernels import triton_kernels as kt
+    from zoo.settings import Settings
 
-    assert kt.current_option() in kt.LAUNCH_OPTIONS  # the default is among the options the benchmark times
+    assert kt.current_option(Settings()) in kt.LAUNCH_OPTIONS  # the default is among those the benchmark times
     for opt in kt.LAUNCH_OPTIONS:
-        env = kt.option_env(opt)
-        old = {k: os.environ.get(k) for k in env}
-        try:
-            os.environ.update(env)
-            assert kt.current_option() == opt
-        finally:
-            for k, v in old.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        assert kt.current_option(Settings.from_env(kt.option_env(opt))) == opt
+        assert kt.current_option(Settings(**kt.option_settings(opt))) == opt

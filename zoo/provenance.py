@@ -86,10 +86,10 @@ def _kernels(device: torch.device) -> dict:
         out.update(c_gemm=info["gemm"], c_compiler=info["compiler"], openmp=info["openmp"])
     if backend == "triton":
         try:
-            from . import kernels_triton
+            from .kernels import triton_kernels
 
             out["triton"] = {"version": getattr(sys.modules.get("triton"), "__version__", None),
-                             "launch": kernels_triton.config_str()}
+                             "launch": triton_kernels.config_str()}
         except Exception:  # noqa: BLE001 - diagnostics only
             out["triton"] = {}
     return out

@@ -11,7 +11,8 @@ trained alone, inside a batch of 64, or resumed on another worker sees exactly t
   ``... * sin(...)`` for odd ones. The normals are computed in float32; their tails are cut at 5.9 sigma
   (the smallest u1 is 2^-25).
 
-This torch implementation runs on any device; `zoo.kernels` has fused versions of the same formula.
+This torch implementation (:func:`normal`, :func:`normal_from_counter`) runs on any device; `zoo.kernels` has
+fused versions of the same formula (C, Triton) and compiles this one (``torch.compile``).
 """
 
 from __future__ import annotations
@@ -70,12 +71,11 @@ def keys_tensor(seeds, device=None) -> torch.Tensor:
     return torch.tensor([stream_key(s) for s in seeds], dtype=torch.int64, device=device)
 
 
-def normal(keys: torch.Tensor, epoch: int, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Standard normals of shape ``(K, *shape)`` (float32) for K stream keys at (epoch, slot)."""
-    n = math.prod(shape)
-    if n % 2 or n // 2 > MAX_PAIRS:
-        raise ValueError(f"draw size {n} must be even and at most {2 * MAX_PAIRS}")
-    base = counter(epoch, slot)
+def normal_from_counter(keys: torch.Tensor, base: int | torch.Tensor, n: int) -> torch.Tensor:
+    """(K, n) standard normals (float32, n even) of K stream keys: draws 0 .. n - 1 at counter ``base``
+    (:func:`counter` of an epoch and slot), the formula of the module docstring. ``base`` may be a Python int
+    or a 0-dim int64 tensor on the keys' device (a ``torch.compile``'d caller then needs no recompilation and
+    no host-to-device copy per slot); both give the same bits. No range checks (:func:`normal` has them)."""
     pair = torch.arange(n // 2, dtype=torch.int64, device=keys.device) + base
     x = _mix(keys[:, None] + pair[None, :] * _signed(GOLDEN))  # (K, n/2)
     u1 = (_shr(x, 40).to(torch.float32) + 0.5) * 2.0**-24
@@ -83,4 +83,12 @@ def normal(keys: torch.Tensor, epoch: int, slot: int, shape: tuple[int, ...]) ->
     rad = torch.sqrt(-2.0 * torch.log(u1))
     theta = (2.0 * math.pi) * u2
     z = torch.stack((rad * torch.cos(theta), rad * torch.sin(theta)), dim=-1)  # (K, n/2, 2)
-    return z.reshape(keys.shape[0], *shape)
+    return z.reshape(keys.shape[0], n)
+
+
+def normal(keys: torch.Tensor, epoch: int, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normals of shape ``(K, *shape)`` (float32) for K stream keys at (epoch, slot)."""
+    n = math.prod(shape)
+    if n % 2 or n // 2 > MAX_PAIRS:
+        raise ValueError(f"draw size {n} must be even and at most {2 * MAX_PAIRS}")
+    return normal_from_counter(keys, counter(epoch, slot), n).reshape(keys.shape[0], *shape)

@@ -16,7 +16,8 @@ with ``ZOO_TRITON_GRADS=kernel`` accumulated per program in the backward kernel 
 Matrix products use exact float32 (``input_precision="ieee"``; ``ZOO_TRITON_PRECISION=tf32x3`` for float32
 accuracy on the tensor cores) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, i.e.
 ``train_networks(tf32=True)``). ``ZOO_TRITON_BB``, ``ZOO_TRITON_WARPS`` and ``ZOO_TRITON_MAXNREG`` set the
-trials per program, the warps per program and the registers per thread (default 32 x 8 x 255);
+trials per program, the warps per program and the registers per thread (default 32 x 8 x 255; all read from
+:class:`zoo.settings.Settings`, which every launcher takes, default :func:`zoo.settings.current`);
 :data:`LAUNCH_OPTIONS` are the choices that compile for an H200 (``benchmarks/triton_aot.py`` compiles them on a
 CPU; ``benchmarks/bench_gpu.py`` times them on a GPU).
 
@@ -26,11 +27,15 @@ forward and backward passes do not depend on the batch it is in.
 
 On the CPU the same source runs in Triton's interpreter when ``TRITON_INTERPRET=1`` was set before Triton was
 imported (:data:`INTERPRETED`): slow, for tests.
+
+The only module of the package that imports Triton; it needs neither torch nor the rest of :mod:`zoo.kernels`
+at import time (``benchmarks/triton_aot.py`` compiles the kernels in a venv without torch). The gate that
+checks these kernels and decides whether they run is :mod:`zoo.kernels.triton`.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
 import triton
 import triton.language as tl
@@ -39,6 +44,8 @@ try:  # the kernels themselves need only Triton: benchmarks/triton_aot.py compil
     import torch
 except ImportError:  # pragma: no cover
     torch = None
+
+from .. import settings as _settings
 
 
 @triton.jit
@@ -217,40 +224,47 @@ def _backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
 
 
 # ----------------------------------------------------------------------------------------------------------
-# launchers
+# launch options (from the settings: ZOO_TRITON_PRECISION, _BB, _WARPS, _MAXNREG, _GRADS)
+
+PRECISIONS = _settings.TRITON_PRECISIONS
 
 
-def block_rows() -> int:
+def block_rows(settings: _settings.Settings | None = None) -> int:
     """Trials per program (``$ZOO_TRITON_BB``, default 32; a power of two >= 16)."""
-    bb = int(os.environ.get("ZOO_TRITON_BB", "32"))
-    if bb < 16 or bb & (bb - 1):
-        raise ValueError(f"ZOO_TRITON_BB={bb}: must be a power of two >= 16 (tl.dot needs blocks of 16)")
-    return bb
+    return (settings or _settings.current()).triton_bb
 
 
-def num_warps() -> int:
+def num_warps(settings: _settings.Settings | None = None) -> int:
     """Warps per program (``$ZOO_TRITON_WARPS``, default 8)."""
-    return int(os.environ.get("ZOO_TRITON_WARPS", "8"))
+    return (settings or _settings.current()).triton_warps
 
 
-def max_registers() -> int | None:
-    """Cap on registers per thread (``$ZOO_TRITON_MAXNREG``, default 255; 0: the compiler's choice, which
+def max_registers(settings: _settings.Settings | None = None) -> int | None:
+    """Cap on registers per thread (``$ZOO_TRITON_MAXNREG``, default 255; 0: the compiler's choice (None), which
     gave the forward kernel 32 registers and ~7 KB of spills per thread at 4 warps)."""
-    v = os.environ.get("ZOO_TRITON_MAXNREG", "255").strip() or "255"
-    if v == "0":
-        return None
-    n = int(v)
-    if not 24 <= n <= 255:
-        raise ValueError(f"ZOO_TRITON_MAXNREG={n}: must be between 24 and 255")
-    return n
+    return (settings or _settings.current()).triton_maxnreg or None
 
 
-def _launch_opts() -> dict:
-    mr = max_registers()
-    return {"num_warps": num_warps(), **({"maxnreg": mr} if mr and not INTERPRETED else {})}
+def fused_grads(settings: _settings.Settings | None = None) -> bool:
+    """Whether the backward kernel also computes the weight gradients (``$ZOO_TRITON_GRADS=kernel``) instead of
+    leaving them to three batched torch GEMMs (``gemm``, the default): 16 instead of 28 bytes per unit, trial
+    and step, but a 100 x 100 accumulator per program."""
+    return (settings or _settings.current()).triton_grads == "kernel"
 
 
-PRECISIONS = ("ieee", "tf32x3")
+def precision(tf32: bool | None = None, settings: _settings.Settings | None = None) -> str:
+    """``tl.dot`` input precision: ``tf32`` when TF32 matmuls are allowed (``tf32``; None: as
+    ``torch.backends.cuda.matmul.allow_tf32``, i.e. ``train_networks(tf32=True)``), else
+    ``$ZOO_TRITON_PRECISION``: ``ieee`` (default: float32 products on the CUDA cores) or ``tf32x3`` (each
+    operand split into two TF32 parts, three tensor-core products: float32 accuracy, often faster)."""
+    if torch.backends.cuda.matmul.allow_tf32 if tf32 is None else tf32:
+        return "tf32"
+    return (settings or _settings.current()).triton_precision
+
+
+def _launch_opts(settings: _settings.Settings) -> dict:
+    mr = max_registers(settings)
+    return {"num_warps": num_warps(settings), **({"maxnreg": mr} if mr and not INTERPRETED else {})}
 
 
 def _opt(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = None) -> dict:
@@ -268,83 +282,76 @@ LAUNCH_OPTIONS = (
 )
 
 
-def current_option() -> dict:
-    """The launch option the environment selects (the defaults: ``ieee``, 32 trials x 4 warps, GEMMs)."""
-    return _opt(_precision(tf32=False), block_rows(), num_warps(), "kernel" if fused_grads() else "gemm",
-                max_registers())
+def current_option(settings: _settings.Settings | None = None) -> dict:
+    """The launch option the settings select (the defaults: ``ieee``, 32 trials x 8 warps, 255 registers, GEMMs)."""
+    s = settings or _settings.current()
+    return _opt(precision(False, s), block_rows(s), num_warps(s), "kernel" if fused_grads(s) else "gemm",
+                max_registers(s))
+
+
+def option_settings(option: dict) -> dict:
+    """The :class:`zoo.settings.Settings` fields that select a launch option of :data:`LAUNCH_OPTIONS`
+    (for ``settings.override(**option_settings(option))``)."""
+    return {"triton_precision": option["precision"], "triton_bb": option["bb"], "triton_warps": option["warps"],
+            "triton_grads": option["grads"], "triton_maxnreg": option.get("maxnreg") or 0}
 
 
 def option_env(option: dict) -> dict[str, str]:
-    """The environment variables that select a launch option of :data:`LAUNCH_OPTIONS`."""
-    return {"ZOO_TRITON_PRECISION": option["precision"], "ZOO_TRITON_BB": str(option["bb"]),
-            "ZOO_TRITON_WARPS": str(option["warps"]), "ZOO_TRITON_GRADS": option["grads"],
-            "ZOO_TRITON_MAXNREG": str(option.get("maxnreg") or 0)}
+    """The environment variables that select a launch option of :data:`LAUNCH_OPTIONS` (for a subprocess, or
+    this process after :func:`zoo.settings.reload`)."""
+    env = {f.name: f.metadata["env"] for f in dataclasses.fields(_settings.Settings)}
+    return {env[name]: str(value) for name, value in option_settings(option).items()}
 
 
-def _precision(tf32: bool | None = None) -> str:
-    """``tl.dot`` input precision: ``tf32`` when TF32 matmuls are allowed (``train_networks(tf32=True)``), else
-    ``$ZOO_TRITON_PRECISION``: ``ieee`` (default: float32 products on the CUDA cores) or ``tf32x3`` (each
-    operand split into two TF32 parts, three tensor-core products: float32 accuracy, often faster)."""
-    if torch.backends.cuda.matmul.allow_tf32 if tf32 is None else tf32:
-        return "tf32"
-    p = os.environ.get("ZOO_TRITON_PRECISION", "ieee").strip().lower() or "ieee"
-    if p not in PRECISIONS:
-        raise ValueError(f"ZOO_TRITON_PRECISION={p!r}: choose one of {', '.join(PRECISIONS)}")
-    return p
-
-
-def config_str(tf32: bool = False) -> str:
+def config_str(tf32: bool = False, settings: _settings.Settings | None = None) -> str:
     """The launch options in use; ``tf32``: with the TF32 products that the trainer switches on per call."""
-    grads = "weight gradients in the kernel" if fused_grads() else "weight gradients by GEMMs"
-    mr = max_registers()
+    s = settings or _settings.current()
+    grads = "weight gradients in the kernel" if fused_grads(s) else "weight gradients by GEMMs"
+    mr = max_registers(s)
     regs = f", at most {mr} registers" if mr else ""
-    return f"{_precision(tf32)}, {block_rows()} trials x {num_warps()} warps per program{regs}, {grads}"
+    return f"{precision(tf32, s)}, {block_rows(s)} trials x {num_warps(s)} warps per program{regs}, {grads}"
 
 
-def launch_meta(B: int, N: int, n_out: int, bb: int | None = None) -> dict:
+def launch_meta(B: int, N: int, n_out: int, bb: int | None = None, settings: _settings.Settings | None = None) -> dict:
     """The kernels' block sizes for B trials of N units and ``n_out`` outputs (``bb``: trials per program)."""
-    return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": bb or block_rows(),
+    return {"OP": max(2, triton.next_power_of_2(n_out)), "BB": bb or block_rows(settings),
             "NP": max(16, triton.next_power_of_2(N)), "NO": n_out}
 
 
-_meta = launch_meta
+# ----------------------------------------------------------------------------------------------------------
+# launchers
 
 
 def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter, noise_std, alpha, init_std,
-                 R, Z, L) -> None:
+                 R, Z, L, settings: _settings.Settings | None = None) -> None:
     """Launch the forward kernel (shapes as :func:`zoo.kernels.forward_pass`; every [k] block contiguous;
     ``counter`` = ``rng.counter(epoch, 0)``)."""
+    s = settings or _settings.current()
     K, T1, B, N = R.shape
-    m = _meta(B, N, W_out.shape[1])
+    m = launch_meta(B, N, W_out.shape[1], settings=s)
     grid = (K, triton.cdiv(B, m["BB"]))
     _forward_kernel[grid](
         W_rec, drive_cue, bias, W_out, b_out, keys, R, Z, L,
         W_rec.stride(0), drive_cue.stride(0), bias.stride(0), W_out.stride(0), b_out.stride(0), R.stride(0),
         Z.stride(0), L.stride(0), T1 - 1, cue_steps, B, N, int(counter), float(noise_std), float(alpha),
-        float(init_std), EVEN_N=N % 2 == 0, PRECISION=_precision(), **_launch_opts(), **m)
+        float(init_std), EVEN_N=N % 2 == 0, PRECISION=precision(None, s), **_launch_opts(s), **m)
 
 
-def fused_grads() -> bool:
-    """Whether the backward kernel also computes the weight gradients (``$ZOO_TRITON_GRADS=kernel``) instead of
-    leaving them to three batched torch GEMMs (``gemm``, the default): 16 instead of 28 bytes per unit, trial
-    and step, but a 100 x 100 accumulator per program."""
-    v = os.environ.get("ZOO_TRITON_GRADS", "gemm").strip().lower() or "gemm"
-    if v not in ("gemm", "kernel"):
-        raise ValueError(f"ZOO_TRITON_GRADS={v!r}: choose gemm or kernel")
-    return v == "kernel"
-
-
-def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) -> dict[str, torch.Tensor]:
+def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0,
+                   settings: _settings.Settings | None = None) -> dict[str, torch.Tensor]:
     """Launch the backward kernel. Z (K, T, B, N): the tanh values; DL (K, T, B, O): dL/dlogits.
 
     Returns ``{"b": bias gradient (K, N)}`` and Z overwritten with dL/dpre (for the weight-gradient GEMMs);
     with :func:`fused_grads` and R (K, T + 1, B, N), u_cue (B, I) given, also the ``W_rec``, ``W_out`` and
     ``W_in`` gradients (as :func:`zoo.kernels.backward_pass`), and Z is left as it was."""
+    from .reference import bias_total  # the programs' partial sums, added in a fixed order (torch: lazily)
+
+    s = settings or _settings.current()
     K, T, B, N = Z.shape
     n_out = W_out.shape[1]
-    m = _meta(B, N, n_out)
+    m = launch_meta(B, N, n_out, settings=s)
     nb = triton.cdiv(B, m["BB"])
-    fused = R is not None and fused_grads()
+    fused = R is not None and fused_grads(s)
     n_in = u_cue.shape[1] if fused else 1
     dev = Z.device
     gb = torch.empty((K, nb, N), dtype=Z.dtype, device=dev)
@@ -358,9 +365,7 @@ def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0) 
         W_rec, W_out, Z, DL, R, u, gb, gw, gwo, gwi,
         W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), R.stride(0), gb.stride(0), gw.stride(0),
         gwo.stride(0), gwi.stride(0), T, cue_steps, B, N, float(alpha), NI=n_in,
-        IP=max(2, triton.next_power_of_2(n_in)), PRECISION=_precision(), FUSED=fused, **_launch_opts(), **m)
-    from .kernels import bias_total  # the programs' partial sums, added in a fixed order
-
+        IP=max(2, triton.next_power_of_2(n_in)), PRECISION=precision(None, s), FUSED=fused, **_launch_opts(s), **m)
     out = {"b": bias_total(gb)}
     if fused:
         out.update(W_rec=bias_total(gw), W_out=bias_total(gwo), W_in=bias_total(gwi).transpose(1, 2))
