@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from zoo import kernels  # noqa: E402
+from zoo import kernels, settings  # noqa: E402
 from zoo.config import NetConfig  # noqa: E402
 from zoo.model import PARAM_NAMES, init_state_dict  # noqa: E402
 from zoo.train import _BYTES_PER_NET, _BYTES_PER_NET_STEP, default_batch_size, train_networks  # noqa: E402
@@ -176,7 +176,6 @@ def triton_sweep(args, left) -> list[dict]:
         eager_s = kernel_epoch_s(K, T, reps)
     rows.append({"backend": "torch", "epoch_s": eager_s, "K": K, "T": T})
     log(f"  sweep: eager torch kernels {eager_s * 1e3:.1f} ms per epoch of {K} networks (T = {T})")
-    from zoo import settings
     from zoo.kernels import triton_kernels as kt
 
     # the launch options that compile within an H200's limits (tests/test_triton_compile.py), in order of
@@ -504,7 +503,7 @@ def main(argv=None) -> int:
     #    eager, when asked for or when the budget allows
     n_seeds, n_more = (8, 48) if not dry() else (1, 2)  # the dry run interprets the Triton kernels: keep it small
     small = [family_config("nopost", 40, seed=s, lr=lr, epochs=3) for s in range(n_seeds) for lr in (0.1, 0.01)]
-    if os.environ.get("ZOO_TRITON") == "0":  # e.g. gpu_session.sh after the check crashed the CUDA context
+    if not settings.current().triton:  # ZOO_TRITON=0, e.g. gpu_session.sh after the check crashed the CUDA context
         check: dict = {"triton_check": "disabled by ZOO_TRITON=0"}
     else:
         check = {"triton_check": kernels.triton_check(dev) or "ok"}

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from baseline import run_processes, train_baseline  # noqa: E402
 
-from zoo import kernels  # noqa: E402
+from zoo import kernels, settings  # noqa: E402
 from zoo.config import NetConfig  # noqa: E402
 
 FLOP_PER_NET_STEP = 3 * 2 * 128 * 100 * 100  # 7.68 MFLOP
@@ -186,6 +186,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.kernels:
         os.environ["ZOO_KERNELS"] = args.kernels
+        settings.reload()  # the kernels read the settings once
     os.environ.setdefault("OMP_NUM_THREADS", str(args.cores))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     t_start = time.perf_counter()
