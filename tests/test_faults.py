@@ -24,6 +24,7 @@ from zoo.executors import run_local
 from zoo.faults import BUILD_POINTS as FAULT_POINTS
 from zoo.faults import WRITE_POINTS
 from zoo.manifest import verify_folder
+from zoo.settings import Settings
 from zoo.train import train_networks
 from zoo.verify import compare_releases
 
@@ -284,7 +285,7 @@ def test_two_workers_on_one_shard(tmp_path):
     verify_folder(out)
 
 
-def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch, zoo_settings):
+def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
     plan, b = _tiny(tmp_path, seeds=1, epochs=2)
     (shard,) = plan.shards
     claim = b.state / "claims" / shard.shard_id
@@ -295,18 +296,17 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch, zo
     # a live worker on another host (fresh heartbeat): locked
     claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x"}))
     assert b.run_shard(shard) == "locked"
-    # the same claim with a heartbeat older than the TTL: taken over
-    zoo_settings(claim_ttl_s=5.0)
+    # the same claim with a heartbeat older than the TTL (a worker given a TTL of 5 s): taken over
     old = time.time() - 10
     os.utime(claim, (old, old))
-    assert b.run_shard(shard) == "built"
+    assert b.run_shard(shard) == "locked"  # the default TTL is 600 s
+    assert Build(b.out, settings=Settings(claim_ttl_s=5.0)).run_shard(shard) == "built"
     assert not claim.exists()
     # a dead process on this host: taken over at once
     plan2, b2 = _tiny(tmp_path, name="z2", seeds=1, epochs=2)
     claim2 = b2.state / "claims" / shard.shard_id
     claim2.parent.mkdir(parents=True)
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "y"}))
-    zoo_settings(claim_ttl_s=600.0)
     assert b2.run_shard(shard) == "built"
     # a live process on this host (ourselves): locked
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "z"}))

@@ -48,6 +48,8 @@ from .metadata import label_frame, metadata_rows  # noqa: F401 - re-exported
 from .model import PARAM_NAMES
 from .plan import BuildPlan, format_bytes, free_bytes, plan_build, plan_from_dict, plan_summary  # noqa: F401
 from .release import relabel_release  # noqa: F401 - re-exported
+from .settings import Settings
+from .settings import current as current_settings
 from .train import CURVES, resolve_device, train_networks
 from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
@@ -57,8 +59,10 @@ from .version import __version__
 class Build:
     """A build folder: run shards, resume, label, package. Safe to run from several processes at once."""
 
-    def __init__(self, out: str | os.PathLike, plan: BuildPlan | None = None):
+    def __init__(self, out: str | os.PathLike, plan: BuildPlan | None = None, *,
+                 settings: Settings | None = None):
         self.out = Path(out)
+        self.settings = settings or current_settings()  # the claim TTL; the kernels read their own at training
         self.state = self.out / STATE_DIR
         plan_file = self.state / "plan.json"
         if plan is None:
@@ -153,17 +157,16 @@ class Build:
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
         for _ in range(3):
             if claims.create_exclusive(path, me):
-                return claims.Claim(path, token)
+                return claims.Claim(path, token, ttl=self.settings.claim_ttl_s)
             holder = claims.read_record(path)
-            if not claims.is_stale(path, holder):
+            if not claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
                 raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
                                        "it is taken over once that worker is dead or its heartbeat is older than "
-                                       f"{claims.claim_ttl():.0f} s")
+                                       f"{self.settings.claim_ttl_s:.0f} s")
             self._take_over(path, holder, me)
         raise BuildLockedError(f"could not claim shard {shard_id}")
 
-    @staticmethod
-    def _take_over(path: Path, holder: dict, me: str) -> None:
+    def _take_over(self, path: Path, holder: dict, me: str) -> None:
         """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
         lock = path.with_name(path.name + ".takeover")
         if not claims.create_exclusive(lock, me):
@@ -174,7 +177,7 @@ class Build:
                 pass
             raise BuildLockedError(f"another worker is taking over the stale claim {path}")
         try:
-            if claims.read_record(path) == holder and claims.is_stale(path, holder):
+            if claims.read_record(path) == holder and claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
                 print(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}", file=sys.stderr)
                 path.unlink(missing_ok=True)
         finally:
@@ -185,7 +188,7 @@ class Build:
         path = self.state / "claims" / shard_id
         if path.exists():
             holder = claims.read_record(path)
-            if claims.is_stale(path, holder):
+            if claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
                 try:
                     self._take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
                 except BuildLockedError:

@@ -78,10 +78,10 @@ def read_record(path: Path) -> dict:
 class Claim:
     """A held claim: a heartbeat thread refreshes its mtime; :meth:`release` removes it if it is still ours."""
 
-    def __init__(self, path: Path, token: str):
+    def __init__(self, path: Path, token: str, ttl: float | None = None):
         self.path, self.token = path, token
         self._stop = threading.Event()
-        self._interval = max(0.05, min(30.0, claim_ttl() / 4))
+        self._interval = max(0.05, min(30.0, (ttl or claim_ttl()) / 4))
         self._thread = threading.Thread(target=self._beat, name=f"zoo-claim-{path.name}", daemon=True)
         self._thread.start()
 
@@ -103,13 +103,14 @@ class Claim:
             self.path.unlink(missing_ok=True)
 
 
-def is_stale(path: Path, holder: dict) -> bool:
-    """A claim is stale if its heartbeat is older than the TTL, or its process is dead on this host."""
+def is_stale(path: Path, holder: dict, ttl: float | None = None) -> bool:
+    """A claim is stale if its heartbeat is older than the TTL (default :func:`claim_ttl`), or its process is
+    dead on this host."""
     try:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return True
-    if age > claim_ttl():
+    if age > (ttl or claim_ttl()):
         return True
     pid = holder.get("pid")
     return holder.get("host") == socket.gethostname() and pid is not None and not pid_alive(pid)

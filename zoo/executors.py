@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from .build import Build
-from .claims import claim_ttl
 from .errors import ZooError
 from .sharding import Shard
 from .train import parse_device, resolve_device
@@ -117,12 +116,13 @@ def _shard_task(out: str, plan, shard_id: str, device: str, batch_size, label: b
 
     # a shard locked by a worker that died on another node becomes free once its heartbeat is older than the
     # claim TTL; one that a live worker builds becomes done: wait for either (this is what retries need)
-    deadline = time.monotonic() + (claim_ttl() + 60 if wait_locked_s is None else wait_locked_s)
+    ttl = b.settings.claim_ttl_s
+    deadline = time.monotonic() + (ttl + 60 if wait_locked_s is None else wait_locked_s)
     while True:
         state = b.run_shard(shard, device=device, batch_size=batch_size, label=label, progress=progress)
         if state != "locked" or time.monotonic() >= deadline:
             break
-        time.sleep(min(10.0, max(0.5, claim_ttl() / 20)))
+        time.sleep(min(10.0, max(0.5, ttl / 20)))
     if sink is not None and done[0]:
         sink.report.remote(shard_id, done[0])
     return state
