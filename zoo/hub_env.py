@@ -15,30 +15,18 @@ from pathlib import Path
 
 import huggingface_hub
 from huggingface_hub import constants
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from .errors import InvalidChoiceError, NotCachedError, SourceNotFoundError, TokenMissingError, ZooError
 from .layout import MANIFEST_PATH
-
-try:  # huggingface_hub >= 0.24
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-except ImportError:  # pragma: no cover - older huggingface_hub
-    from huggingface_hub.utils import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
 REPO_TYPE = "dataset"
 _LIBRARY = "rnn-stm-zoo"  # library_name of every huggingface_hub request
