@@ -100,7 +100,7 @@ def test_zoo_plan_json_matches_library():
     assert d["estimate_bytes"] == plan.estimate_bytes()
     assert [s["shard_id"] for s in d["shards"]] == [s.shard_id for s in plan.shards]
     code, out = cli("plan", "--preset", "smoke")
-    assert code == 0 and "2 shards" in out and "estimated release size" in out
+    assert code == 0 and "2 shards" in out and "release size" in out
 
 
 # ---------------------------------------------------------------- resume

@@ -56,7 +56,7 @@ def zoo_build(out: Path, fault: str | None = None, kill_after_s: float | None = 
     def read():
         for line in p.stdout:
             lines.append(line)
-            if "Estimated release size" in line or "networks in" in line:
+            if "release size" in line:  # the plan printed: training starts
                 started.set()
         started.set()
 

@@ -44,6 +44,7 @@ from .task import TaskSpec
 LABEL_VERSION = "1"
 OUTCOMES = ("no_learning", "unstable", "limit_cycle", "slow_point")
 MECHANISMS = ("limit_cycle", "slow_point")
+OUTCOME_DISPLAY_ORDER = ("slow_point", "limit_cycle", "no_learning", "unstable")  # solutions first, as the figures
 
 LEARNED_THRESHOLD = 0.8  # acc and rel must exceed this (first learned epoch, final performance)
 COLLAPSE_THRESHOLD = 0.6  # epochs below / above this are counted for stability

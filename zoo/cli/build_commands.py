@@ -24,6 +24,15 @@ def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None, snapshots=N
                       shard_size=shard_size, snapshots=snapshots)
 
 
+def _size_fact(est: dict) -> str:
+    from ..plan import format_bytes
+
+    parts = [f"weights {format_bytes(est['weights'])}", f"curves {format_bytes(est['curves'])}"]
+    if "snapshots" in est:
+        parts.append(f"snapshots {format_bytes(est['snapshots'])}")
+    return f"{format_bytes(est['total'])} ({', '.join(parts)}; before compression)"
+
+
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool):
     from ..build import Build
     from ..plan import format_bytes, free_bytes
@@ -40,12 +49,11 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         from ..train import resolve_device
 
         where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
-    report.console.print(f"[bold]{plan.describe()}[/]: {len(plan.configs)} networks in {len(plan.shards)} shards; "
-                         f"running {len(shards)} shard(s) ({total_nets} networks) on {where} with executor {executor}. "
-                         f"Estimated release size: {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, "
-                         f"curves {format_bytes(est['curves'])} before compression).")
-    for rule in plan.epoch_rules():
-        report.console.print(f"  {rule}")
+    report.print_facts(f"[bold]{plan.describe()}[/]", [
+        ("networks", f"{len(plan.configs):,} in {len(plan.shards)} shards"),
+        ("this run", f"{len(shards)} shard(s), {total_nets:,} networks, on {where}, executor {executor}"),
+        ("release size", _size_fact(est)),
+        *(("epochs", rule) for rule in plan.epoch_rules())])
     if free_bytes(out) < est["total"]:
         report.console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
     total_epochs = sum(c.epochs for s in shards for c in s.configs)
@@ -155,15 +163,11 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     if as_json:
         print(json.dumps(s, indent=1))
         return
-    est = s["estimate_bytes"]
-    report.console.print(f"[bold]{s['built_from']}[/]: {s['n_shards']} shards of up to {s['shard_size']} "
-                         f"networks, {s['n_networks']} networks, {s['network_epochs']:,} network-epochs; estimated release "
-                         f"size {format_bytes(est['total'])} (weights {format_bytes(est['weights'])}, curves "
-                         f"{format_bytes(est['curves'])} before compression"
-                         + (f", snapshots {format_bytes(est['snapshots'])}" if "snapshots" in est else "") + ")"
-                         + (f"; free at {out}: {format_bytes(s['free_bytes'])}" if out is not None else ""))
-    for rule in s["epoch_rules"]:
-        report.console.print(f"  {rule}")
+    facts = [("networks", f"{s['n_networks']:,} in {s['n_shards']} shards of up to {s['shard_size']}"),
+             ("network-epochs", f"{s['network_epochs']:,}"), ("release size", _size_fact(s["estimate_bytes"]))]
+    if out is not None:
+        facts.append(("free space", f"{format_bytes(s['free_bytes'])} at {out}"))
+    report.print_facts(f"[bold]{s['built_from']}[/]", facts + [("epochs", rule) for rule in s["epoch_rules"]])
 
 
 @report.friendly

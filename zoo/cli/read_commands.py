@@ -31,18 +31,18 @@ def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME
     kind, why = expected_result(source, net_ids=net_id or None, device=device)
     report.console.print(f"[bold]expected here:[/] {kind}" + (" (weights, curves and labels equal to the last bit)"
                                                               if kind == "bitwise" else " (small differences, see "
-                                                              "README Reproducibility; pass --atol)") + f": {escape(why)}",
-                         soft_wrap=True)
+                                                              "README Reproducibility; pass --atol)") + f": {escape(why)}")
     rep = verify_zoo(source, sample=sample, seed=seed, net_ids=net_id or None, device=device, atol=atol)
-    t = Table(title=f"retrained {len(rep.checks)} of {rep.n_networks} networks")
-    for c in ("net_id", "weights", "max |dw|", "max |d curve|", "labels", "result"):
-        t.add_column(c, overflow="fold")  # wrapped, never cut
-    for c in rep.checks:
-        t.add_row(c.net_id, "bitwise" if c.weights_bitwise else "differ", f"{c.weights_max_abs_diff:.3g}",
-                  f"{max(c.curves_max_abs_diff.values(), default=0.0):.3g}",
-                  ("equal" if not c.label_diffs else "differ") if c.labels_checked else "skipped",
-                  "[green]OK[/]" if c.ok else "[bold red]MISMATCH[/]: " + escape("; ".join(c.problems)))
-    report.console.print(t)
+    # on a narrow terminal the differences go first: whether a network matched matters more than by how much
+    cols = (report.Column("net_id", keep=True), report.Column("weights", priority=2),
+            report.Column("max |dw|", justify="right", priority=1), report.Column("max |d curve|", justify="right"),
+            report.Column("labels", priority=2), report.Column("result", text=True, keep=True))
+    rows = [(c.net_id, "bitwise" if c.weights_bitwise else "differ", f"{c.weights_max_abs_diff:.3g}",
+             f"{max(c.curves_max_abs_diff.values(), default=0.0):.3g}",
+             ("equal" if not c.label_diffs else "differ") if c.labels_checked else "skipped",
+             "[green]OK[/]" if c.ok else "[bold red]MISMATCH[/]: " + escape("; ".join(c.problems)))
+            for c in rep.checks]
+    report.print_table(f"retrained {len(rep.checks)} of {rep.n_networks} networks", cols, rows)
     for note in rep.notes:
         report.console.print(f"[yellow]note:[/] {escape(note)}")
     report.console.print(escape(rep.summary()))
@@ -102,12 +102,9 @@ def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family =
         return
     cols = [c for c in ("net_id", "family", "delay_ms", "lr", "seed", "outcome", "psd_ratio", "final_accuracy")
             if c in z.metadata]
-    t = Table(title=f"{len(z)} networks")
-    for c in cols:
-        t.add_column(c, overflow="fold")  # wrapped, never cut: a net_id must stay whole
-    for _, r in shown.iterrows():
-        t.add_row(*[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
-    report.console.print(t)
+    report.print_table(f"{len(z)} networks", [report.Column(c, keep=c == "net_id") for c in cols],
+                       [[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+                        for _, r in shown.iterrows()])
 
 
 @report.friendly
