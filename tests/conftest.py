@@ -14,6 +14,37 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# -- bitwise: the tests that assert exact equality of computed floats, and what guarantees it -------------
+#: why a computed result may be asserted bitwise equal (docs/method.md, "Reproducibility"):
+#: "c": the C kernels' fixed summation order (the same bits on every x86-64 CPU with AVX2 + FMA, any thread
+#: count, batch composition or vector width); "rerun": the same computation, same shapes, same process.
+#: A library GEMM (MKL, oneDNN, cuBLAS) is never bitwise across shapes, batch or thread counts, or CPUs: such
+#: results are compared with a tolerance. Reading back stored bytes is exact by construction and unmarked.
+BITWISE_REASONS = ("c", "rerun")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("bitwise"):
+            if mark.args[:1] not in ((r,) for r in BITWISE_REASONS):
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.bitwise{mark.args}: the reason must be one "
+                                        f"of {BITWISE_REASONS}")
+
+
+@pytest.fixture(autouse=True)
+def _bitwise_guarantee(request):
+    """A ``bitwise("c")`` test asserts what only the C kernels' own matrix products guarantee: where they do not
+    train (no compiler, not x86-64 with AVX2 + FMA, ``ZOO_C_GEMM=blas``) it is skipped, saying why."""
+    mark = request.node.get_closest_marker("bitwise")
+    if mark is not None and mark.args[0] == "c":
+        from zoo.kernels.c import c_backend_info, c_gemm
+
+        if c_gemm() != "own":
+            info = c_backend_info()
+            pytest.skip(f"the C kernels' own matrix products do not train here (gemm: {c_gemm()}; "
+                        f"{info.get('error') or 'see `zoo kernels`'}): results are close, not bitwise")
+
+
 # -- zoo_settings: change the process's ZOO_* settings for one test ---------------------------------------
 @pytest.fixture
 def zoo_settings(monkeypatch):

@@ -78,6 +78,7 @@ def test_state_dict_names_and_shapes(smoke_zoo):
     model.load_state_dict(sd)  # the reference names load into a plain RNN
 
 
+@pytest.mark.bitwise("rerun")
 def test_model_matches_simulate(smoke_zoo):
     net = load_zoo(smoke_zoo, delay=40)[1]
     model = net.model()

@@ -108,6 +108,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.bitwise("c")
 def test_resume_after_partial_chunks_trains_only_the_rest(tmp_path, monkeypatch):
     """A shard of 3 networks in chunks of 1: crash after 2 chunks, resume trains only the 3rd network."""
     plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3)
@@ -141,6 +142,7 @@ def test_resume_after_partial_chunks_trains_only_the_rest(tmp_path, monkeypatch)
         assert bool((w[n] == t.float()).all()), n
 
 
+@pytest.mark.bitwise("c")
 def test_package_refuses_missing_then_partial_then_complete(tmp_path, single):
     """CLI: --shard I/N parts, `zoo package` refusing / --partial / complete; identical to a single build."""
     out = tmp_path / "z"
@@ -195,6 +197,7 @@ def test_shard_batches_group_consecutive_shards_of_one_shape(tmp_path):
         Build(tmp_path / "z", plan).run_shards(plan.shards)  # delays 0 and 40 cannot share a batch
 
 
+@pytest.mark.bitwise("c")
 def test_combined_shards_resume_locks_and_same_release(tmp_path, single, monkeypatch):
     """Shards trained together: a done one is skipped, a locked one left alone, the others trained in one
     batch; the release is bitwise the one built shard by shard."""
@@ -231,6 +234,7 @@ run_local(Build(sys.argv[1], plan), plan.shards, combine=True)
 """
 
 
+@pytest.mark.bitwise("c")
 def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatch):
     """SIGKILL after the first shard's part of a combined batch was saved: the resume keeps that shard's
     networks, trains only the other two, and the result is bitwise that of an uninterrupted build."""
@@ -281,6 +285,7 @@ echo "$((1000 + n))"
 """
 
 
+@pytest.mark.bitwise("c")
 def test_slurm_scripts_build_a_complete_release(tmp_path, single):
     env = {**os.environ, "ZOO": f"{sys.executable} -m zoo.cli"}
     bindir = tmp_path / "bin"

@@ -193,6 +193,7 @@ def _tiny(tmp_path, name="z", **kw):
     return plan, Build(tmp_path / name, plan)
 
 
+@pytest.mark.bitwise("c")
 def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     plan, b = _tiny(tmp_path)
     (shard,) = plan.shards
@@ -220,6 +221,7 @@ def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     verify_folder(b.out)
 
 
+@pytest.mark.bitwise("c")
 def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys):
     plan, b = _tiny(tmp_path, seeds=3)
     (shard,) = plan.shards

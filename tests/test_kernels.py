@@ -44,6 +44,7 @@ def test_backend_selection():
             assert kernels.backend_for(torch.empty(1)) == "c"
 
 
+@pytest.mark.bitwise("rerun")
 def test_counter_formula_is_rng_normal():
     """The tensor-counter formula (what torch.compile fuses on CUDA) is rng.normal, bitwise."""
     keys = rng.keys_tensor([0, 5, 123456789])
@@ -54,6 +55,7 @@ def test_counter_formula_is_rng_normal():
         assert torch.equal(rng.normal_from_counter(keys, rng.counter(epoch, slot), 600), got)  # int counter
 
 
+@pytest.mark.bitwise("rerun")
 def test_compiled_formulas_are_the_torch_step():
     """The formulas torch.compile fuses, run eagerly, give the torch backend's numbers (noise bitwise)."""
     g = torch.Generator().manual_seed(3)
@@ -178,6 +180,7 @@ def test_c_step_matches_torch(sigma):
     assert (lc - lt).abs().max().item() < 1e-5
 
 
+@pytest.mark.bitwise("c")
 @needs_c
 def test_c_step_strided_and_thread_invariant():
     """Strided K views (as R[:, t] in the trainer) and any thread count give bitwise the same numbers."""
@@ -229,6 +232,7 @@ def test_c_initial_state_matches_torch():
     assert (c - t).abs().max().item() < 1e-6
 
 
+@pytest.mark.bitwise("c")
 @needs_c
 def test_c_training_batch_invariant_and_close_to_torch():
     cfgs = [NetConfig("post", seed=s, lr=0.05, delay_ms=0, post_ms=30, epochs=2 + s % 2) for s in range(4)]
@@ -383,6 +387,7 @@ _TRAIN_AND_HASH = (
     "print(res.extra['kernels'], kernels.c_gemm(), h.hexdigest())\n")
 
 
+@pytest.mark.bitwise("c")
 @needs_c
 def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):
     """Compiled for plain AVX2 + FMA (``-march=x86-64-v3``: 8-float vectors, generic tuning) the C path trains
@@ -407,6 +412,7 @@ def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):
     assert (tmp_path / "cache").is_dir()  # the second run really built its own library
 
 
+@pytest.mark.bitwise("c")
 @needs_c
 @pytest.mark.parametrize("gemm", ["own", "blas"])
 def test_c_matrix_products_on_many_shapes(gemm):

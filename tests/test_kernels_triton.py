@@ -109,6 +109,7 @@ def test_training_matches_autograd_spec(grads, zoo_settings):
         assert (res.weights[n][0].double() - w).abs().max().item() < 1e-5, n
 
 
+@pytest.mark.bitwise("rerun")
 @needs_triton
 def test_training_batch_invariant_and_close_to_torch():
     cfgs = [NetConfig("nopost", seed=s, lr=(0.1, 0.01)[s % 2], delay_ms=0, epochs=2 + s % 2) for s in range(3)]
@@ -119,12 +120,13 @@ def test_training_batch_invariant_and_close_to_torch():
     with kernels.use_backend("torch"):
         ref = train_networks(cfgs, device=DEV, batch_size=3)
     for n in batch.weights:
-        assert torch.equal(batch.weights[n], again.weights[n])  # reruns are bitwise equal
-        # the kernels treat every network on its own; the weight gradients are torch GEMMs (bitwise on the
-        # CPU, close on a GPU where cuBLAS may pick other kernels for another batch count)
-        if DEV == "cpu":
-            assert torch.equal(batch.weights[n][2], alone.weights[n][0]), n
-        assert (batch.weights[n][2] - alone.weights[n][0]).abs().max().item() < 1e-6
+        assert torch.equal(batch.weights[n], again.weights[n])  # a rerun of the same computation: bitwise
+        # The kernels treat every network on its own, but the weight gradients are library GEMMs (MKL/oneDNN on
+        # the CPU, cuBLAS on a GPU), whose kernel (and so summation order) depends on the batch count, the
+        # thread count and the CPU: close only. Bound: a float32 sum over T*B = 16*128 terms in another order
+        # differs by at most ~log2(2048) * 2^-24 ~ 7e-7 of its magnitude; these gradients, times lr <= 0.1, over
+        # 3 epochs, move the weights (|w| < 1) by far less than 1e-6.
+        assert (batch.weights[n][2] - alone.weights[n][0]).abs().max().item() < 1e-6, n
         assert (batch.weights[n] - ref.weights[n]).abs().max().item() < 1e-5
     for c in batch.curves:
         np.testing.assert_allclose(batch.curves[c][1], ref.curves[c][1], rtol=1e-4, atol=1e-6)

@@ -83,6 +83,7 @@ def test_explicit_noise_tensor():
         simulate_stacked(state, cfg, inputs, noise=z[:, :-1])
 
 
+@pytest.mark.bitwise("rerun")
 def test_noise_streams_follow_seeds_and_epoch():
     cfg = ModelConfig()
     inputs = TaskSpec().inputs()[:, :4]

@@ -40,6 +40,7 @@ def test_plan_counts_the_snapshots():
     assert r.exit_code == 0 and "snapshots" in r.output, r.output
 
 
+@pytest.mark.bitwise("c")
 def test_snapshot_release(snap_zoo, monkeypatch):
     z = load_zoo(snap_zoo)
     assert z.info["snapshots"] == "log" and "snapshots_file" in z.metadata
@@ -74,6 +75,7 @@ def test_snapshot_release(snap_zoo, monkeypatch):
                                             "snapshots/nopost/nopost-d040-000.parquet"}
 
 
+@pytest.mark.bitwise("c")
 def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path):
     """Killed (here: an exception) after its first chunk, the build resumes from the chunk's saved snapshots."""
     plan = plan_build("smoke", snapshots="log", epochs=EPOCHS)

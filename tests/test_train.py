@@ -160,6 +160,7 @@ def test_nomemory_divergence_matches_spec():
     assert_matches_spec(res, ref_curves, ref_w, rtol=1e-5)
 
 
+@pytest.mark.bitwise("c")
 def test_batch_invariance_bitwise_and_rerun():
     cfgs = [NetConfig("nopost", seed=s, lr=lr, delay_ms=40, epochs=3 + s % 3)
             for s in range(16) for lr in (0.1, 0.01)][:64]
@@ -181,6 +182,7 @@ def test_divergence_stops_and_marks():
     assert res.diverged[0] and res.epochs_run[0] == 1
 
 
+@pytest.mark.bitwise("c")
 def test_divergence_leaves_the_rest_of_the_batch_untouched():
     """Networks that diverge at different epochs leave the batch; the others train on bitwise as if alone."""
     kw = dict(family="nomemory", delay_ms=0, epochs=12, nomemory=True, response_ms=40, diverge_loss=100.0)

@@ -34,6 +34,7 @@ def test_log_epochs():
             resolve_epochs(bad, 20, "net")
 
 
+@pytest.mark.bitwise("c")
 def test_snapshots_do_not_change_training(one_thread):
     """Copies of the weights at requested epochs: the trained bits and curves are those of a plain run, the
     snapshot at the last epoch is the final weights and the one at epoch 0 the initial weights; a diverged
@@ -64,6 +65,7 @@ def test_snapshots_do_not_change_training(one_thread):
         train_networks(cfgs[:1], snapshot_epochs=[-1])
 
 
+@pytest.mark.bitwise("c")
 def test_retrain_epochs_and_status(smoke_zoo, one_thread):
     z = load_zoo(smoke_zoo, delay=0)
     full = z.retrain(curves=True, progress=False)
@@ -114,6 +116,7 @@ def test_a_changed_weight_is_measured(smoke_zoo, tmp_path, one_thread):
     assert t.final_max_abs_diff == pytest.approx(0.25, rel=1e-5) and t.status == "close"
 
 
+@pytest.mark.bitwise("c")
 def test_bundled_sample_retrains_bitwise(one_thread):
     """A 1000-epoch network of the bundled sample zoo (built on the CPU with the C kernels) retrains to the
     stored bits (with the GCC-built C kernels and their own products; see test_verify)."""

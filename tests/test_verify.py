@@ -18,6 +18,7 @@ from zoo.verify import compare_releases, verify_zoo
 runner = CliRunner()
 
 
+@pytest.mark.bitwise("c")
 def test_a_sound_zoo_verifies(smoke_zoo):
     rep = verify_zoo(smoke_zoo, sample=2, seed=1)
     print("\n" + rep.table().to_string())
@@ -31,6 +32,7 @@ def test_a_sound_zoo_verifies(smoke_zoo):
         verify_zoo(smoke_zoo, net_ids=["no-such-network"])
 
 
+@pytest.mark.bitwise("c")
 def test_cli_verify_passes(smoke_zoo):
     r = runner.invoke(app, ["verify", str(smoke_zoo), "--sample", "1", "--seed", "3"])
     assert r.exit_code == 0, r.output
@@ -86,6 +88,7 @@ def test_compare_releases(smoke_zoo, tmp_path):
     json.loads((z / layout.INFO_PATH).read_text())  # zoo.json untouched and not compared
 
 
+@pytest.mark.bitwise("c")
 def test_bundled_sample_retrains_bitwise():
     """The bundled sample zoo was built with the C kernels (GCC 12) and their own matrix products, whose sums
     have one fixed order: on any x86-64 CPU with AVX2 + FMA a network of it retrains to the same bits, labels
