@@ -33,6 +33,7 @@ function fmt(v, digits) {
 
 window.zooDataLoaded = function (data) {
   D = data;
+  window.zooData = data;  // for the browser tests and the console
   if (typeof Plotly === "undefined") {
     zooMessage("plotly.min.js is missing beside index.html: rebuild with `zoo explore`.");
     return;
@@ -180,10 +181,23 @@ function boundaryTraces(p, axis, xRange, legend, onWhite) {
       traces.push({x: used.map(r => r.value), y: used.map(r => r.lr), mode: "markers", xaxis: "x" + axis,
                    yaxis: "y", marker: {color, size: 6, symbol: kind === "slow_point" ? "square" : "circle",
                    line: {color: "#000", width: 1}}, name: `${st.label} per rate (${m})`, showlegend: false,
-                   legendgroup: m + kind, hovertemplate: `${st.label} (${m}): %{x:.0f} ms at lr %{y:.3g}<extra></extra>`});
+                   legendgroup: m + kind, hoverinfo: "skip"});  // skip: a click on a marker reaches the cell below
     }
   });
   return traces;
+}
+
+function edges(values, log) {
+  const v = log ? values.map(Math.log) : values.slice();
+  const half = v.length > 1 ? null : (log ? Math.log(1.5) : 10);
+  const e = [];
+  for (let i = 0; i <= v.length; i++) {
+    if (half !== null) e.push(i ? v[0] + half : v[0] - half);
+    else if (i === 0) e.push(v[0] - (v[1] - v[0]) / 2);
+    else if (i === v.length) e.push(v[i - 1] + (v[i - 1] - v[i - 2]) / 2);
+    else e.push((v[i - 1] + v[i]) / 2);
+  }
+  return log ? e.map(Math.exp) : e;
 }
 
 function drawDiagram(indices) {
@@ -201,25 +215,26 @@ function drawDiagram(indices) {
   const xs = [...new Set([...cells.values()].map(c => c.x))].sort((a, b) => a - b);
   const ls = [...new Set([...cells.values()].map(c => c.lr))].sort((a, b) => b - a);
   const lrVals = ls.map(l => N.lrs[l]);
+  // brick edges (plotly's default gives a lone row or column a width of 1): midpoints, geometric for the rates
+  const xEdges = edges(xs, false), yEdges = edges(lrVals, true);  // both ascending
   const traces = [];
   HEATMAPS.forEach(([what, title], j) => {
     const z = ls.map(l => xs.map(x => { const c = cells.get(l + "|" + x); return c ? fraction(c, what) : null; }));
     const text = ls.map(l => xs.map(x => { const c = cells.get(l + "|" + x); return c ? hoverText(c) : ""; }));
     const custom = ls.map(l => xs.map(x => l + "|" + x));
-    traces.push({type: "heatmap", x: xs, y: lrVals, z, text, customdata: custom, xaxis: "x" + (j ? j + 1 : ""),
+    traces.push({type: "heatmap", x: xEdges, y: yEdges, z, text, customdata: custom, xaxis: "x" + (j ? j + 1 : ""),
                  yaxis: "y", colorscale: "Cividis", zmin: 0, zmax: 1, showscale: j === 2, name: title,
                  hovertemplate: "%{text}<br>" + title + ": %{z:.2f}<extra></extra>",
                  colorbar: {title: {text: "fraction"}, len: 0.9}});
   });
-  const step = xs.length > 1 ? xs[1] - xs[0] : 20;
-  const xRange = [xs[0] - step / 2, xs[xs.length - 1] + step / 2];
+  const xRange = [xEdges[0], xEdges[xEdges.length - 1]];
   if (p.x === "delay_ms") {
     HEATMAPS.forEach((_, j) => traces.push(...boundaryTraces(p, j ? String(j + 1) : "", xRange, j === 0, false)));
   }
   const gap = 0.04, w = (1 - 2 * gap - 0.06) / 3;
   const layout = {margin: {t: 40, l: 70, r: 20, b: 50}, legend: {orientation: "h", y: -0.18, font: {size: 10}},
                   yaxis: {type: "log", title: {text: "learning rate"},
-                          range: [Math.log10(Math.min(...lrVals)) - 0.1, Math.log10(Math.max(...lrVals)) + 0.1]},
+                          range: [Math.log10(yEdges[0]), Math.log10(yEdges[yEdges.length - 1])]},
                   annotations: [], plot_bgcolor: "#dddddd"};
   HEATMAPS.forEach(([, title], j) => {
     const key = "xaxis" + (j ? j + 1 : "");
@@ -345,8 +360,10 @@ function selectNetwork(i) {
   const o = N.outcome[i] >= 0 ? N.outcomes[N.outcome[i]] : "unlabelled";
   document.getElementById("network-title").textContent = `Network ${id} (${OUTCOME_TITLES[o] || o})`;
   const file = N.panel_file[i];
+  const plots = document.querySelector("#network-section .plots");
+  plots.hidden = file < 0;
   if (file < 0) {
-    for (const d of ["net-curves", "net-outputs", "net-pcs"]) { Plotly.purge(d); document.getElementById(d).innerHTML = ""; }
+    for (const d of ["net-curves", "net-outputs", "net-pcs"]) Plotly.purge(d);
     zooMessage(D.weights ? `No precomputed panels for ${id}: this explorer holds them for ${D.per_cell} network(s) ` +
                "per cell (rebuild with a larger --per-cell, or load it with the call above)."
                : "Per-network panels are unavailable: this explorer was built from a metadata table without weights.",

@@ -91,6 +91,15 @@ def _script(path: Path, call: str, payload) -> int:
     return len(text.encode())
 
 
+def _plotly_js() -> str:
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        raise ZooError("zoo explore needs plotly (its JavaScript bundle goes beside the page): "
+                       "pip install 'rnn-stm-zoo[explore]'") from None
+    return get_plotlyjs()
+
+
 def _replace_folder(tmp: Path, out: Path) -> None:
     """Move the finished ``tmp`` to ``out``; an older explorer there is replaced, anything else refused."""
     if out.exists():
@@ -122,6 +131,7 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
     ``progress(done, total)`` follows the simulation. Raises :class:`zoo.errors.EmptyZooError` for an empty
     selection or an unlabelled zoo."""
     t0 = time.perf_counter()
+    js = _plotly_js()  # first: a missing plotly fails before any work
     zoo, meta, described, call = _open(source)
     if per_cell < 0 or max_points < 10:
         raise ZooError(f"per_cell must be >= 0 (got {per_cell}) and max_points >= 10 (got {max_points})")
@@ -174,9 +184,6 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
             text = page.joinpath(name).read_text(encoding="utf-8")
             (tmp / name).write_text(text, encoding="utf-8")
             size += len(text.encode())
-        from plotly.offline import get_plotlyjs
-
-        js = get_plotlyjs()
         (tmp / PLOTLY_FILE).write_text(js, encoding="utf-8")
         size += len(js.encode())
         _replace_folder(tmp, out)

@@ -47,11 +47,24 @@ def curve_panel(curves: dict[str, np.ndarray], first_learned: int | None, max_po
             "first_learned_epoch": keep[0] if keep else None}
 
 
+def pca_axes(X: np.ndarray) -> np.ndarray:
+    """(N, 2) top-2 principal axes of X (L, N), centred, signed as :func:`zoo.labels._pca2` signs them (the
+    loading of largest absolute value positive). Computed with torch on one thread: numpy's LAPACK may start
+    a thread per core, which on a busy machine makes this small problem a thousand times slower."""
+    Xc = torch.from_numpy(X - X.mean(axis=0, keepdims=True))
+    with torch_threads(1):
+        V = torch.linalg.svd(Xc, full_matrices=False).Vh[:2].T.numpy().copy()
+    for c in range(V.shape[1]):
+        if V[np.argmax(np.abs(V[:, c])), c] < 0:
+            V[:, c] = -V[:, c]
+    return V
+
+
 def _pc_plane(rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(2 types, L, 2) projections of both trial types' rates (2, L, N) on the top-2 principal axes of trial 0
-    (the axes and signs of the labels' psd_ratio), centred on trial 0's mean; and the variance explained."""
+    (the axes of the labels' psd_ratio), centred on trial 0's mean; and the variance explained."""
     X0 = rates[0].astype(np.float64)
-    V = labels._pca2(X0)  # the labels' own axes (sign convention included)
+    V = pca_axes(X0)
     mean = X0.mean(axis=0)
     total = float(((X0 - mean) ** 2).sum())
     proj = np.stack([(r.astype(np.float64) - mean) @ V for r in rates])
