@@ -166,3 +166,26 @@ def test_pca_axes_are_the_labels_axes():
 
     X = np.random.default_rng(0).normal(size=(300, 20)) * np.linspace(3, 0.1, 20)
     np.testing.assert_allclose(pca_axes(X), _pca2(X), atol=1e-9)
+
+
+def test_card_links_the_explorer():
+    from zoo.card import REPO_PLACEHOLDER, card_for_repo
+
+    # the checkout's template (an editable install elsewhere would read its own)
+    template = (VALIDATION.parents[2] / "dataset_cards" / "template.md").read_text()
+    text = card_for_repo(template.replace("$repo_hint", REPO_PLACEHOLDER), "my-lab/zoo", "v1")
+    assert 'zoo explore "my-lab/zoo@v1"' in text and "(explorer/index.html)" in text
+
+
+def test_explorer_files_for_push(tmp_path, monkeypatch):
+    from zoo.api import bundled_sample_path
+    from zoo.explore import page
+
+    files, note = page.explorer_files(bundled_sample_path(), tmp_path, load_as="my-lab/zoo@v1", per_cell=0, n_boot=0)
+    assert "explorer included" in note and {"explorer/index.html", "explorer/data.js"} <= set(files)
+    assert all(p.is_file() and tmp_path in p.parents for p in files.values())
+    assert read_script(files["explorer/data.js"], "zooDataLoaded")["source_call"] == "'my-lab/zoo@v1'"
+    monkeypatch.setattr(page, "PUSH_MAX_NETWORKS", 10)
+    files, note = page.explorer_files(bundled_sample_path(), tmp_path / "big")
+    assert files == {} and "68 networks > 10" in note
+    assert page.explorer_files(bundled_sample_path(), tmp_path / "no", include=False)[0] == {}

@@ -7,8 +7,9 @@
 - :mod:`zoo.explore.page`: writing the folder (``index.html``, ``explorer.js``, ``plotly.min.js``, data files).
 """
 
-from .page import ExplorerReport, build_explorer
+from .page import PUSH_MAX_NETWORKS, ExplorerReport, build_explorer, explorer_files
 from .tables import DEFAULT_PER_CELL, pick_networks
 from .traces import DEFAULT_MAX_POINTS
 
-__all__ = ["DEFAULT_MAX_POINTS", "DEFAULT_PER_CELL", "ExplorerReport", "build_explorer", "pick_networks"]
+__all__ = ["DEFAULT_MAX_POINTS", "DEFAULT_PER_CELL", "PUSH_MAX_NETWORKS", "ExplorerReport", "build_explorer",
+           "explorer_files", "pick_networks"]

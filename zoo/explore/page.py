@@ -120,7 +120,7 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=None, delay=None, lr=None,
                    mechanism=None, outcome=None, per_cell: int = tables.DEFAULT_PER_CELL,
                    max_points: int = DEFAULT_MAX_POINTS, n_boot: int = 200,
-                   progress: Callable[[int, int], None] | None = None) -> ExplorerReport:
+                   progress: Callable[[int, int], None] | None = None, load_as: str | None = None) -> ExplorerReport:
     """Write a self-contained explorer of ``source`` into the folder ``out`` (open ``out/index.html``).
 
     ``source``: as :func:`zoo.load_zoo` takes it (None: the bundled sample; a release folder; a Hub id), a
@@ -128,11 +128,14 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
     Filters as ``load_zoo``'s (``family`` may name a pooled panel such as ``"no-post"``; ``delay`` a value,
     list or ``(low, high)`` range). ``per_cell`` networks of each cell get precomputed per-network panels
     (curves, outputs, principal-component trajectory; 0: none), thinned to ``max_points`` points per series.
-    ``progress(done, total)`` follows the simulation. Raises :class:`zoo.errors.EmptyZooError` for an empty
+    ``progress(done, total)`` follows the simulation. ``load_as`` is the source that the page's ``load_zoo``
+    calls name (default: ``source`` itself; ``zoo push`` gives the Hub id). Raises :class:`zoo.errors.EmptyZooError` for an empty
     selection or an unlabelled zoo."""
     t0 = time.perf_counter()
     js = _plotly_js()  # first: a missing plotly fails before any work
     zoo, meta, described, call = _open(source)
+    if load_as is not None:
+        call = tables.source_call(load_as)
     if per_cell < 0 or max_points < 10:
         raise ZooError(f"per_cell must be >= 0 (got {per_cell}) and max_points >= 10 (got {max_points})")
     if not len(meta):
@@ -192,3 +195,36 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
         raise
     return ExplorerReport(out, len(df), n_cells, len(files), size, time.perf_counter() - t0, notes)
 
+
+
+#: ``zoo push`` adds the explorer by default only to releases of at most this many networks (larger: ask for it)
+PUSH_MAX_NETWORKS = 10_000
+
+
+def explorer_files(folder: str | os.PathLike, workdir: str | os.PathLike, *, include: bool | None = None,
+                   load_as: str | None = None, **options) -> tuple[dict[str, Path], str]:
+    """The explorer of the release in ``folder`` as extra files for :func:`zoo.hub.push`
+    (``explorer/<file>`` -> its copy under ``workdir``), and a line saying what was done. ``include`` None:
+    only for releases of at most :data:`PUSH_MAX_NETWORKS` networks (and labelled ones); True: always (an
+    unlabelled release is then an error); False: none. ``options`` go to :func:`build_explorer`."""
+    from ..api import load_zoo
+    from ..layout import EXPLORER_DIR
+
+    from ..layout import MANIFEST_PATH
+
+    if include is False:
+        return {}, "explorer not included"
+    if not (Path(folder) / MANIFEST_PATH).is_file():
+        return {}, ""  # not a release: zoo.hub.push says so
+    zoo = load_zoo(folder, fetch=False)
+    if include is None and len(zoo) > PUSH_MAX_NETWORKS:
+        return {}, (f"explorer not included: {len(zoo):,d} networks > {PUSH_MAX_NETWORKS:,d} (pass --explorer to "
+                    "include it)")
+    try:
+        rep = build_explorer(zoo, Path(workdir) / EXPLORER_DIR.rstrip("/"), load_as=load_as, **options)
+    except EmptyZooError as err:
+        if include:
+            raise
+        return {}, f"explorer not included: {err}"
+    files = {EXPLORER_DIR + p.relative_to(rep.out).as_posix(): p for p in sorted(rep.out.rglob("*")) if p.is_file()}
+    return files, f"explorer included ({len(files)} files, {rep.size_bytes / 1e6:.1f} MB): {EXPLORER_DIR}index.html"
