@@ -208,9 +208,7 @@ def explorer_files(folder: str | os.PathLike, workdir: str | os.PathLike, *, inc
     only for releases of at most :data:`PUSH_MAX_NETWORKS` networks (and labelled ones); True: always (an
     unlabelled release is then an error); False: none. ``options`` go to :func:`build_explorer`."""
     from ..api import load_zoo
-    from ..layout import EXPLORER_DIR
-
-    from ..layout import MANIFEST_PATH
+    from ..layout import EXPLORER_DIR, MANIFEST_PATH
 
     if include is False:
         return {}, "explorer not included"
