@@ -14,8 +14,8 @@ from .options import Lr
 
 
 @report.friendly
-def explore(source: Annotated[str | None, typer.Argument(help="release folder, ORG/NAME[@REV], or a metadata "
-                                                              ".parquet table (cells only); default: the bundled sample")] = None,
+def explore(source: Annotated[str | None, typer.Argument(help="release folder, ORG/NAME or ORG/NAME@REV, or a "
+                                                              "metadata .parquet table (cells only); default: the bundled sample")] = None,
             out: Annotated[Path, typer.Option("--out", "-o", help="folder to write (open its index.html)")] = Path("explorer"),
             family: Annotated[list[str] | None, typer.Option(help="family or pooled panel, e.g. no-post (repeatable)")] = None,
             delay_min: Annotated[float | None, typer.Option("--delay-min", help="shortest delay (ms)")] = None,
@@ -25,8 +25,10 @@ def explore(source: Annotated[str | None, typer.Argument(help="release folder, O
             outcome: Annotated[list[str] | None, typer.Option(help="no_learning, unstable, limit_cycle or slow_point "
                                                                     "(repeatable)")] = None,
             per_cell: Annotated[int | None, typer.Option("--per-cell", help="networks per cell with precomputed "
-                                                         "panels (curves, outputs, trajectory); 0: none")] = None,
-            max_points: Annotated[int | None, typer.Option("--max-points", help="points per series at most")] = None,
+                                                         "panels (curves, outputs, trajectory); 0: none; default: "
+                                                         "zoo.explore.DEFAULT_PER_CELL")] = None,
+            max_points: Annotated[int | None, typer.Option("--max-points", help="points per series at most; default: "
+                                                           "zoo.explore.DEFAULT_MAX_POINTS")] = None,
             n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates of the exponent intervals")] = 200):
     """Write a self-contained explorer (OUT/index.html, no server, nothing fetched): phase diagrams with the fitted
     boundaries, scaling, each cell's networks and load_zoo call, and per-network dynamics."""
