@@ -189,3 +189,16 @@ def test_explorer_files_for_push(tmp_path, monkeypatch):
     files, note = page.explorer_files(bundled_sample_path(), tmp_path / "big")
     assert files == {} and "68 networks > 10" in note
     assert page.explorer_files(bundled_sample_path(), tmp_path / "no", include=False)[0] == {}
+
+
+def test_per_rate_intervals_reach_the_page():
+    """A method that gives per-rate intervals (columns d0_lo_ms / d0_hi_ms) has them drawn as error bars."""
+    from zoo.explore.tables import _fit_json
+
+    rates = pd.DataFrame({"lr": [0.1, 0.01], "d0_ms": [50.0, 200.0], "d0_lo_ms": [40.0, 150.0],
+                          "d0_hi_ms": [61.0, 260.0], "used": [True, True], "reason": ["", ""]})
+    fit = analysis.ScalingFit("critical_delay", "nopost", 2.0, 1.0, (1.5, 2.5), "bootstrap", 0.95, 0.1,
+                              (1.4, 2.6), 2, rates)
+    got = _fit_json(fit)
+    assert got["ok"] and got["beta"] == 2.0 and got["ci"] == [1.5, 2.5]
+    assert [(r["lo"], r["value"], r["hi"]) for r in got["rates"]] == [(40.0, 50.0, 61.0), (150.0, 200.0, 260.0)]

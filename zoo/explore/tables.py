@@ -92,7 +92,8 @@ def _fit_json(fit: analysis.ScalingFit | None, why: str = "") -> dict:
     rates = fit.rates
     rows = []
     for _, r in rates.iterrows() if len(rates) else []:
-        lo, hi = (r.get(f"{col}_lo", np.nan), r.get(f"{col}_hi", np.nan))  # per-rate intervals, where a method gives them
+        # per-rate intervals, where a method gives them (the joint fit: d0_lo_ms, d0_hi_ms, ...)
+        lo, hi = r.get(col.replace("_ms", "_lo_ms"), np.nan), r.get(col.replace("_ms", "_hi_ms"), np.nan)
         rows.append({"lr": float(r["lr"]), "value": _sig([r.get(col, np.nan)])[0], "used": bool(r.get("used", False)),
                      "lo": _sig([lo])[0], "hi": _sig([hi])[0], "reason": str(r.get("reason", "") or "")})
     return {"ok": fit.ok, "summary": fit.summary(), "beta": _sig([fit.beta])[0],
