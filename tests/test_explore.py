@@ -202,3 +202,15 @@ def test_per_rate_intervals_reach_the_page():
     got = _fit_json(fit)
     assert got["ok"] and got["beta"] == 2.0 and got["ci"] == [1.5, 2.5]
     assert [(r["lo"], r["value"], r["hi"]) for r in got["rates"]] == [(40.0, 50.0, 61.0), (150.0, 200.0, 260.0)]
+
+
+def test_a_damaged_metadata_table_is_named(tmp_path):
+    from zoo.errors import CorruptFileError, SourceNotFoundError
+
+    bad = tmp_path / "networks.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(CorruptFileError, match="networks.parquet"):
+        build_explorer(str(bad), tmp_path / "x")
+    with pytest.raises(SourceNotFoundError, match="does not exist"):
+        build_explorer(str(tmp_path / "missing.parquet"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import store
 from ..errors import EmptyZooError, SourceNotFoundError, ZooError
 from ..manifest import current_umask
 from ..version import __version__
@@ -68,7 +69,7 @@ def _open(source):
         path = Path(source).expanduser()
         if not path.is_file():
             raise SourceNotFoundError(f"metadata table {str(source)!r} does not exist")
-        return None, pd.read_parquet(path), f"the metadata table {path}", None
+        return None, store.read_table(path), f"the metadata table {path}", None
     zoo = load_zoo(source, fetch=False)
     return zoo, zoo.metadata, zoo.source.description, tables.source_call(source)
 
@@ -129,8 +130,8 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
     list or ``(low, high)`` range). ``per_cell`` networks of each cell get precomputed per-network panels
     (curves, outputs, principal-component trajectory; 0: none), thinned to ``max_points`` points per series.
     ``progress(done, total)`` follows the simulation. ``load_as`` is the source that the page's ``load_zoo``
-    calls name (default: ``source`` itself; ``zoo push`` gives the Hub id). Raises :class:`zoo.errors.EmptyZooError` for an empty
-    selection or an unlabelled zoo."""
+    calls name (default: ``source`` itself; ``zoo push`` gives the Hub id). Raises
+    :class:`zoo.errors.EmptyZooError` for an empty selection or an unlabelled zoo."""
     t0 = time.perf_counter()
     js = _plotly_js()  # first: a missing plotly fails before any work
     zoo, meta, described, call = _open(source)
@@ -194,7 +195,6 @@ def build_explorer(source=None, out: str | os.PathLike = "explorer", *, family=N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExplorerReport(out, len(df), n_cells, len(files), size, time.perf_counter() - t0, notes)
-
 
 
 #: ``zoo push`` adds the explorer by default only to releases of at most this many networks (larger: ask for it)
