@@ -78,12 +78,21 @@ def test_errors_are_one_line(smoke_zoo, tmp_path):
 
 
 def test_push_dry_run(smoke_zoo):
-    res = _invoke("push", smoke_zoo, "--repo", "org/smoke", "--dry-run")
+    res = _invoke("push", smoke_zoo, "--repo", "org/smoke", "--dry-run", "--no-explorer")
     assert res.exit_code == 0, res.output
     # 4 shards, metadata, zoo.json, LICENSE, the phase diagram picture, the card, the manifest
     assert "weights/nopost/nopost-d040-000.safetensors" in res.output and "dry run: 10 files" in res.output
     assert "images/phase_diagram.png" in res.output and "LICENSE" in res.output
     assert ".build" not in res.output and ".cache" not in res.output
+
+
+def test_push_dry_run_adds_the_explorer_of_a_small_release(smoke_zoo):
+    pytest.importorskip("plotly")
+    res = _invoke("push", smoke_zoo, "--repo", "org/smoke", "--revision", "v1", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "explorer included" in res.output and "explorer/index.html" in res.output
+    assert "explorer/plotly.min.js" in res.output and "explorer/data.js" in res.output
+    assert not list(smoke_zoo.glob("explorer*")), "the release folder is left as it was"
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

@@ -257,6 +257,23 @@ def test_pushed_card_names_the_repo_and_revision(tmp_path, monkeypatch, smoke_zo
     assert (folder / "README.md").read_text().count("ORG/NAME") >= 1  # the local folder is left as it was
 
 
+def test_push_adds_the_explorer_in_the_same_commit(tmp_path, monkeypatch, smoke_zoo):
+    pytest.importorskip("plotly")
+    from zoo.explore import explorer_files
+
+    fake = RecordingHub({"explorer/old.js": b"x"})
+    monkeypatch.setattr(hub, "HfApi", fake)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    extra, _ = explorer_files(smoke_zoo, tmp_path / "work", load_as="my-lab/rnn-zoo@v1.0", per_cell=0, n_boot=0)
+    files = hub.push(smoke_zoo, "my-lab/rnn-zoo", revision="v1.0", extra_files=extra)
+    assert set(extra) <= set(files) and "explorer/index.html" in fake.files
+    assert fake.files["explorer/data.js"] == extra["explorer/data.js"].read_bytes()
+    assert "explorer/old.js" not in fake.files  # an older explorer's files go with the same commit
+    assert [c[0] for c in fake.calls].count("create_commit") == 1
+    assert not (smoke_zoo / "explorer").exists()
+
+
 # -- against the server --------------------------------------------------------------------------------
 def test_push_without_token(release, hub_server):
     folder, _ = release

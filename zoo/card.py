@@ -16,6 +16,7 @@ FILES_SECTION = """\
 | `diagnostics/networks.parquet` | (when present) dynamics diagnostics per network: fixed points, limit-cycle period and amplitude, `dyn_mechanism` |
 | `zoo.json` | release info: format version, preset, label version, counts, whether the zoo is partial |
 | `manifest.sha256` | sha256 of every file above (`sha256sum -c manifest.sha256` checks a download) |
+| `explorer/` | (when pushed with it: `zoo push --explorer`) the browser explorer of `zoo explore`; not in the manifest |
 
 Metadata columns: `net_id, family, seed, lr, delay_ms, post_ms, response_ms, tau_ms, nomemory, epochs,
 epochs_run, diverged, final_loss, final_accuracy, final_reliability, first_learned_epoch (-1 = never), stable,

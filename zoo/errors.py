@@ -69,6 +69,10 @@ class MissingShardsError(ZooError, RuntimeError):
         super().__init__(f"{len(self.missing)} shard(s) not finished: {shown}. {hint}".strip())
 
 
+class EmptyZooError(ZooError, ValueError):
+    """A zoo selection with nothing to show: no network left by the filters, or no outcome label."""
+
+
 class TokenMissingError(ZooError, PermissionError):
     """No Hugging Face token was found for an operation that needs one."""
 

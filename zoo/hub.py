@@ -184,14 +184,16 @@ def _check_release(folder: Path) -> list[str]:
 
 def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None, private: bool = False,
          dry_run: bool = False, token: str | None = None, large: bool | None = None,
-         commit_message: str | None = None) -> list[str]:
+         commit_message: str | None = None, extra_files: dict[str, Path] | None = None) -> list[str]:
     """Upload the release in ``folder`` to the Hub dataset ``repo_id`` as ONE commit; tag it ``revision``.
 
     The manifest is verified first. The large files are uploaded ahead of the commit
     (``HfApi.preupload_lfs_files``, in batches, parallel), then a single ``create_commit`` adds every file of
     the release and deletes the files of an older release that this one lacks, so a reader of the branch sees
     either the old release or the new one, never half of each. The card's load snippet names the real repo id
-    and revision. ``dry_run`` returns the files that would be uploaded and makes no request. ``large`` is
+    and revision. ``extra_files`` (path in the repo -> local file) go into the same commit beside the release
+    (the browser explorer, :func:`zoo.explore.explorer_files`). ``dry_run`` returns the files that would be
+    uploaded and makes no request. ``large`` is
     accepted for compatibility (every push is one commit). Returns the uploaded paths.
     """
     from .card import card_for_repo
@@ -202,8 +204,9 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
         raise InvalidChoiceError("revision", revision, hint=f"{repo_id!r} already names revision {rev!r}")
     revision = revision or rev
     files = _check_release(folder)
+    extra = {rel: Path(p) for rel, p in (extra_files or {}).items() if rel not in files}
     if dry_run:
-        return files
+        return files + sorted(extra)
     tok = find_token(token)
     if not tok:
         raise TokenMissingError("pushing needs a Hugging Face token with write access: log in with "
@@ -218,6 +221,8 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=text.encode()))
         else:
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)))
+    adds += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(extra.items())]
+    files = files + sorted(extra)
     with _hub_errors(rid, revision, endpoint, pushing=True):
         api.create_repo(rid, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if revision:

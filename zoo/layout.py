@@ -3,6 +3,7 @@
 A release (docs/format.md) is a folder, or a Hub dataset repository holding the same files::
 
     manifest.sha256                         sha256 of every data file (not of the card)
+    explorer/index.html, ...                (optional, pushed beside the release) the browser explorer
     README.md                               the dataset card (free to edit: never checked)
     zoo.json                                release info and build provenance
     LICENSE, images/phase_diagram.png       the card's license and picture
@@ -29,6 +30,8 @@ METADATA_PATH = "metadata/networks.parquet"
 DIAGNOSTICS_PATH = "diagnostics/networks.parquet"
 WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR = "weights/", "curves/", "snapshots/"
 SHARD_DIRS = (WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR)
+#: the browser explorer (``zoo explore``) that ``zoo push`` may add beside a release (not in its manifest)
+EXPLORER_DIR = "explorer/"
 STATE_DIR = ".build"  # a build's state: claims, done markers, metadata parts, work in progress
 
 

@@ -3,7 +3,7 @@
 This module creates the typer ``app`` and registers the commands, in the order ``zoo --help`` lists them;
 the commands live by group in :mod:`zoo.cli.build_commands` (plan, build, train, label, package, presets,
 import-reference, kernels), :mod:`zoo.cli.read_commands` (info, ls, figures, diagnose, verify) and
-:mod:`zoo.cli.hub_commands` (push, pull), their shared options in :mod:`zoo.cli.options` and the way they
+:mod:`zoo.cli.hub_commands` (push, pull), :mod:`zoo.cli.explore_commands` (explore), their shared options in :mod:`zoo.cli.options` and the way they
 report (consoles, one-line errors, tables) in :mod:`zoo.cli.report`, whose ``console`` every command prints
 with.
 """
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
-from . import build_commands, hub_commands, read_commands, report
+from . import build_commands, explore_commands, hub_commands, read_commands, report
 from .report import outcome_table, print_outcomes
 
 __all__ = ["app", "main", "outcome_table", "print_outcomes", "run"]
@@ -51,6 +51,7 @@ app.command()(read_commands.figures)
 app.command()(build_commands.kernels)
 app.command()(build_commands.settings)
 app.command()(read_commands.diagnose)
+app.command()(explore_commands.explore)
 
 
 def run():  # pragma: no cover - console entry point for `python -m zoo`

@@ -19,16 +19,28 @@ def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
          repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
          revision: Annotated[str | None, typer.Option(help="tag the upload (e.g. v1.0)")] = None,
          private: Annotated[bool, typer.Option(help="create the dataset private")] = False,
-         dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False):
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files and size; upload nothing")] = False,
+         explorer: Annotated[bool | None, typer.Option("--explorer/--no-explorer", help="add the browser explorer "
+                             "(zoo explore) as explorer/; default: only for releases of up to 10,000 networks")] = None):
     """Upload a release folder to a Hub dataset (manifest verified first)."""
+    import tempfile
+
     from .. import hub
+    from ..explore import explorer_files
     from ..plan import format_bytes
 
-    files = hub.push(folder, repo, revision=revision, private=private, dry_run=dry_run)
-    total = sum((folder / f).stat().st_size for f in files)
+    with tempfile.TemporaryDirectory(prefix="zoo-push-explorer-") as work:
+        target = f"{repo}@{revision}" if revision and "@" not in repo else repo
+        extra, note = explorer_files(folder, work, include=explorer, load_as=target)
+        if note:
+            report.console.print(note, highlight=False)
+        files = hub.push(folder, repo, revision=revision, private=private, dry_run=dry_run, extra_files=extra)
+        local = {f: extra.get(f, folder / f) for f in files}
+        sizes = {f: p.stat().st_size for f, p in local.items()}
+    total = sum(sizes.values())
     if dry_run:
         for f in files:
-            report.console.print(f"{(folder / f).stat().st_size:>14,d}  {f}", highlight=False)
+            report.console.print(f"{sizes[f]:>14,d}  {f}", highlight=False)
         report.console.print(f"dry run: {len(files)} files, {format_bytes(total)} ({total:,d} bytes) would be uploaded "
                              f"to {repo}" + (f" and tagged {revision}" if revision else ""))
     else:
