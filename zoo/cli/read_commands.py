@@ -36,13 +36,14 @@ def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME
     # on a narrow terminal the differences go first: whether a network matched matters more than by how much
     cols = (report.Column("net_id", keep=True), report.Column("weights", priority=2),
             report.Column("max |dw|", justify="right", priority=1), report.Column("max |d curve|", justify="right"),
-            report.Column("labels", priority=2), report.Column("result", text=True, keep=True))
+            report.Column("labels", priority=2), report.Column("result", keep=True))
     rows = [(c.net_id, "bitwise" if c.weights_bitwise else "differ", f"{c.weights_max_abs_diff:.3g}",
              f"{max(c.curves_max_abs_diff.values(), default=0.0):.3g}",
              ("equal" if not c.label_diffs else "differ") if c.labels_checked else "skipped",
-             "[green]OK[/]" if c.ok else "[bold red]MISMATCH[/]: " + escape("; ".join(c.problems)))
-            for c in rep.checks]
+             "[green]OK[/]" if c.ok else "[bold red]MISMATCH[/]") for c in rep.checks]
     report.print_table(f"retrained {len(rep.checks)} of {rep.n_networks} networks", cols, rows)
+    for c in rep.mismatches:  # the problems under the table, whole: a cell would wrap them
+        report.console.print(f"{c.net_id}: {escape('; '.join(c.problems))}", highlight=False)
     for note in rep.notes:
         report.console.print(f"[yellow]note:[/] {escape(note)}")
     report.console.print(escape(rep.summary()))

@@ -2,7 +2,7 @@
 ``plotly.min.js`` (plotly's own bundle, beside the page: nothing is fetched at view time), ``data.js`` (the
 networks, panels and fits) and ``nets/<cell>.js`` (the precomputed per-network panels, loaded on a click).
 
-Data files are scripts that hand their data to the page (``window.ZOO_EXPLORER = ...``), not JSON files:
+Data files are scripts that hand their data to the page (``zooDataLoaded({...})``, ``zooNetsLoaded({...})``), not JSON files:
 a page opened from the file system may not ``fetch`` files beside it, but it may load scripts.
 The folder is written under a temporary name and renamed into place, so a reader never sees half of it.
 """
