@@ -25,6 +25,9 @@ BITWISE_REASONS = ("c", "rerun")
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if "hub_server" in getattr(item, "fixturenames", ()):  # olah in a subprocess: seconds per test
+            item.add_marker(pytest.mark.hub)
+            item.add_marker(pytest.mark.slow)
         for mark in item.iter_markers("bitwise"):
             if mark.args[:1] not in ((r,) for r in BITWISE_REASONS):
                 raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.bitwise{mark.args}: the reason must be one "

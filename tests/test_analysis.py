@@ -252,6 +252,7 @@ def test_exponent_degenerate_cases():
 
 
 # ---------------------------------------------------------------- on a real (smoke) release
+@pytest.mark.slow
 def test_diagnose_smoke_zoo_and_store(smoke_zoo, tmp_path):
     from zoo.api import load_zoo
     from zoo.manifest import verify_folder
@@ -277,6 +278,7 @@ def test_diagnose_smoke_zoo_and_store(smoke_zoo, tmp_path):
     assert d.rates.shape[1] == 2 and d.time_ms[1] == 5.0
 
 
+@pytest.mark.slow
 def test_cli_diagnose_writes_into_release(smoke_zoo, tmp_path):
     from typer.testing import CliRunner
 

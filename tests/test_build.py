@@ -234,6 +234,7 @@ run_local(Build(sys.argv[1], plan), plan.shards, combine=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatch):
     """SIGKILL after the first shard's part of a combined batch was saved: the resume keeps that shard's
@@ -285,6 +286,7 @@ echo "$((1000 + n))"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_slurm_scripts_build_a_complete_release(tmp_path, single):
     env = {**os.environ, "ZOO": f"{sys.executable} -m zoo.cli"}

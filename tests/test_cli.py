@@ -182,6 +182,7 @@ def test_ls_and_info_machine_readable_and_uncut(smoke_zoo):
     assert res.exit_code == 2 and "format" in res.output
 
 
+@pytest.mark.slow
 def test_kernels_command_builds_and_reports(tmp_path):
     """`zoo kernels` builds the C kernels and names the backend; without a compiler it says so in plain words
     (torch trains instead) and --require-c fails, for build scripts."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each example runs as a script in a subprocess: about a minute (not in the fast loop)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CASES = {
     "quickstart.py": ([], ["quickstart_network.png"]),

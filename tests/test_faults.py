@@ -28,6 +28,8 @@ from zoo.settings import Settings
 from zoo.train import train_networks
 from zoo.verify import compare_releases
 
+pytestmark = pytest.mark.slow  # kill -9 and resume of whole builds in subprocesses: minutes (not in the fast loop)
+
 # 4 networks in 2 shards of 2, trained one network per chunk (--batch-size 1), 4 epochs
 PLAN = dict(lrs=[0.1], delays=[0, 40], seeds=2, epochs=4, shard_size=2)
 ARGS = ["--preset", "smoke", "--lr", "0.1", "--delay", "0", "--delay", "40", "--seeds", "2", "--epochs", "4",

@@ -99,6 +99,7 @@ def test_theory_slopes_go_through_the_data():
         assert np.median(np.abs(np.log(d_at / d_pts))) < np.log(1.5)
 
 
+@pytest.mark.slow
 def test_importing_and_plotting_leave_matplotlib_settings_alone():
     code = ("import matplotlib; b = matplotlib.get_backend(); rc = dict(matplotlib.rcParams); "
             "import zoo.figures as f, sys; sys.path.insert(0, 'tests'); from test_analysis import _synthetic; "

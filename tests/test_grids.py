@@ -55,6 +55,7 @@ def test_paper_counts(paper):
         assert load_preset(fam).n_networks == n == family_grid(fam).n_networks
 
 
+@pytest.mark.slow
 def test_paper_expansion_fast_path(monkeypatch):
     """The fast expansion of the 81,500 paper networks equals the plain dataclass one, and is faster than it
     (best of 3 each, measured in this run: a ratio, never an absolute time)."""

@@ -232,6 +232,7 @@ def test_c_initial_state_matches_torch():
     assert (c - t).abs().max().item() < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 @needs_c
 def test_c_training_batch_invariant_and_close_to_torch():
@@ -253,6 +254,7 @@ def test_c_training_batch_invariant_and_close_to_torch():
         np.testing.assert_allclose(batch.curves[c][3], ref.curves[c][3], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fallback_without_compiler(tmp_path):
     """No compiler and an empty cache: ZOO_KERNELS=c warns and trains with the torch backend."""
     env = {k: v for k, v in os.environ.items() if k not in ("CC",)}
@@ -387,6 +389,7 @@ _TRAIN_AND_HASH = (
     "print(res.extra['kernels'], kernels.c_gemm(), h.hexdigest())\n")
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 @needs_c
 def test_c_path_same_bits_compiled_for_plain_avx2(tmp_path):

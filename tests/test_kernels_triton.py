@@ -18,6 +18,8 @@ from zoo.kernels import triton as gate
 from zoo.kernels.state import STATE
 from zoo.train import train_networks
 
+pytestmark = pytest.mark.slow  # the kernels in Triton's interpreter: minutes on a CPU (not in the fast loop)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -22,7 +22,7 @@ try:
 except ImportError:  # pragma: no cover - ray is an optional extra
     ray = None
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'rnn-stm-zoo[ray]')")
 # 4 shards of one network (2 learning rates x 2 delays), 4 epochs
 PLAN = dict(lrs=[0.1, 0.03], delays=[0, 40], seeds=1, epochs=4, shard_size=1)

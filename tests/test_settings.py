@@ -101,6 +101,7 @@ def test_fault_hooks_are_a_no_op_until_installed():
     assert k.count == 1  # counts only its own point; the kill itself is tested with real processes (test_faults)
 
 
+@pytest.mark.slow
 def test_zoo_settings_command_prints_them():
     import json
     import os

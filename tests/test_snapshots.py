@@ -75,6 +75,7 @@ def test_snapshot_release(snap_zoo, monkeypatch):
                                             "snapshots/nopost/nopost-d040-000.parquet"}
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path):
     """Killed (here: an exception) after its first chunk, the build resumes from the chunk's saved snapshots."""

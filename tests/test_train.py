@@ -126,6 +126,7 @@ FAMILY_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILY_CASES))
 def test_family_matches_spec_with_noise(family):
     cfg, kw = FAMILY_CASES[family]
@@ -148,6 +149,7 @@ def test_spec_catches_a_swapped_leak():
         assert_matches_spec(res, ref_curves, ref_w)
 
 
+@pytest.mark.slow
 def test_nomemory_divergence_matches_spec():
     """A run stops (kept, marked diverged) at the first epoch whose loss exceeds 100, before that update."""
     cfg = NetConfig("nomemory", seed=1, lr=1.0, delay_ms=0, epochs=20, nomemory=True, response_ms=40,
@@ -160,6 +162,7 @@ def test_nomemory_divergence_matches_spec():
     assert_matches_spec(res, ref_curves, ref_w, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_batch_invariance_bitwise_and_rerun():
     cfgs = [NetConfig("nopost", seed=s, lr=lr, delay_ms=40, epochs=3 + s % 3)

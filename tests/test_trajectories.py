@@ -116,6 +116,7 @@ def test_a_changed_weight_is_measured(smoke_zoo, tmp_path, one_thread):
     assert t.final_max_abs_diff == pytest.approx(0.25, rel=1e-5) and t.status == "close"
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_bundled_sample_retrains_bitwise(one_thread):
     """A 1000-epoch network of the bundled sample zoo (built on the CPU with the C kernels) retrains to the

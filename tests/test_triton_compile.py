@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # compiles the GPU kernels for an H200 with two Tritons: about a minute (not in the fast loop)
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV36 = ROOT / ".venv-triton36" / "bin" / "python"
 AOT = ROOT / "benchmarks" / "triton_aot.py"

@@ -88,6 +88,7 @@ def test_compare_releases(smoke_zoo, tmp_path):
     json.loads((z / layout.INFO_PATH).read_text())  # zoo.json untouched and not compared
 
 
+@pytest.mark.slow
 @pytest.mark.bitwise("c")
 def test_bundled_sample_retrains_bitwise():
     """The bundled sample zoo was built with the C kernels (GCC 12) and their own matrix products, whose sums
