@@ -76,3 +76,22 @@ def emit(df: pd.DataFrame, fmt: str) -> None:
         sys.stdout.write(df.to_csv(index=False))
     else:
         sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+
+
+def print_power(rows: list[dict]) -> None:
+    """The power planner's table (:func:`zoo.analysis.power`): per design and boundary, the expected width
+    of the joint fit's 95 % interval of the exponent."""
+    if not rows:
+        console.print("power: no design with a delay axis in this plan")
+        return
+    for design in dict.fromkeys(r["design"] for r in rows):
+        t = Table(title=f"joint fit's expected precision on {design} ({rows[0]['draws']} synthetic zoos, truth "
+                        "beta_LC = 2.5, beta_SP = 4.5)")
+        for c in ("exponent", "median CI width", "10-90 % of widths", "median |error|", "CI excludes an end of theory's range"):
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            if r["design"] == design:
+                t.add_row("beta_LC" if r["kind"] == "critical_delay" else "beta_SP", f"{r['median_width']:.2f}",
+                          f"{r['width_p10']:.2f} - {r['width_p90']:.2f}", f"{r['median_abs_error']:.2f}",
+                          f"{r['excludes_an_end']:.0%} of draws")
+        console.print(t)

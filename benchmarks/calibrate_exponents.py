@@ -1,0 +1,69 @@
+"""The calibration table of docs/method.md: synthetic zoos drawn from known phase diagrams
+(:mod:`zoo.analysis.calibration`) on the validation zoo's design and the paper's pooled no-post design, at
+several seed counts, fitted with every method. Writes every fit as CSV and the summary as markdown.
+
+    nice -n 10 python benchmarks/calibrate_exponents.py --draws 16 --out benchmarks/results_calibration
+    # or split over processes: --designs validation / --designs paper, then --merge A.csv B.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from zoo.analysis.calibration import (
+    CALIBRATION_CI,
+    Truth,
+    calibrate,
+    calibration_table,
+    paper_design,
+    validation_design,
+)
+
+TRUTHS = (Truth(beta_lc=2.0, beta_sp=4.0), Truth(beta_lc=2.7, beta_sp=5.0), Truth(beta_lc=3.0, beta_sp=4.0))
+DESIGNS = {"validation": validation_design, "paper": paper_design}
+
+
+def markdown(results: pd.DataFrame) -> str:
+    t = calibration_table(results)
+    draws = int(t["draws"].max()) if len(t) else 0
+    truths = ", ".join(f"(beta_LC {tr.beta_lc:g}, beta_SP {tr.beta_sp:g})" for tr in TRUTHS)
+    lines = [f"Truths {truths}; {draws // len(TRUTHS)} draws per truth, {draws} per row. Intervals: "
+             + "; ".join(f"{m}: {c}" for m, c in CALIBRATION_CI.items()) + ".", "",
+             "| boundary | design | seeds | method | median error | IQR of error | 95 % coverage | no exponent |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {'beta_LC' if r['kind'] == 'critical_delay' else 'beta_SP'} | {r['design']} | {r['seeds']} "
+                     f"| {r['method']} | {r['median_error']:+.2f} | {r['iqr']:.2f} | {r['coverage']:.0%} "
+                     f"| {r['failed']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--draws", type=int, default=16, help="synthetic zoos per (design, seeds, truth)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[4, 8, 16, 32, 100])
+    ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results_calibration"),
+                    help="writes OUT.csv (every fit) and OUT.md (the table)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="only merge these CSVs into OUT")
+    a = ap.parse_args()
+    if a.merge:
+        res = pd.concat([pd.read_csv(p) for p in a.merge], ignore_index=True)
+    else:
+        t0 = time.perf_counter()
+        res = calibrate([DESIGNS[d]() for d in a.designs], TRUTHS, a.seeds, a.draws, seed=a.seed)
+        print(f"{len(res)} fits in {time.perf_counter() - t0:.0f} s")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    res.to_csv(a.out.with_suffix(".csv"), index=False)
+    md = markdown(res)
+    a.out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
