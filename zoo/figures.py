@@ -221,10 +221,9 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
         lo_col, hi_col = col.replace("_ms", "_lo_ms"), col.replace("_ms", "_hi_ms")
         if lo_col in used.columns:  # the joint fit: each rate's boundary with its own interval
             err = np.vstack([used[col] - used[lo_col], used[hi_col] - used[col]]).clip(min=0)
-            ax.errorbar(used["lr"], used[col], yerr=err, fmt=marker, color=color, ms=5, capsize=2, lw=1,
-                        label=label + " per rate, 95 % profile interval", zorder=3)
-        else:
-            ax.plot(used["lr"], used[col], marker, color=color, ms=6, label=label, zorder=3)
+            ax.errorbar(used["lr"], used[col], yerr=err, fmt="none", ecolor=color, capsize=2, lw=1, zorder=3)
+            label += " per rate, 95 % profile interval"
+        ax.plot(used["lr"], used[col], marker, color=color, ms=6, label=label, zorder=3)
         if f.ok:
             lo, hi = f.ci
             interval = (f"+- {f.slope_se:.2f} (1 SE, paper's fit)" if f.method == "paper"
@@ -401,9 +400,10 @@ def _save(fig: Figure, out: Path, stem: str, formats: Sequence[str], report: Fig
 def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str | None = None,
                  formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = phases.DEFAULT_METHOD,
                  log: Callable[[str], None] | None = print) -> FigureReport:
-    """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, or None for
-    the bundled sample) allows into ``out``: ``phase_diagram_<name>``, ``scaling_<name>``, ``psd_ratio_<name>``
-    and ``trajectories_<name>`` for every family, and the first three for every pooled panel the zoo can fill
+    """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, None for the
+    bundled sample, or a metadata table: a DataFrame or a ``.parquet`` file) allows into ``out``:
+    ``phase_diagram_<name>``, ``scaling_<name>``, ``psd_ratio_<name>`` and (with weights, not from a table)
+    ``trajectories_<name>`` for every family, and the first three for every pooled panel the zoo can fill
     (``<name>`` = ``no-post`` for nopost + nopost-narrow, as the paper's figures pool them), each in every
     format of ``formats``. ``family`` restricts to one family or panel. ``method`` fits the boundaries: ``joint``
     (default, the calibrated likelihood fit), ``package`` (two-step, files ``..._package``) or ``paper`` (as
@@ -412,12 +412,19 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
     from .api import Zoo, load_zoo
 
     phases._check_method(method)
-    zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
-    all_fams = sorted(zoo.metadata["family"].dropna().unique().tolist()) if len(zoo) else []
+    zoo = None
+    if isinstance(source, pd.DataFrame):
+        meta = source
+    elif isinstance(source, (str, os.PathLike)) and str(source).endswith(".parquet"):
+        meta = pd.read_parquet(source)
+    else:
+        zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
+        meta = zoo.metadata
+    all_fams = sorted(meta["family"].dropna().unique().tolist()) if len(meta) else []
     if family is None:
         names = all_fams + phases.panels_of(all_fams)
     else:
-        phases.family_rows(zoo.metadata, family)  # a clear error for a family or panel that is not here
+        phases.family_rows(meta, family)  # a clear error for a family or panel that is not here
         names = [family]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,14 +437,18 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
     suffix = "" if method == phases.DEFAULT_METHOD else f"_{method}"
     for name in names:
         members = [f for f in phases.PANELS.get(name, (name,)) if f in all_fams]
-        sub = zoo.filter(family=members)
+        sub = meta[meta["family"].isin(members)]
         jobs = {
-            f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s.metadata, f, method=method),
-            f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s.metadata, f, n_boot=n_boot, method=method),
-            f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s.metadata, f),
+            f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s, f, method=method),
+            f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s, f, n_boot=n_boot, method=method),
+            f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s, f),
         }
         if name not in phases.PANELS:  # examples are per family
-            jobs[f"trajectories_{name}"] = lambda s=sub, f=name: plot_trajectories(s, f)
+            if zoo is None:
+                report.skipped[f"trajectories_{name}"] = "a metadata table holds no weights"
+                say(f"skipped trajectories_{name}: a metadata table holds no weights")
+            else:
+                jobs[f"trajectories_{name}"] = lambda f=name, m=members: plot_trajectories(zoo.filter(family=m), f)
         for stem, job in jobs.items():
             try:
                 fig = job()

@@ -268,6 +268,16 @@ def joint_exponent(metadata, family: str | None = None, *, kind: str = "critical
     fit.beta = 1.0 / p[1]
     fit.intercept = ref + p[0] * fit.beta
     fit.rates = _rates_table(cells, kind, shape, p, u, level)
+    if fit.rates["used"].sum() < 2:
+        fit.beta = fit.intercept = np.nan
+        fit.reason = "fewer than 2 learning rates whose boundary lies within the sampled delays"
+        return fit
+    g_lo, g_hi = shape.bounds(D)[1]
+    if not g_lo * 1.001 < p[1] < g_hi * 0.999:
+        fit.beta = fit.intercept = np.nan
+        fit.reason = (f"1/beta reached the end of its range [{g_lo:g}, {g_hi:g}]: over these rates the boundary "
+                      "does not move with the learning rate as a power law")
+        return fit
     if ci == "profile":
         fit.ci = _profile_ci(shape, u, D, n, k, p, v, level)
     elif ci == "wald":

@@ -111,7 +111,8 @@ def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family =
 
 
 @report.friendly
-def figures(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[@REV] or a metadata table (.parquet: "
+                                                              "no trajectories); default: the bundled sample")] = None,
             family: Family = None,
             out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
             fmt: Annotated[list[str] | None, typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
