@@ -152,17 +152,20 @@ def _profile_ci(shape, u, D, n, k, p_hat, nll_hat, level: float) -> tuple[float,
     for direction in (-1, 1):
         g, p, prev = p_hat[1], p_hat, (p_hat[1], 0.0)
         end = g_lo if direction < 0 else g_hi
+        step = 0.01  # in log(1/beta), growing: fine near a sharp optimum, quick across a flat profile
         for _ in range(60):
-            g_new = float(np.clip(g * np.exp(direction * 0.06), g_lo, g_hi))
+            g_new = float(np.clip(g * np.exp(direction * step), g_lo, g_hi))
             if g_new == g:
                 break
             p, v = _optimise(shape, u, D, n, k, p, bounds, fixed_g=g_new)
-            rise = v - nll_hat
-            if rise >= crit:  # interpolate the crossing between the last two points
-                t = (crit - prev[1]) / max(rise - prev[1], 1e-12)
+            rise = max(v - nll_hat, 0.0)
+            if rise >= crit:  # the crossing, interpolated in the root deviance (about linear in 1/beta)
+                a, b = np.sqrt(prev[1]), np.sqrt(rise)
+                t = (np.sqrt(crit) - a) / max(b - a, 1e-12)
                 end = prev[0] + t * (g_new - prev[0])
                 break
             g, prev = g_new, (g_new, rise)
+            step = min(step * 1.4, 0.15)
         ends.append(end)
     g_a, g_b = ends
     return float(1.0 / g_b), float(1.0 / g_a)
