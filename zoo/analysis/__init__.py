@@ -44,8 +44,8 @@ from .dynamics import (
     read_diagnostics,
     write_diagnostics,
 )
-from .joint import joint_exponent
 from .fixed_points import FixedPoints, find_fixed_points, jacobian, speed, step_map
+from .joint import joint_exponent
 from .limit_cycles import DYN_STATES, analyse_tail, autonomous_trajectories
 from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
 from .phases import (

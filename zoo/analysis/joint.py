@@ -230,7 +230,7 @@ def _rates_table(cells: _Cells, kind: str, shape: _Shape, p, u, level: float) ->
                "used": bool(np.isfinite(lo[i]) and np.isfinite(hi[i])), "reason": ""}
         if not row["used"]:
             row["reason"] = ("no networks" if n[i].sum() == 0 else
-                             "not bounded by the sampled delays (its interval reaches past them)")
+                             "its 95 % interval is not bounded within the searched delays")
         rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
@@ -251,7 +251,10 @@ def joint_exponent(metadata, family: str | None = None, *, kind: str = "critical
     df, fam = _one_family(_metadata(metadata), family)
     cells = _cells(df, kind, "all" if kind == "critical_delay" else "learned", x)
     nan2 = (np.nan, np.nan)
-    fit = ScalingFit(kind, fam, np.nan, np.nan, nan2, ci, level, np.nan, nan2, 0, pd.DataFrame(), method="joint")
+    col = "d0" if kind == "critical_delay" else "midpoint"
+    empty = pd.DataFrame(columns=["lr", "n_delays", "n_networks", "max_fraction", f"{col}_ms", f"{col}_lo_ms",
+                                  f"{col}_hi_ms", f"{col}_line_ms", "used", "reason", f"{col}_steps"])
+    fit = ScalingFit(kind, fam, np.nan, np.nan, nan2, ci, level, np.nan, nan2, 0, empty, method="joint")
     n, k = cells.n.sum(-1), cells.k.sum(-1)
     has = n.sum(1) > 0
     fit.n_rates = int(has.sum())

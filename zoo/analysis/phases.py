@@ -1,5 +1,8 @@
-"""The package's boundary fits: critical delays, slow-point boundaries and scaling exponents from a zoo's outcome
-labels (the tables they start from are in :mod:`.outcomes`).
+"""The boundary fits' entry points (``scaling_exponent``, ``critical_delays``, ``slow_point_boundaries``: one
+``method=`` over :data:`METHODS`, the joint fit of :mod:`.joint` by default) and the package's two-step robust
+fit (``method="package"``): critical delays, slow-point boundaries and scaling exponents from a zoo's outcome
+labels (the tables they start from are in :mod:`.outcomes`). The rest of this docstring describes the two-step
+fit.
 
 Everything here works on the metadata table alone (a :class:`pandas.DataFrame` with the columns of
 ``metadata/networks.parquet``, or a :class:`zoo.api.Zoo`, whose ``.metadata`` is used); no weights are read.
@@ -39,7 +42,8 @@ Pooled panels. The paper's "no post" panels pool two families (nopost and nopost
 every function here accepts a panel of :data:`PANELS` (``family="no-post"``) where it takes a family.
 
 The authors' procedure. ``method="paper"`` reproduces the figure scripts instead (:mod:`zoo.analysis.paper`,
-whose docstring tabulates how the two methods differ and why this one is the default).
+whose docstring tabulates how it differs from the two-step fit). Why the joint fit is the default:
+docs/method.md, "Calibration by simulation".
 """
 
 from __future__ import annotations

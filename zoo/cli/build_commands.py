@@ -158,7 +158,8 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
     s = plan_summary(plan, out)
     if power:
-        from ..analysis.calibration import design_from_configs, power as power_of
+        from ..analysis.calibration import design_from_configs
+        from ..analysis.calibration import power as power_of
 
         if power_draws < 1:
             raise ZooError(f"--power-draws must be at least 1, got {power_draws}")
