@@ -2,8 +2,11 @@
 (:mod:`zoo.analysis.calibration`) on the validation zoo's design and the paper's pooled no-post design, at
 several seed counts, fitted with every method. Writes every fit as CSV and the summary as markdown.
 
-    nice -n 10 python benchmarks/calibrate_exponents.py --draws 16 --out benchmarks/results_calibration
-    # or split over processes: --designs validation / --designs paper, then --merge A.csv B.csv
+    nice -n 10 python benchmarks/calibrate_exponents.py --draws 25 --out benchmarks/results_calibration
+    # as docs/method.md's table was made, in two processes, then merged:
+    python benchmarks/calibrate_exponents.py --draws 25 --designs validation --out /tmp/cal/validation &
+    python benchmarks/calibrate_exponents.py --draws 25 --designs paper --seed 1 --out /tmp/cal/paper &
+    wait; python benchmarks/calibrate_exponents.py --merge /tmp/cal/validation.csv /tmp/cal/paper.csv
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def main() -> None:
         res = calibrate([DESIGNS[d]() for d in a.designs], TRUTHS, a.seeds, a.draws, seed=a.seed)
         print(f"{len(res)} fits in {time.perf_counter() - t0:.0f} s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    res.to_csv(a.out.with_suffix(".csv"), index=False)
+    res.round(4).to_csv(a.out.with_suffix(".csv"), index=False)
     md = markdown(res)
     a.out.with_suffix(".md").write_text(md)
     print(md)

@@ -87,11 +87,12 @@ def print_power(rows: list[dict]) -> None:
     for design in dict.fromkeys(r["design"] for r in rows):
         t = Table(title=f"joint fit's expected precision on {design} ({rows[0]['draws']} synthetic zoos, truth "
                         "beta_LC = 2.5, beta_SP = 4.5)")
-        for c in ("exponent", "median CI width", "10-90 % of widths", "median |error|", "CI excludes an end of theory's range"):
+        for c in ("exponent", "median CI width", "10-90 % of widths", "median |error|", "CI excludes an end of theory's range",
+                  "no exponent"):
             t.add_column(c, overflow="fold")
         for r in rows:
             if r["design"] == design:
                 t.add_row("beta_LC" if r["kind"] == "critical_delay" else "beta_SP", f"{r['median_width']:.2f}",
                           f"{r['width_p10']:.2f} - {r['width_p90']:.2f}", f"{r['median_abs_error']:.2f}",
-                          f"{r['excludes_an_end']:.0%} of draws")
+                          f"{r['excludes_an_end']:.0%} of draws", f"{r['no_exponent']:.0%} of draws")
         console.print(t)
