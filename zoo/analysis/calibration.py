@@ -146,14 +146,16 @@ def synthetic_zoo(design: Design, truth: Truth, rng: np.random.Generator | int =
     return out
 
 
-def fit_exponent(df: pd.DataFrame, design: Design, kind: str, method: str) -> tuple[float, float, float]:
-    """(beta, lo, hi) of one method with its calibration interval (:data:`CALIBRATION_CI`)."""
+def fit_exponent(df: pd.DataFrame, design: Design, kind: str, method: str, *, joint_ci: str = "profile",
+                 n_boot: int = 100) -> tuple[float, float, float]:
+    """(beta, lo, hi) of one method with its calibration interval (:data:`CALIBRATION_CI`; ``joint_ci`` for the
+    joint fit, e.g. ``"bootstrap"`` with ``n_boot`` replicates)."""
     from .joint import joint_exponent
     from .paper import paper_exponent
     from .phases import scaling_exponent
 
     if method == "joint":
-        f = joint_exponent(df, design.panel, kind=kind, ci="profile")
+        f = joint_exponent(df, design.panel, kind=kind, ci=joint_ci, n_boot=n_boot)
         return f.beta, *f.ci
     if method == "package":
         f = scaling_exponent(df, design.panel, kind=kind, ci="regression", method="package")
@@ -167,9 +169,10 @@ def fit_exponent(df: pd.DataFrame, design: Design, kind: str, method: str) -> tu
 
 def calibrate(designs: Sequence[Design], truths: Sequence[Truth], seeds: Sequence[int], draws: int, *,
               methods: Sequence[str] = METHODS, kinds: Sequence[str] = KINDS, seed: int = 0,
-              progress=None) -> pd.DataFrame:
+              joint_ci: str = "profile", n_boot: int = 100, progress=None) -> pd.DataFrame:
     """Fit ``draws`` synthetic zoos per (design, truth, seed count) with every method: one row per fit with
-    ``design``, ``seeds``, ``method``, ``kind``, ``truth``, ``beta``, ``lo``, ``hi``, ``covered``."""
+    ``design``, ``seeds``, ``method``, ``kind``, ``truth``, ``beta``, ``lo``, ``hi``, ``covered``
+    (``joint_ci``, ``n_boot``: the joint fit's interval, :func:`fit_exponent`)."""
     rows = []
     ss = np.random.SeedSequence(seed)
     for design in designs:
@@ -180,7 +183,7 @@ def calibrate(designs: Sequence[Design], truths: Sequence[Truth], seeds: Sequenc
                     df = synthetic_zoo(d, truth, np.random.default_rng(child))
                     for method in methods:
                         for kind in kinds:
-                            b, lo, hi = fit_exponent(df, d, kind, method)
+                            b, lo, hi = fit_exponent(df, d, kind, method, joint_ci=joint_ci, n_boot=n_boot)
                             t = truth.beta(kind)
                             rows.append({"design": design.name, "seeds": S, "method": method, "kind": kind,
                                          "truth_index": ti, "truth": t, "beta": b, "lo": lo, "hi": hi,

@@ -17,13 +17,14 @@ over the panel's rates:
   ``w(lr) = w_mid exp(c u)``. With the not-learned probability above, the cell's three outcomes are one
   multinomial whose likelihood factorises into these two binomials, so each boundary is fitted on its own.
 
-The optimum is found from the best points of a coarse grid by bounded SLSQP with the analytic gradient. Intervals (``ci=``):
-``"bootstrap"`` (default): percentiles over replicates that resample whole *seeds* (a seed fixes the initial
-weights in every cell, so seeds, not networks, are the independent units); ``"profile"``: the profile likelihood
-of ``1/beta`` (chi-square with 1 degree of freedom; assumes independent networks); ``"wald"``: the curvature at the
-optimum, on ``log beta``; ``"none"``. Per rate, the boundary (``d0_ms`` / ``midpoint_ms``) is re-estimated on that
-rate's cells alone with the shared parameters held at the joint optimum, with its own profile interval
-(``*_lo_ms``, ``*_hi_ms``); ``*_line_ms`` is the joint power law at that rate.
+The optimum is found from the best points of a coarse grid by bounded SLSQP with the analytic gradient.
+Intervals (``ci=``): ``"bootstrap"`` (default): percentiles over replicates that resample whole *seeds* (a seed
+fixes the initial weights in every cell, so seeds, not networks, are the independent units); ``"profile"``: the
+profile likelihood of ``1/beta`` (chi-square with 1 degree of freedom; assumes independent networks);
+``"none"``. There is no curvature (Wald) interval: the onset's kink at D0 makes the likelihood non-smooth, and
+its curvature far too sharp. Per rate, the boundary (``d0_ms`` / ``midpoint_ms``) is re-estimated on that rate's
+cells alone with the shared parameters held at the joint optimum, with its own profile interval (``*_lo_ms``,
+``*_hi_ms``); ``*_line_ms`` is the joint power law at that rate.
 """
 
 from __future__ import annotations
@@ -171,29 +172,6 @@ def _profile_ci(shape, u, D, n, k, p_hat, nll_hat, level: float) -> tuple[float,
     return float(1.0 / g_b), float(1.0 / g_a)
 
 
-def _wald_ci(shape, u, D, n, k, p_hat, level: float) -> tuple[float, float]:
-    """Curvature interval on log(beta) = -log(1/beta), from a numerical Hessian at the optimum."""
-    f = lambda p: _nll(shape, p, u, D, n, k)  # noqa: E731
-    h = np.maximum(np.abs(p_hat) * 1e-3, 1e-4)
-    m = len(p_hat)
-    H = np.empty((m, m))
-    for i in range(m):
-        for j in range(i, m):
-            ei, ej = np.eye(m)[i] * h[i], np.eye(m)[j] * h[j]
-            H[i, j] = H[j, i] = (f(p_hat + ei + ej) - f(p_hat + ei - ej) - f(p_hat - ei + ej)
-                                 + f(p_hat - ei - ej)) / (4 * h[i] * h[j])
-    try:
-        var_g = float(np.linalg.inv(H)[1, 1])
-    except np.linalg.LinAlgError:
-        return np.nan, np.nan
-    if not np.isfinite(var_g) or var_g <= 0:
-        return np.nan, np.nan
-    z = stats.norm.ppf(1 - (1 - level) / 2)
-    se_log = np.sqrt(var_g) / p_hat[1]
-    beta = 1.0 / p_hat[1]
-    return float(beta * np.exp(-z * se_log)), float(beta * np.exp(z * se_log))
-
-
 def _per_rate(shape: _Shape, p, u, D, n, k, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each rate's own boundary (D0 or x0) on its cells, the shared parameters held at ``p``: the maximum of a
     fine 1-D likelihood profile and its ``level`` interval (NaN where the interval reaches the grid's end)."""
@@ -286,8 +264,6 @@ def joint_exponent(metadata, family: str | None = None, *, kind: str = "critical
         return fit
     if ci == "profile":
         fit.ci = _profile_ci(shape, u, D, n, k, p, v, level)
-    elif ci == "wald":
-        fit.ci = _wald_ci(shape, u, D, n, k, p, level)
     elif ci == "bootstrap" and len(cells.seeds) > 1 and n_boot > 0:
         rng = np.random.default_rng(seed)
         S = len(cells.seeds)

@@ -21,7 +21,7 @@ KINDS = ("critical_delay", "slow_point")
 METHODS = ("joint", "package", "paper")
 DEFAULT_METHOD = "joint"
 #: the confidence intervals each method offers (the first is its default)
-CI_METHODS = {"joint": ("bootstrap", "profile", "wald", "none"), "package": ("bootstrap", "regression", "none"),
+CI_METHODS = {"joint": ("bootstrap", "profile", "none"), "package": ("bootstrap", "regression", "none"),
               "paper": ("+-1 SE (paper)",)}
 #: panels that pool families as the paper's figures do: its "no post" panels hold nopost and nopost-narrow
 #: (30 learning rates); pass the panel name wherever a family is asked for
@@ -249,8 +249,9 @@ class ScalingFit:
             return f"{what}: no exponent ({self.reason})"
         lo, hi = self.ci
         if self.method == "joint":
-            return (f"{what}: beta = {self.beta:.2f}  [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI, "
-                    f"joint likelihood over {self.n_rates} learning rates)")
+            interval = (f" [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI," if np.isfinite([lo, hi]).all()
+                        else " (no interval,")
+            return f"{what}: beta = {self.beta:.2f}{interval} joint likelihood over {self.n_rates} learning rates)"
         if self.method == "paper":
             return (f"{what}: beta = {self.beta:.2f} +- {self.slope_se:.2f} (1 SE, the paper's curve_fit), "
                     f"R^2 = {self.r2:.2f}, from {self.n_rates} learning rates")

@@ -337,7 +337,7 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
     panel (:data:`PANELS`, e.g. ``"no-post"``).
 
     ``method="joint"`` (default): one likelihood over all cells, :func:`zoo.analysis.joint.joint_exponent`
-    (``ci``: bootstrap over seeds, profile, wald or none; ``min_fraction`` and ``among`` do not apply);
+    (``ci``: bootstrap over seeds, profile or none; ``min_fraction`` and ``among`` do not apply);
     ``"package"``: the two-step fit of the module docstring (``ci``: bootstrap, regression or none);
     ``"paper"``: as the authors' figure scripts do (:func:`zoo.analysis.paper.paper_exponent`: beta +- 1 SE;
     ``ci``, ``n_boot``, ``level``, ``min_fraction`` and ``among`` do not apply). The joint fit is the
