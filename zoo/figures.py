@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,7 +254,7 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
     ax.set_title(f"Critical delay vs learning rate: {panel_title(family)}"
                  + {"paper": " (the paper's fitting)", "package": " (two-step fit)"}.get(method, ""))
     ax.legend(loc="best", framealpha=0.9, fontsize=7.5)
-    skipped = [f.summary() for f in fits if not f.ok]
+    skipped = [textwrap.fill(f.summary(), 90) for f in fits if not f.ok]
     if skipped:
         ax.text(0.01, 0.01, "\n".join(skipped), transform=ax.transAxes, fontsize=7.5, va="bottom", color="#555555")
     return fig
