@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +32,13 @@ TRUTHS = (Truth(beta_lc=2.0, beta_sp=4.0), Truth(beta_lc=2.7, beta_sp=5.0), Trut
 DESIGNS = {"validation": validation_design, "paper": paper_design}
 
 
-def markdown(results: pd.DataFrame, joint_ci: str = "profile", n_boot: int = 100) -> str:
+def markdown(results: pd.DataFrame, joint_ci: str = "profile", n_boot: int = 100, jump: float = 0.0) -> str:
     t = calibration_table(results)
     draws = int(t["draws"].max()) if len(t) else 0
     truths = ", ".join(f"(beta_LC {tr.beta_lc:g}, beta_SP {tr.beta_sp:g})" for tr in TRUTHS)
     ci = {**CALIBRATION_CI, "joint": joint_ci if joint_ci != "bootstrap" else f"seed bootstrap, {n_boot} replicates"}
+    if jump:
+        truths += f", each with {jump:g} of the networks failing at once past D0 (outside the joint fit's shape)"
     lines = [f"Truths {truths}; {draws // len(TRUTHS)} draws per truth, {draws} per row. Intervals: "
              + "; ".join(f"{m}: {c}" for m, c in ci.items() if m in set(results["method"])) + ".", "",
              "| boundary | design | seeds | method | median error | IQR of error | 95 % coverage | no exponent |",
@@ -57,6 +60,8 @@ def main() -> None:
     ap.add_argument("--joint-ci", default="profile", choices=["profile", "bootstrap"],
                     help="the joint fit's interval (bootstrap: --n-boot replicates)")
     ap.add_argument("--n-boot", type=int, default=100)
+    ap.add_argument("--jump", type=float, default=0.0,
+                    help="a share failing at once past D0 in every truth (an onset outside the joint fit's shape)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results_calibration"),
                     help="writes OUT.csv (every fit) and OUT.md (the table)")
     ap.add_argument("--merge", type=Path, nargs="+", help="only merge these CSVs into OUT")
@@ -65,12 +70,13 @@ def main() -> None:
         res = pd.concat([pd.read_csv(p) for p in a.merge], ignore_index=True)
     else:
         t0 = time.perf_counter()
-        res = calibrate([DESIGNS[d]() for d in a.designs], TRUTHS, a.seeds, a.draws, seed=a.seed, methods=a.methods,
+        truths = [replace(t, jump=a.jump) for t in TRUTHS]
+        res = calibrate([DESIGNS[d]() for d in a.designs], truths, a.seeds, a.draws, seed=a.seed, methods=a.methods,
                         joint_ci=a.joint_ci, n_boot=a.n_boot)
         print(f"{len(res)} fits in {time.perf_counter() - t0:.0f} s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     res.round(4).to_csv(a.out.with_suffix(".csv"), index=False)
-    md = markdown(res, a.joint_ci, a.n_boot)
+    md = markdown(res, a.joint_ci, a.n_boot, a.jump)
     a.out.with_suffix(".md").write_text(md)
     print(md)
 

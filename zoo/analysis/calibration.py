@@ -105,6 +105,7 @@ class Truth:
     rate_slope: float = 0.3  # ... times (lr / lr_mid) ** rate_slope
     floor: float = 0.02  # failures below D0
     plateau: float = 0.9  # the failing share at long delays
+    jump: float = 0.0  # a share that fails at once past D0 (> 0: an onset the joint fit's shape does not have)
     x0_frac: float = 0.2  # the slow-point midpoint at the middle rate, as a fraction of the longest delay
     width_frac: float = 0.06  # the logistic's width, as a fraction of the longest delay
     sp_low: float = 0.02  # slow points far beyond the boundary
@@ -117,7 +118,8 @@ class Truth:
         top = D.max()
         d0 = top * self.d0_frac * np.exp(-u / self.beta_lc)
         a = self.rate_mid * np.exp(self.rate_slope * u)
-        p_nl = self.floor + (self.plateau - self.floor) * -np.expm1(-a[:, None] * np.maximum(D[None] - d0[:, None], 0))
+        x = np.maximum(D[None] - d0[:, None], 0)
+        p_nl = self.floor + self.jump * (x > 0) + (self.plateau - self.floor - self.jump) * -np.expm1(-a[:, None] * x)
         x0 = top * self.x0_frac * np.exp(-u / self.beta_sp)
         z = np.clip((D[None] - x0[:, None]) / (top * self.width_frac), -60, 60)
         q = self.sp_low + (self.sp_high - self.sp_low) / (1 + np.exp(z))
