@@ -14,6 +14,7 @@ from scipy.stats import linregress
 
 from zoo.analysis import (
     DYN_MECHANISM,
+    METHODS,
     SUMMARY_COLUMNS,
     analyse_tail,
     critical_delay_steps,
@@ -217,38 +218,41 @@ def test_fit_critical_delay_exact_and_step():
 
 def test_exponent_recovered_from_synthetic_outcomes():
     df = _synthetic(beta=2.5)
-    fit = scaling_exponent(df, n_boot=60)
+    fit = scaling_exponent(df, n_boot=60, method="package")
     assert fit.ok and fit.ci_method == "bootstrap" and fit.n_rates == 8
     assert abs(fit.beta - 2.5) < 0.3
     assert fit.ci[0] < 2.5 < fit.ci[1]
     assert fit.ci_regression[0] < fit.beta < fit.ci_regression[1]
-    t = critical_delays(df)
+    t = critical_delays(df, method="package")
     assert t["used"].all() and (t["d0_steps"] == t["d0_ms"] / 5).all()
     assert np.allclose(fit.lr_at(fit.delay_at(0.01)), 0.01)
-    reg = scaling_exponent(df, ci="regression")
+    reg = scaling_exponent(df, ci="regression", method="package")
     assert reg.ci_method == "regression" and reg.ci == reg.ci_regression
 
 
 def test_slow_point_boundary_exponent():
     df = _synthetic(beta=2.5, d0_top=250.0, slow_beta=4.5, slow_mid_top=60.0, seeds=40)
-    t = slow_point_boundaries(df, among="learned")
+    t = slow_point_boundaries(df, among="learned", method="package")
     assert t["used"].sum() >= 6
-    fit = scaling_exponent(df, kind="slow_point", among="learned", n_boot=40)
+    fit = scaling_exponent(df, kind="slow_point", among="learned", n_boot=40, method="package")
     assert abs(fit.beta - 4.5) < 0.8, fit.summary()
 
 
 def test_exponent_degenerate_cases():
     # every network learned: no rate reaches a not-learned fraction of 0.1
     df = _synthetic(d0_top=10_000.0, seeds=3)
-    fit = scaling_exponent(df, n_boot=10)
+    fit = scaling_exponent(df, n_boot=10, method="package")
     assert not fit.ok and "usable" in fit.reason
-    assert (critical_delays(df)["reason"].str.contains("largest fraction")).all()
+    assert (critical_delays(df, method="package")["reason"].str.contains("largest fraction")).all()
+    joint = scaling_exponent(df, n_boot=10)
+    assert not joint.ok and joint.method == "joint" and "none is" in joint.reason
     # a single delay
     one = _synthetic(seeds=3)
     one = one[one["delay_ms"] == 200]
-    assert not scaling_exponent(one, n_boot=10).ok
-    # empty
-    assert not scaling_exponent(one.iloc[:0], n_boot=10).ok
+    for method in METHODS:
+        assert not scaling_exponent(one, n_boot=10, method=method).ok
+        # empty
+        assert not scaling_exponent(one.iloc[:0], n_boot=10, method=method).ok
 
 
 # ---------------------------------------------------------------- on a real (smoke) release
@@ -297,12 +301,12 @@ def test_cli_diagnose_writes_into_release(smoke_zoo, tmp_path):
 
 
 # ---------------------------------------------------------------- the paper's procedures, pooled panels
-@pytest.mark.parametrize("method", ["package", "paper"])
-def test_both_methods_recover_known_exponents(method):
+@pytest.mark.parametrize("method", ["joint", "package", "paper"])
+def test_every_method_recovers_known_exponents(method):
     df = _synthetic(beta=2.5)
     fit = scaling_exponent(df, method=method, n_boot=30)
     assert fit.ok and fit.method == method and fit.n_rates == 8 and abs(fit.beta - 2.5) < 0.3, fit.summary()
-    assert fit.r2 > 0.95
+    assert method == "joint" or fit.r2 > 0.95
     sp = _synthetic(beta=2.5, d0_top=250.0, slow_beta=4.5, slow_mid_top=60.0, seeds=40)
     fit = scaling_exponent(sp, kind="slow_point", method=method, n_boot=30)
     assert abs(fit.beta - 4.5) < 0.8, fit.summary()
@@ -333,7 +337,7 @@ def test_methods_differ_as_documented_on_unequal_cells():
     rows = [{"family": "nopost", "lr": 0.05, "delay_ms": int(d), "seed": s,
              "outcome": "no_learning" if s < kk else "limit_cycle"} for d, nn, kk in zip(D, n, k, strict=True) for s in range(nn)]
     df = pd.DataFrame(rows)
-    ours = critical_delays(df)["d0_ms"].iloc[0]
+    ours = critical_delays(df, method="package")["d0_ms"].iloc[0]
     paper = critical_delays(df, method="paper")["d0_ms"].iloc[0]
     frac = k / n
     assert ours == pytest.approx(fit_critical_delay(D, frac, n)["d0"], abs=0.5)
@@ -347,7 +351,7 @@ def test_paper_settings_skip_and_drop_rates():
     t = critical_delays(post, method="paper")
     assert not t["used"].iloc[1] and "by hand" in t["reason"].iloc[1] and t["used"].drop(index=1).all()
     assert critical_delays(df, method="paper")["used"].all()
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="method.*'joint', 'package', 'paper'"):
         scaling_exponent(df, method="authors")
 
 

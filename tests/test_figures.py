@@ -83,6 +83,26 @@ def test_pooled_panel_and_paper_method_figures(tmp_path):
     assert "no post (pooled: nopost + nopost-narrow)" in fig.get_suptitle()
 
 
+def test_joint_fit_figures_draw_intervals_band_and_boundaries(tmp_path):
+    """The default (joint) scaling plot: per-rate boundaries with error bars, the fitted line with its seed-
+    bootstrap band; the phase diagram overlays both fitted boundaries as curves. A metadata table is a source."""
+    from matplotlib.collections import PolyCollection
+
+    df = _synthetic(beta=2.5, d0_top=250.0, slow_beta=4.5, slow_mid_top=60.0, seeds=12)
+    ax = plot_scaling(df, n_boot=20).axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert any(lb.startswith("joint fit: beta") for lb in labels)
+    assert any("per rate, 95 % profile interval" in lb for lb in labels)
+    assert len(ax.containers) == 2 and sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
+    fig = plot_phase_diagram(df)
+    fitted = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("fitted")]
+    assert len(fitted) == 2 and all(len(ln.get_xdata()) == 200 for ln in fitted)
+    df.to_parquet(tmp_path / "networks.parquet")
+    rep = make_figures(str(tmp_path / "networks.parquet"), tmp_path / "f", formats=("png",), n_boot=10, log=None)
+    assert {p.name for p in rep.written} == {"phase_diagram_nopost.png", "scaling_nopost.png", "psd_ratio_nopost.png"}
+    assert "no weights" in rep.skipped["trajectories_nopost"]
+
+
 def test_theory_slopes_go_through_the_data():
     """Theory lines carry the theory's slopes with the intercept fitted to the measured boundary: they pass
     through the measured points (the analytical prefactors would put them at ~10-40 ms, far from the data)."""

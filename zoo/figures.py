@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ THEORY_STYLE = {"slow_point": {"color": OKABE_ITO["sky_blue"], "ls": "--"},
 THEORY_STYLE_MAP = {"slow_point": {"color": "white", "ls": "--"}, "limit_cycle": {"color": "white", "ls": ":"}}
 #: which measured boundary each theory curve is compared with: no learning above the limit-cycle curve
 BOUNDARY_OF = {"limit_cycle": "critical_delay", "slow_point": "slow_point"}
+#: the fitted boundaries over the phase diagram: solid, coloured by the mechanism on the far side
+FIT_STYLE_MAP = {"critical_delay": {"color": OKABE_ITO["vermillion"], "ls": "-"},
+                 "slow_point": {"color": OKABE_ITO["sky_blue"], "ls": "-"}}
+BOUNDARY_TITLES = {"critical_delay": "no-solution boundary D0", "slow_point": "slow-point boundary"}
 FIGURES = ("phase_diagram", "scaling", "psd_ratio", "trajectories")
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
          "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 150}
@@ -119,10 +124,11 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
 # ---------------------------------------------------------------- phase diagram
 @_styled
 def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True,
-                       method: str = "package") -> Figure:
+                       method: str = phases.DEFAULT_METHOD) -> Figure:
     """2 x 2 panels: the fraction of each outcome per (learning rate, delay) cell of one family or pooled
-    panel, learning rate on a log axis, delay in ms. With ``show_theory``, the theory's slopes are drawn
-    through the measured boundaries (fitted with ``method``), intercept fitted (:func:`theory_through`)."""
+    panel, learning rate on a log axis, delay in ms, with both fitted boundaries (``method``) as curves. With
+    ``show_theory``, the theory's slopes are drawn through the measured boundaries, intercept fitted
+    (:func:`theory_through`)."""
     df, family = _family_rows(_meta(metadata), family)
     if not len(df) or "outcome" not in df.columns or df["outcome"].isna().all():
         raise FigureSkipped("no labelled networks")
@@ -133,13 +139,17 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
     xe, ye = _edges(xs, log=False), _edges(lrs, log=True)
     fig = _figure(figsize=(9.5, 7.2))
     axes = fig.subplots(2, 2, sharex=True, sharey=True)
-    lines = {}
-    if show_theory and x == "delay_ms":
+    lines, fitted = {}, {}
+    if x == "delay_ms":
         D = np.linspace(max(xe[0], xs[xs > 0].min() if (xs > 0).any() else 1.0), xe[-1], 200)
+        lr_grid = np.geomspace(ye[0], ye[-1], 200)
         for mech, kind in BOUNDARY_OF.items():
             fit = phases.scaling_exponent(df.drop(columns="family", errors="ignore"), family or None, kind=kind,
-                                          ci="regression", method=method)
-            lines[mech] = theory_through(fit, mech, D)
+                                          ci="none", method=method)
+            if fit.ok and fit.beta > 0:
+                fitted[kind] = (fit.delay_at(lr_grid), lr_grid, fit.beta)
+            if show_theory:
+                lines[mech] = theory_through(fit, mech, D)
     mesh = None
     for ax, outcome in zip(axes.flat, ("slow_point", "limit_cycle", "no_learning", "unstable"), strict=True):
         grid = table.pivot(index="lr", columns=x, values=outcome).reindex(index=lrs, columns=xs).to_numpy()
@@ -147,6 +157,9 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
         ax.set_yscale("log")
         ax.set_title(OUTCOME_TITLES[outcome], color=OUTCOME_COLORS[outcome] if outcome != "no_learning" else "black")
         outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
+        for kind, (d_fit, lr_fit, beta) in fitted.items():
+            ax.plot(d_fit, lr_fit, lw=2.0, path_effects=outline, **FIT_STYLE_MAP[kind],
+                    label=f"fitted {BOUNDARY_TITLES[kind]} ({method} fit): beta = {beta:.2f}")
         for mech, by_beta in lines.items():
             for j, lr_line in enumerate(by_beta.values()):
                 ax.plot(D, lr_line, lw=1.6 if j else 1.2, path_effects=outline, **THEORY_STYLE_MAP[mech],
@@ -164,7 +177,7 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel("learning rate")
-    if any(lines.values()):
+    if fitted or any(lines.values()):
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=1, fontsize=8,
                    frameon=False)
     cb = fig.colorbar(mesh, ax=axes, shrink=0.8, label="fraction of networks")
@@ -177,10 +190,11 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
 # ---------------------------------------------------------------- scaling
 @_styled
 def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
-                 fits: Sequence[phases.ScalingFit] | None = None, method: str = "package") -> Figure:
+                 fits: Sequence[phases.ScalingFit] | None = None, method: str = phases.DEFAULT_METHOD) -> Figure:
     """Critical delay (not-learned onset) and slow-point boundary vs learning rate (log-log), with the
     fitted power laws (beta and its interval in the legend, fitted with ``method``) and the theory's slopes
-    through the same points (intercept fitted)."""
+    through the same points (intercept fitted). For the joint fit, each rate's boundary carries its own 95 %
+    interval and the line its pointwise bootstrap band."""
     df, family = _family_rows(_meta(metadata), family)
     x, _ = _x_column(df)
     if x != "delay_ms":
@@ -205,12 +219,22 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
         used = f.rates[f.rates["used"]] if len(f.rates) else f.rates
         if not len(used):
             continue
+        lo_col, hi_col = col.replace("_ms", "_lo_ms"), col.replace("_ms", "_hi_ms")
+        if lo_col in used.columns:  # the joint fit: each rate's boundary with its own interval
+            err = np.vstack([used[col] - used[lo_col], used[hi_col] - used[col]]).clip(min=0)
+            ax.errorbar(used["lr"], used[col], yerr=err, fmt="none", ecolor=color, capsize=2, lw=1, zorder=3)
+            label += " per rate, 95 % profile interval"
         ax.plot(used["lr"], used[col], marker, color=color, ms=6, label=label, zorder=3)
         if f.ok:
             lo, hi = f.ci
             interval = (f"+- {f.slope_se:.2f} (1 SE, paper's fit)" if f.method == "paper"
                         else f"[{lo:.2f}, {hi:.2f}] ({f.level:.0%} {f.ci_method} CI)")
-            ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5, label=f"fit: beta = {f.beta:.2f} {interval}")
+            ax.plot(lr_line, f.delay_at(lr_line), "-", color=color, lw=1.5,
+                    label=f"{f.method} fit: beta = {f.beta:.2f} {interval}")
+            band_lo, band_hi = f.band(lr_line)
+            if np.isfinite(band_lo).all():
+                ax.fill_between(lr_line, band_lo, band_hi, color=color, alpha=0.15, lw=0,
+                                label=f"{f.level:.0%} band of the line (seed bootstrap)")
         mech = mech_of[f.kind]
         D_line = np.geomspace(used[col].min() / 1.5, used[col].max() * 1.5, 50)
         for j, lr_th in enumerate(theory_through(f, mech, D_line).values()):
@@ -228,9 +252,9 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
     ax.set_xlabel("learning rate")
     ax.set_ylabel("critical delay (ms)")
     ax.set_title(f"Critical delay vs learning rate: {panel_title(family)}"
-                 + (" (the paper's fitting)" if method == "paper" else ""))
+                 + {"paper": " (the paper's fitting)", "package": " (two-step fit)"}.get(method, ""))
     ax.legend(loc="best", framealpha=0.9, fontsize=7.5)
-    skipped = [f.summary() for f in fits if not f.ok]
+    skipped = [textwrap.fill(f.summary(), 90) for f in fits if not f.ok]
     if skipped:
         ax.text(0.01, 0.01, "\n".join(skipped), transform=ax.transAxes, fontsize=7.5, va="bottom", color="#555555")
     return fig
@@ -375,24 +399,33 @@ def _save(fig: Figure, out: Path, stem: str, formats: Sequence[str], report: Fig
 
 
 def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str | None = None,
-                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = "package",
+                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = phases.DEFAULT_METHOD,
                  log: Callable[[str], None] | None = print) -> FigureReport:
-    """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, or None for
-    the bundled sample) allows into ``out``: ``phase_diagram_<name>``, ``scaling_<name>``, ``psd_ratio_<name>``
-    and ``trajectories_<name>`` for every family, and the first three for every pooled panel the zoo can fill
+    """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, None for the
+    bundled sample, or a metadata table: a DataFrame or a ``.parquet`` file) allows into ``out``:
+    ``phase_diagram_<name>``, ``scaling_<name>``, ``psd_ratio_<name>`` and (with weights, not from a table)
+    ``trajectories_<name>`` for every family, and the first three for every pooled panel the zoo can fill
     (``<name>`` = ``no-post`` for nopost + nopost-narrow, as the paper's figures pool them), each in every
-    format of ``formats``. ``family`` restricts to one family or panel. ``method="paper"`` fits the boundaries
-    as the authors' scripts do (files ``..._paper``). Figures that cannot be drawn are skipped; ``log`` gets
+    format of ``formats``. ``family`` restricts to one family or panel. ``method`` fits the boundaries: ``joint``
+    (default, the calibrated likelihood fit), ``package`` (two-step, files ``..._package``) or ``paper`` (as
+    the authors' scripts do, files ``..._paper``). Figures that cannot be drawn are skipped; ``log`` gets
     one line per written file and per skipped figure."""
     from .api import Zoo, load_zoo
 
     phases._check_method(method)
-    zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
-    all_fams = sorted(zoo.metadata["family"].dropna().unique().tolist()) if len(zoo) else []
+    zoo = None
+    if isinstance(source, pd.DataFrame):
+        meta = source
+    elif isinstance(source, (str, os.PathLike)) and str(source).endswith(".parquet"):
+        meta = pd.read_parquet(source)
+    else:
+        zoo = source if isinstance(source, Zoo) else load_zoo(source, fetch=False)
+        meta = zoo.metadata
+    all_fams = sorted(meta["family"].dropna().unique().tolist()) if len(meta) else []
     if family is None:
         names = all_fams + phases.panels_of(all_fams)
     else:
-        phases.family_rows(zoo.metadata, family)  # a clear error for a family or panel that is not here
+        phases.family_rows(meta, family)  # a clear error for a family or panel that is not here
         names = [family]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -402,17 +435,21 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
         report.skipped["all"] = "the zoo selection is empty"
         say("skipped all figures: the zoo selection is empty")
         return report
-    suffix = "_paper" if method == "paper" else ""
+    suffix = "" if method == phases.DEFAULT_METHOD else f"_{method}"
     for name in names:
         members = [f for f in phases.PANELS.get(name, (name,)) if f in all_fams]
-        sub = zoo.filter(family=members)
+        sub = meta[meta["family"].isin(members)]
         jobs = {
-            f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s.metadata, f, method=method),
-            f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s.metadata, f, n_boot=n_boot, method=method),
-            f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s.metadata, f),
+            f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s, f, method=method),
+            f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s, f, n_boot=n_boot, method=method),
+            f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s, f),
         }
         if name not in phases.PANELS:  # examples are per family
-            jobs[f"trajectories_{name}"] = lambda s=sub, f=name: plot_trajectories(s, f)
+            if zoo is None:
+                report.skipped[f"trajectories_{name}"] = "a metadata table holds no weights"
+                say(f"skipped trajectories_{name}: a metadata table holds no weights")
+            else:
+                jobs[f"trajectories_{name}"] = lambda f=name, m=members: plot_trajectories(zoo.filter(family=m), f)
         for stem, job in jobs.items():
             try:
                 fig = job()

@@ -2,9 +2,15 @@
 
 - :mod:`zoo.analysis.outcomes`: outcome fractions per (lr, delay) cell, families and pooled panels,
   psd_ratio histograms, the exponent-fit result type (metadata only).
-- :mod:`zoo.analysis.phases`: the package's fits: critical delays, slow-point boundaries, scaling exponents
-  with confidence intervals.
+- :mod:`zoo.analysis.phases`: the boundary fits' entry points (``scaling_exponent``, ``critical_delays``,
+  ``slow_point_boundaries``, one ``method=`` argument over :data:`METHODS`) and the two-step robust fit
+  (``method="package"``).
+- :mod:`zoo.analysis.joint`: the joint likelihood fit over all cells (``method="joint"``, the default), seed
+  bootstrap and profile intervals, per-rate boundaries with their own intervals.
 - :mod:`zoo.analysis.paper`: the authors' own figure procedures (``method="paper"``), for their numbers.
+- :mod:`zoo.analysis.calibration`: synthetic zoos from a known phase diagram (``Truth``, ``Design``,
+  ``synthetic_zoo``), the calibration of every method (``calibrate``, ``calibration_table``) and the power
+  planner (``power``).
 - :mod:`zoo.analysis.theory`: the paper's critical-learning-rate curves and ms <-> step conversions.
 - :mod:`zoo.analysis.dynamics`: the dynamics diagnostics per network (``dyn_state``, ``dyn_mechanism``),
   their table stored as ``diagnostics/networks.parquet`` and its comparison with the reference labels;
@@ -13,6 +19,17 @@
   :mod:`zoo.analysis.diagnostics_config` (the settings).
 """
 
+from .calibration import (
+    Design,
+    Truth,
+    calibrate,
+    calibration_table,
+    design_from_configs,
+    paper_design,
+    power,
+    synthetic_zoo,
+    validation_design,
+)
 from .diagnostics_config import DEFAULT_CONFIG, DiagnosticsConfig, torch_threads, with_config
 from .dynamics import (
     DIAGNOSTICS_VERSION,
@@ -28,9 +45,12 @@ from .dynamics import (
     write_diagnostics,
 )
 from .fixed_points import FixedPoints, find_fixed_points, jacobian, speed, step_map
+from .joint import joint_exponent
 from .limit_cycles import DYN_STATES, analyse_tail, autonomous_trajectories
 from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
 from .phases import (
+    CI_METHODS,
+    DEFAULT_METHOD,
     METHODS,
     PANELS,
     FitError,
@@ -61,6 +81,8 @@ from .theory import (
 )
 
 __all__ = [
+    "CI_METHODS", "DEFAULT_METHOD", "Design", "Truth", "calibrate", "calibration_table", "design_from_configs",
+    "joint_exponent", "paper_design", "power", "synthetic_zoo", "validation_design",
     "METHODS", "PANELS", "PAPER_SETTINGS", "PaperSettings", "family_rows", "panels_of", "paper_exponent",
     "paper_rates", "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
     "SUMMARY_COLUMNS", "THEORY_BETA", "DiagnosticsConfig", "FitError", "FixedPoints", "NetworkDiagnosis",

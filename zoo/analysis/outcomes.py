@@ -15,8 +15,14 @@ from ..errors import InvalidChoiceError
 
 NOT_LEARNED = ("no_learning", "unstable")
 KINDS = ("critical_delay", "slow_point")
-#: ``package``: this module's fits (default); ``paper``: the authors' figure scripts (:mod:`.paper`)
-METHODS = ("package", "paper")
+#: the boundary fits, one vocabulary: ``joint`` (default): one likelihood over all cells (:mod:`.joint`);
+#: ``package``: the two-step robust fit, per-rate curves then a log-log line (:mod:`.phases`);
+#: ``paper``: the authors' figure scripts (:mod:`.paper`)
+METHODS = ("joint", "package", "paper")
+DEFAULT_METHOD = "joint"
+#: the confidence intervals each method offers (the first is its default)
+CI_METHODS = {"joint": ("bootstrap", "profile", "none"), "package": ("bootstrap", "regression", "none"),
+              "paper": ("+-1 SE (paper)",)}
 #: panels that pool families as the paper's figures do: its "no post" panels hold nopost and nopost-narrow
 #: (30 learning rates); pass the panel name wherever a family is asked for
 PANELS = {"no-post": ("nopost", "nopost-narrow")}
@@ -146,26 +152,27 @@ def _cells(df: pd.DataFrame, kind: str, among: str, x: str) -> _Cells:
         event = (df["outcome"] == "slow_point").to_numpy()
         member = np.ones(len(df), dtype=bool) if among == "all" else df["outcome"].isin(labels.MECHANISMS).to_numpy()
     seeds_col = df["seed"].to_numpy() if "seed" in df.columns else np.zeros(len(df), dtype=int)
-    lrs = np.sort(df["lr"].unique())[::-1]
-    delays = np.sort(df[x].unique()).astype(float)
-    seeds = np.unique(seeds_col)
-    li = {v: i for i, v in enumerate(lrs)}
-    di = {v: i for i, v in enumerate(delays)}
-    si = {v: i for i, v in enumerate(seeds)}
+    lr_col = df["lr"].to_numpy()
+    lrs = np.sort(np.unique(lr_col))[::-1]
+    delays, di = np.unique(df[x].to_numpy(dtype=float), return_inverse=True)
+    seeds, si = np.unique(seeds_col, return_inverse=True)
+    li = len(lrs) - 1 - np.searchsorted(lrs[::-1], lr_col)
     n = np.zeros((len(lrs), len(delays), len(seeds)))
     k = np.zeros_like(n)
-    for lr, d, s, e, m in zip(df["lr"].to_numpy(), df[x].to_numpy(dtype=float), seeds_col, event, member,
-                              strict=True):
-        if m:
-            idx = li[lr], di[d], si[s]
-            n[idx] += 1
-            k[idx] += e
+    idx = (li[member], di[member], si[member])
+    np.add.at(n, idx, 1.0)
+    np.add.at(k, idx, event[member].astype(float))
     return _Cells(lrs, delays, seeds, n, k)
 
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InvalidChoiceError("method", method, METHODS)
+
+
+def _check_ci(method: str, ci: str) -> None:
+    if ci not in CI_METHODS[method]:
+        raise InvalidChoiceError(f"ci of method {method!r}", ci, CI_METHODS[method])
 
 
 
@@ -209,6 +216,20 @@ class ScalingFit:
     reason: str = ""  # why beta is NaN
     method: str = "package"  # one of METHODS
     r2: float = np.nan  # R^2 of the log-log line (the paper's figures report it)
+    #: the (intercept, beta) of every valid bootstrap replicate, for a band around the line (joint fit)
+    bootstrap_lines: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    params: dict = field(default_factory=dict)  # the joint fit's parameters at the optimum
+
+    def band(self, lr, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise ``level`` band (default: the fit's) of the critical delay at ``lr`` over the bootstrap
+        replicates of the line; NaN without replicates."""
+        lr = np.asarray(lr, dtype=float)
+        if len(self.bootstrap_lines) < 10:
+            return np.full(lr.shape, np.nan), np.full(lr.shape, np.nan)
+        c, b = self.bootstrap_lines[:, :1], self.bootstrap_lines[:, 1:]
+        d = np.exp((c - np.log(lr)[None, :]) / b)
+        q = (1 - (self.level if level is None else level)) / 2
+        return np.quantile(d, q, axis=0), np.quantile(d, 1 - q, axis=0)
 
     @property
     def ok(self) -> bool:
@@ -227,6 +248,10 @@ class ScalingFit:
         if not self.ok:
             return f"{what}: no exponent ({self.reason})"
         lo, hi = self.ci
+        if self.method == "joint":
+            interval = (f" [{lo:.2f}, {hi:.2f}] ({self.level:.0%} {self.ci_method} CI," if np.isfinite([lo, hi]).all()
+                        else " (no interval,")
+            return f"{what}: beta = {self.beta:.2f}{interval} joint likelihood over {self.n_rates} learning rates)"
         if self.method == "paper":
             return (f"{what}: beta = {self.beta:.2f} +- {self.slope_se:.2f} (1 SE, the paper's curve_fit), "
                     f"R^2 = {self.r2:.2f}, from {self.n_rates} learning rates")

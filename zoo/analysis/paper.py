@@ -1,10 +1,11 @@
 """The authors' own figure procedures (``method="paper"``): how the paper's Figure 4 turns outcome tables into
 critical delays and exponents, restated from their figure scripts (``paper-method.md``, "How the paper's
 figures aggregate"). Use it to get the published numbers back from the authors' networks; the package's
-default (:mod:`zoo.analysis.phases`) is better founded. The differences, all deliberate:
+default, the joint fit (:mod:`zoo.analysis.joint`), is calibrated on small zoos, and its two-step fit
+(:mod:`zoo.analysis.phases`) is better founded than this one. The differences to the two-step fit:
 
 =================================  =====================================  ========================================
-step                               ``method="paper"`` (the authors)        ``method="package"`` (default)
+step                               ``method="paper"`` (the authors)        ``method="package"`` (two-step)
 =================================  =====================================  ========================================
 cell fractions in the fit          every delay weighs the same            weighted by the networks of the cell
 onset fit (critical delay D0)      ``scipy.optimize.curve_fit`` from a    grid search over (D0, a), then least

@@ -1,5 +1,8 @@
-"""The package's boundary fits: critical delays, slow-point boundaries and scaling exponents from a zoo's outcome
-labels (the tables they start from are in :mod:`.outcomes`).
+"""The boundary fits' entry points (``scaling_exponent``, ``critical_delays``, ``slow_point_boundaries``: one
+``method=`` over :data:`METHODS`, the joint fit of :mod:`.joint` by default) and the package's two-step robust
+fit (``method="package"``): critical delays, slow-point boundaries and scaling exponents from a zoo's outcome
+labels (the tables they start from are in :mod:`.outcomes`). The rest of this docstring describes the two-step
+fit.
 
 Everything here works on the metadata table alone (a :class:`pandas.DataFrame` with the columns of
 ``metadata/networks.parquet``, or a :class:`zoo.api.Zoo`, whose ``.metadata`` is used); no weights are read.
@@ -39,7 +42,8 @@ Pooled panels. The paper's "no post" panels pool two families (nopost and nopost
 every function here accepts a panel of :data:`PANELS` (``family="no-post"``) where it takes a family.
 
 The authors' procedure. ``method="paper"`` reproduces the figure scripts instead (:mod:`zoo.analysis.paper`,
-whose docstring tabulates how the two methods differ and why this one is the default).
+whose docstring tabulates how it differs from the two-step fit). Why the joint fit is the default:
+docs/method.md, "Calibration by simulation".
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .joint import joint_exponent
 from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
+    CI_METHODS,
+    DEFAULT_METHOD,
     KINDS,
     METHODS,
     NOT_LEARNED,
@@ -56,6 +63,7 @@ from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
     ScalingFit,
     _Cells,
     _cells,
+    _check_ci,
     _check_method,
     _metadata,
     _one_family,
@@ -278,14 +286,19 @@ def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
 
 
 def critical_delays(metadata, family: str | None = None, *, min_fraction: float = MIN_FRACTION,
-                    x: str = "delay_ms", method: str = "package") -> pd.DataFrame:
-    """Per learning rate, the critical delay D0 of the not-learned fraction (see the module docstring;
-    ``method="paper"``: the authors' fit, :mod:`zoo.analysis.paper`, which ignores ``min_fraction``).
+                    x: str = "delay_ms", method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Per learning rate, the critical delay D0 of the not-learned fraction. ``method="joint"`` (default):
+    each rate's D0 under the joint fit's shared shape, with its 95 % profile interval (``d0_lo_ms``,
+    ``d0_hi_ms``) and the joint power law's value (``d0_line_ms``), :mod:`zoo.analysis.joint`;
+    ``"package"``: the two-step fit of the module docstring; ``"paper"``: the authors' fit,
+    :mod:`zoo.analysis.paper` (both ignore ``min_fraction`` but ``package``).
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``d0_ms``, ``d0_steps``,
-    ``rate_per_ms`` (a; ``param``, a per second, for the paper's fit), ``used`` (enters the regression),
-    ``reason`` (why not)."""
+    ``rate_per_ms`` (a; ``param``, a per second, for the paper's fit), ``used`` (enters the regression; for
+    the joint fit: bounded by the sampled delays), ``reason`` (why not)."""
     _check_method(method)
+    if method == "joint":
+        return joint_exponent(metadata, family, kind="critical_delay", ci="none", x=x).rates
     df, _ = _one_family(_metadata(metadata), family)
     if method == "paper":
         t = paper_rates(df, family, kind="critical_delay", x=x)
@@ -296,14 +309,18 @@ def critical_delays(metadata, family: str | None = None, *, min_fraction: float 
 
 def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "all",
                           min_fraction: float = MIN_FRACTION, x: str = "delay_ms",
-                          method: str = "package") -> pd.DataFrame:
+                          method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """Per learning rate, the midpoint of a decreasing logistic fit of the slow-point fraction vs delay.
-    ``among="all"`` (default) divides by all networks of the cell, ``"learned"`` by the learned ones.
-    ``method="paper"``: the authors' logistic fit (fractions of all networks), :mod:`zoo.analysis.paper`.
+    ``method="joint"`` (default): each rate's midpoint under the joint fit's shared shape (slow points among
+    the learned networks, so ``among`` does not apply), with its profile interval, :mod:`zoo.analysis.joint`;
+    ``"package"``: ``among="all"`` (default) divides by all networks of the cell, ``"learned"`` by the learned
+    ones; ``"paper"``: the authors' logistic fit (fractions of all networks), :mod:`zoo.analysis.paper`.
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``midpoint_ms``, ``midpoint_steps``,
     ``width_ms``, ``amplitude`` (``param``, k per second, for the paper's fit), ``used``, ``reason``."""
     _check_method(method)
+    if method == "joint":
+        return joint_exponent(metadata, family, kind="slow_point", ci="none", x=x).rates
     df, _ = _one_family(_metadata(metadata), family)
     if method == "paper":
         t = paper_rates(df, family, kind="slow_point", x=x)
@@ -314,20 +331,28 @@ def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "
 
 def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critical_delay", ci: str = "bootstrap",
                      n_boot: int = 200, level: float = 0.95, seed: int = 0, min_fraction: float = MIN_FRACTION,
-                     among: str = "all", x: str = "delay_ms", method: str = "package") -> ScalingFit:
+                     among: str = "all", x: str = "delay_ms", method: str = DEFAULT_METHOD) -> ScalingFit:
     """The exponent beta of ``lr_c ~ D^-beta`` for the critical delay (``kind="critical_delay"``) or the
-    slow-point boundary (``kind="slow_point"``), with a confidence interval (see the module docstring).
-    ``family`` may name a pooled panel (:data:`PANELS`, e.g. ``"no-post"``). ``method="paper"`` fits as the
-    authors' figure scripts do (:func:`zoo.analysis.paper.paper_exponent`: beta +- 1 SE; ``ci``, ``n_boot``,
-    ``level``, ``min_fraction`` and ``among`` do not apply).
+    slow-point boundary (``kind="slow_point"``), with a confidence interval. ``family`` may name a pooled
+    panel (:data:`PANELS`, e.g. ``"no-post"``).
+
+    ``method="joint"`` (default): one likelihood over all cells, :func:`zoo.analysis.joint.joint_exponent`
+    (``ci``: bootstrap over seeds, profile or none; ``min_fraction`` and ``among`` do not apply);
+    ``"package"``: the two-step fit of the module docstring (``ci``: bootstrap, regression or none);
+    ``"paper"``: as the authors' figure scripts do (:func:`zoo.analysis.paper.paper_exponent`: beta +- 1 SE;
+    ``ci``, ``n_boot``, ``level``, ``min_fraction`` and ``among`` do not apply). The joint fit is the
+    default because it alone is calibrated on small zoos (docs/method.md, "Calibration").
     Never raises on degenerate data: ``ScalingFit.reason`` says why beta is NaN."""
     _check_method(method)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if method == "paper":
         return paper_exponent(metadata, family, kind=kind, x=x)
-    if ci not in ("bootstrap", "regression"):
-        raise ValueError(f"ci must be 'bootstrap' or 'regression', got {ci!r}")
+    if method == "joint":
+        return joint_exponent(metadata, family, kind=kind, ci=ci, n_boot=n_boot, level=level, seed=seed, x=x)
+    _check_ci(method, ci)
+    if ci == "none":
+        ci = "regression"
     df, fam = _one_family(_metadata(metadata), family)
     cells = _cells(df, kind, among, x)
     rates = _fit_rates(cells, kind, min_fraction)

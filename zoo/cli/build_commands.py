@@ -153,13 +153,26 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
           out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="print JSON (n_shards, n_networks, ...)")] = False,
-          snapshots: Snapshots = None):
-    """Shards, networks, network-epochs and the release size estimate of a build (trains nothing)."""
+          snapshots: Snapshots = None,
+          power: Annotated[bool, typer.Option("--power", help="also simulate how precisely the joint fit will measure "
+                                                              "both exponents on this design (trains nothing)")] = False,
+          power_draws: Annotated[int, typer.Option("--power-draws", help="synthetic zoos per design for --power")] = 20):
+    """Shards, networks, network-epochs and the release size estimate of a build (trains nothing); with --power,
+    the expected interval widths of the exponents (zoo.analysis.power)."""
     import json
 
     from ..plan import format_bytes, plan_summary
 
-    s = plan_summary(_plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots), out)
+    plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
+    s = plan_summary(plan, out)
+    if power:
+        from ..analysis.calibration import design_from_configs
+        from ..analysis.calibration import power as power_of
+
+        if power_draws < 1:
+            raise ZooError(f"--power-draws must be at least 1, got {power_draws}")
+        tables = [power_of(d, draws=power_draws) for d in design_from_configs(plan.configs)]
+        s["power"] = [r for t in tables for r in t.to_dict("records")]
     if as_json:
         print(json.dumps(s, indent=1))
         return
@@ -168,6 +181,8 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     if out is not None:
         facts.append(("free space", f"{format_bytes(s['free_bytes'])} at {out}"))
     report.print_facts(f"[bold]{s['built_from']}[/]", facts + [("epochs", rule) for rule in s["epoch_rules"]])
+    if power:
+        report.print_power(s["power"])
 
 
 @report.friendly

@@ -109,13 +109,15 @@ def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family =
 
 
 @report.friendly
-def figures(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
+def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[@REV] or a metadata table (.parquet: "
+                                                              "no trajectories); default: the bundled sample")] = None,
             family: Family = None,
             out: Annotated[Path, typer.Option(help="folder for the figures")] = Path("figures"),
             fmt: Annotated[list[str] | None, typer.Option("--format", help="png, pdf or svg (repeatable; default: png and pdf)")] = None,
             n_boot: Annotated[int, typer.Option("--n-boot", help="bootstrap replicates for the exponents' CIs")] = 200,
-            method: Annotated[str, typer.Option(help="boundary fits: package (default) or paper (the authors' "
-                                                     "figure scripts)")] = "package"):
+            method: Annotated[str, typer.Option(help="boundary fits: joint (default: one likelihood over all cells, "
+                                                     "calibrated on synthetic zoos, see docs/method.md), package (two-step "
+                                                     "robust fit) or paper (the authors' figure scripts)")] = "joint"):
     """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories, per family and per
     pooled panel (no-post = nopost + nopost-narrow, as in the paper); --family takes a family or a panel."""
     from ..analysis.phases import METHODS

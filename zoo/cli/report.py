@@ -158,3 +158,22 @@ def emit(df: pd.DataFrame, fmt: str) -> None:
         sys.stdout.write(df.to_csv(index=False))
     else:
         sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+
+
+def print_power(rows: list[dict]) -> None:
+    """The power planner's table (:func:`zoo.analysis.power`): per design and boundary, the expected width
+    of the joint fit's 95 % interval of the exponent."""
+    if not rows:
+        console.print("power: no design with a delay axis in this plan")
+        return
+    for design in dict.fromkeys(r["design"] for r in rows):
+        cols = [Column("exponent", keep=True)] + [
+            Column(c, text=True, keep=keep) for c, keep in (("median CI width", True), ("10-90 % of widths", False),
+                                                            ("median |error|", False),
+                                                            ("CI excludes an end of theory's range", False),
+                                                            ("no exponent", False))]
+        rows_ = [("beta_LC" if r["kind"] == "critical_delay" else "beta_SP", f"{r['median_width']:.2f}",
+                  f"{r['width_p10']:.2f}-{r['width_p90']:.2f}", f"{r['median_abs_error']:.2f}",
+                  f"{r['excludes_an_end']:.0%}", f"{r['no_exponent']:.0%}") for r in rows if r["design"] == design]
+        print_table(f"joint fit's expected precision on {design} ({rows[0]['draws']} synthetic zoos, truth "
+                    "beta_LC = 2.5, beta_SP = 4.5; the last two columns: share of draws)", cols, rows_)
