@@ -30,6 +30,7 @@ DIAGNOSTICS_PATH = "diagnostics/networks.parquet"
 WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR = "weights/", "curves/", "snapshots/"
 SHARD_DIRS = (WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR)
 STATE_DIR = ".build"  # a build's state: claims, done markers, metadata parts, work in progress
+PUBLISH_JOURNAL = ".zoo-publish.json"  # the staged files of a rewrite being switched in (zoo.publish)
 
 
 def weights_path(family: str, shard_id: str) -> str:

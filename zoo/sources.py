@@ -15,11 +15,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import layout, store
+from . import cache, layout, publish, store
 from .cache import release_cache_dir
-from .errors import InvalidChoiceError, SourceNotFoundError, UnverifiedReleaseError
-from .layout import MANIFEST_PATH, STATE_DIR, is_shard
-from .manifest import VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest, verify_file
+from .errors import (
+    ChecksumMismatchError,
+    CorruptFileError,
+    InvalidChoiceError,
+    SourceNotFoundError,
+    UnverifiedReleaseError,
+)
+from .layout import INFO_PATH, MANIFEST_PATH, STATE_DIR, is_shard
+from .manifest import (
+    VerifiedStamps,
+    check_rel_path,
+    data_entries,
+    manifest_bytes,
+    parse_manifest,
+    release_file,
+    verify_file,
+)
+from .metadata import check_metadata
 
 
 class Source(ABC):
@@ -105,14 +120,26 @@ class LocalSource(Source):
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
             raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
         self.verify = _verify_mode(verify)
-        if self.verify != "none" and not (self.folder / MANIFEST_PATH).is_file():
-            raise UnverifiedReleaseError(
-                f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged file "
-                "would load silently. Re-download the release, or write a manifest for a folder you trust "
-                "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
-        self.key = manifest_key(self.folder)
+        self._open()
+
+    def _open(self) -> None:
+        """Read the manifest (and a pending switch's files, :mod:`zoo.publish`) while no writer is switching."""
+        with publish.folder_lock(self.folder, shared=True):
+            self._pending = publish.pending(self.folder)
+            manifest = self._pending.get(MANIFEST_PATH) or self.folder / MANIFEST_PATH
+            if self.verify != "none" and not manifest.is_file():
+                hint = ("this build is unfinished: re-run the same `zoo build` (or `zoo package`) to finish it"
+                        if (self.folder / STATE_DIR).is_dir() else
+                        "Re-download the release, or write a manifest for a folder you trust "
+                        "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
+                raise UnverifiedReleaseError(
+                    f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged "
+                    f"file would load silently. {hint}")
+            self._manifest_bytes = manifest_bytes(manifest.parent) if manifest.exists() else b""
+        self.key = cache.release_key(self._manifest_bytes) if self._manifest_bytes else None
         self._stamps = VerifiedStamps(self.folder, self.key)
         self._checked: set[str] = set()
+        self.__dict__.pop("manifest", None)
 
     @property
     def label(self) -> str:
@@ -127,14 +154,18 @@ class LocalSource(Source):
 
     @cached_property
     def manifest(self) -> dict[str, str]:
-        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_PATH).exists() else {}
+        if not self._manifest_bytes:
+            return {}
+        try:
+            text = self._manifest_bytes.decode()
+        except UnicodeDecodeError:
+            raise CorruptFileError(self.folder / MANIFEST_PATH, "encoding", "not a text file") from None
+        return data_entries(parse_manifest(text, str(self.folder / MANIFEST_PATH)))
 
     def read_info(self) -> dict:
-        p = self.folder / layout.INFO_PATH
-        if not p.exists():
+        if INFO_PATH not in self.manifest and not (self.folder / INFO_PATH).exists():
             return {}
-        self.local_path(layout.INFO_PATH)
-        return store.read_json(p)
+        return store.read_json(self.local_path(INFO_PATH))
 
     def read_metadata(self) -> pd.DataFrame:
         rel = layout.METADATA_PATH
@@ -142,26 +173,38 @@ class LocalSource(Source):
         digest = self.manifest.get(rel)
         if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
             digest = None  # unchecked and changed since its last check: no cached copy for it
-        cache = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
-        return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
+        cache_file = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
+        return check_metadata(store.read_table_cached(path, cache_file), self.folder / rel)
 
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
+        rel_paths = list(rel_paths)
         try:
-            return {rel: self._checked_path(rel) for rel in rel_paths}
+            try:
+                return {rel: self._checked_path(rel) for rel in rel_paths}
+            except ChecksumMismatchError:
+                # a writer may have switched in a new release meanwhile (zoo.publish): wait for it, retry once
+                before = self._manifest_bytes
+                self._stamps.save()
+                self._open()
+                if self._manifest_bytes == before:
+                    raise
+                return {rel: self._checked_path(rel) for rel in rel_paths}
         finally:
             self._stamps.save()
 
     def _checked_path(self, rel: str) -> Path:
         check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
+        staged = self._pending.get(rel)
         p = self.folder / rel
-        if not p.exists():
+        if not p.exists() and not p.is_symlink() and staged is None:
             raise FileNotFoundError(f"{p} is missing from the release")
         if self.verify != "none" and rel not in self.manifest:
             raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
                                          "checked; re-download the release, or pass verify=False to read it unchecked")
+        p = staged or release_file(self.folder, rel)  # a regular file inside the release, whatever verify says
         if self.verify != "none" and rel not in self._checked:
             # a shard unchanged since it was last verified is not hashed again (verify="auto")
-            verify_file(p, self.manifest[rel], stamps=self._stamps, rel=rel,
+            verify_file(p, self.manifest[rel], what=self.folder / rel, stamps=self._stamps, rel=rel,
                         reuse_stamp=is_shard(rel) and self.verify == "auto")
             self._checked.add(rel)
         return p
