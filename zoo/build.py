@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import claims, grids, labels, layout, provenance, release, store
+from . import claims, grids, labels, layout, provenance, publish, release, store
 from .config import NetConfig
 from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
 from .faults import BUILD_POINTS as FAULT_POINTS  # noqa: F401 - re-exported
@@ -79,7 +79,7 @@ class Build:
             payload = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
                        "code_version": __version__, "fingerprint": plan.fingerprint()}
             if not plan_file.exists():
-                check_new_build_folder(self.out, force)
+                publish.check_output_folder(self.out, force)
                 try:
                     claims.create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
                 except OSError as err:
@@ -488,24 +488,6 @@ class Build:
                 shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
                 self._clear_stale_claim(s.shard_id)
         return df
-
-
-def check_new_build_folder(out: Path, force: bool = False) -> None:
-    """Refuse to start a build in ``out`` unless it is new, empty (but for a ``.build`` folder) or ``force``:
-    an existing file, or a folder of other files (a user's README.md, data.csv), is never taken over."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ReleaseFolderError(f"--out {out} is an existing file, not a folder; choose a new or empty folder")
-    try:
-        others = sorted(p.name for p in out.iterdir() if p.name != STATE_DIR)
-    except OSError as err:
-        raise ReleaseFolderError(f"cannot read the folder {out}: {err.strerror or err}; choose another --out") from None
-    if others and not force:
-        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
-        raise ReleaseFolderError(f"{out} is not empty and holds no build of this package ({shown}): refusing to "
-                                 "write a release into it. Choose a new or empty --out, or pass --force to build "
-                                 "there anyway (files at release paths, such as README.md, are then replaced)")
 
 
 def _digest(x) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from .cache import release_key
 from .errors import ReleaseFolderError, UnverifiedReleaseError, ZooError
 from .faults import fault_point
-from .layout import CARD_PATH, MANIFEST_PATH, PUBLISH_JOURNAL, SHARD_DIRS
+from .layout import CARD_PATH, MANIFEST_PATH, PUBLISH_JOURNAL, SHARD_DIRS, STATE_DIR
 from .manifest import (
     VerifiedStamps,
     atomic_write_text,
@@ -234,3 +234,24 @@ def publish(staging: Staging, keep: Iterable[str] | Mapping[str, str | None] | N
     stamps.key = release_key(text)
     stamps.save()
     return entries
+
+
+def check_output_folder(out: str | os.PathLike, force: bool = False) -> None:
+    """Refuse to write a release or a build into ``out`` unless it is new, empty, already a release or a build
+    of this package (``manifest.sha256`` or ``.build/``), or ``force``: an existing file, or a folder of other
+    files (a user's README.md and data.csv), is never taken over (:class:`zoo.errors.ReleaseFolderError`)."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ReleaseFolderError(f"{out} is an existing file, not a folder; choose a new or empty output folder")
+    try:
+        names = sorted(p.name for p in out.iterdir())
+    except OSError as err:
+        raise ReleaseFolderError(f"cannot read the folder {out}: {err.strerror or err}; choose another output "
+                                 "folder") from None
+    if names and not force and MANIFEST_PATH not in names and STATE_DIR not in names:
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ReleaseFolderError(f"{out} is not empty and holds no release or build of this package ({shown}): "
+                                 "refusing to write into it. Choose a new or empty output folder, or pass --force "
+                                 "to write there anyway (files at release paths, such as README.md, are replaced)")

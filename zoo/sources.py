@@ -128,10 +128,10 @@ class LocalSource(Source):
             self._pending = publish.pending(self.folder)
             manifest = self._pending.get(MANIFEST_PATH) or self.folder / MANIFEST_PATH
             if self.verify != "none" and not manifest.is_file():
-                hint = ("this build is unfinished: re-run the same `zoo build` (or `zoo package`) to finish it"
+                hint = ("This build is unfinished: re-run the same `zoo build` (or `zoo package`) to finish it"
                         if (self.folder / STATE_DIR).is_dir() else
                         "Re-download the release, or write a manifest for a folder you trust "
-                        "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
+                        "(zoo.manifest.write_manifest)") + ", or read it unchecked with load_zoo(..., verify=False)"
                 raise UnverifiedReleaseError(
                     f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged "
                     f"file would load silently. {hint}")
