@@ -357,14 +357,18 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     """
     src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
                       verify=verify)
-    meta = src.read_metadata()
+    for _ in range(3):  # the table and zoo.json of one release generation (a writer may switch in a new one)
+        generation = src.generation
+        meta, info = src.read_metadata(), src.read_info()
+        if src.generation == generation:
+            break
     if "split" not in meta.columns and "seed" in meta.columns:  # releases before the split column: from the seed
         from .weightspace import split_column
 
         meta["split"] = split_column(meta).to_numpy()
     selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
                       learned=learned, tau=tau, post=post, **column_filters)
-    zoo = Zoo(src, selected, src.read_info())
+    zoo = Zoo(src, selected, info)
     if fetch and src.kind != "local" and len(zoo):
         zoo.fetch()
     return zoo

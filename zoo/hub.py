@@ -191,6 +191,8 @@ def _check_release(folder: Path) -> list[str]:
     except FileNotFoundError as e:
         raise SourceNotFoundError(str(e)) from e
     files = release_files(folder)
+    for rel in files:  # the card too (not in the manifest): no link out of the release, nothing but files
+        release_file(folder, rel)
     extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_PATH, CARD_PATH})
     if extra:
         shown = ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else "")

@@ -7,6 +7,7 @@ source, a dataset on the Hugging Face Hub, is :class:`zoo.hub_source.HubSource`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -26,10 +27,12 @@ from .errors import (
 )
 from .layout import INFO_PATH, MANIFEST_PATH, STATE_DIR, is_shard
 from .manifest import (
+    REFETCH_HINT,
     VerifiedStamps,
     check_rel_path,
     data_entries,
     manifest_bytes,
+    open_regular,
     parse_manifest,
     release_file,
     verify_file,
@@ -44,6 +47,8 @@ class Source(ABC):
     kind: str = ""
     #: the Hub commit the files come from; None for a local folder
     commit: str | None = None
+    #: changes when the source starts reading a newer release (a local folder rewritten meanwhile)
+    generation: str | None = None
 
     @property
     @abstractmethod
@@ -136,7 +141,7 @@ class LocalSource(Source):
                     f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged "
                     f"file would load silently. {hint}")
             self._manifest_bytes = manifest_bytes(manifest.parent) if manifest.exists() else b""
-        self.key = cache.release_key(self._manifest_bytes) if self._manifest_bytes else None
+        self.key = self.generation = cache.release_key(self._manifest_bytes) if self._manifest_bytes else None
         self._stamps = VerifiedStamps(self.folder, self.key)
         self._checked: set[str] = set()
         self.__dict__.pop("manifest", None)
@@ -165,16 +170,36 @@ class LocalSource(Source):
     def read_info(self) -> dict:
         if INFO_PATH not in self.manifest and not (self.folder / INFO_PATH).exists():
             return {}
-        return store.read_json(self.local_path(INFO_PATH))
+        path, data, _ = self._verified_bytes(INFO_PATH)
+        return store.read_json(path, data)
 
     def read_metadata(self) -> pd.DataFrame:
         rel = layout.METADATA_PATH
-        path = self.local_path(rel)  # hashed against the manifest unless verify="none"
-        digest = self.manifest.get(rel)
-        if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
-            digest = None  # unchecked and changed since its last check: no cached copy for it
+        path, data, digest = self._verified_bytes(rel)
         cache_file = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
-        return check_metadata(store.read_table_cached(path, cache_file), self.folder / rel)
+        return check_metadata(store.read_table_cached(path, cache_file, data), self.folder / rel)
+
+    def _verified_bytes(self, rel: str) -> tuple[Path, bytes, str | None]:
+        """A small file's path, its bytes and their sha256 (checked against the manifest unless verify="none";
+        None then): read once, so the bytes parsed are the bytes checked even if a writer replaces the file."""
+        path = self.local_path(rel) if self.verify == "none" else self._checked_path(rel, check=False)
+        with open_regular(path) as f:
+            data = f.read(os.fstat(f.fileno()).st_size)
+        if self.verify == "none":
+            return path, data, None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != self.manifest[rel] and self._reopened():  # a writer switched in a new release: retry once
+            return self._verified_bytes(rel)
+        if actual != self.manifest[rel]:
+            raise ChecksumMismatchError(self.folder / rel, self.manifest[rel], actual, REFETCH_HINT)
+        return path, data, actual
+
+    def _reopened(self) -> bool:
+        """Read the manifest again (after any switch in progress); True if it changed."""
+        before = self._manifest_bytes
+        self._stamps.save()
+        self._open()
+        return self._manifest_bytes != before
 
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
         rel_paths = list(rel_paths)
@@ -183,16 +208,13 @@ class LocalSource(Source):
                 return {rel: self._checked_path(rel) for rel in rel_paths}
             except ChecksumMismatchError:
                 # a writer may have switched in a new release meanwhile (zoo.publish): wait for it, retry once
-                before = self._manifest_bytes
-                self._stamps.save()
-                self._open()
-                if self._manifest_bytes == before:
+                if not self._reopened():
                     raise
                 return {rel: self._checked_path(rel) for rel in rel_paths}
         finally:
             self._stamps.save()
 
-    def _checked_path(self, rel: str) -> Path:
+    def _checked_path(self, rel: str, check: bool = True) -> Path:
         check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
         staged = self._pending.get(rel)
         p = self.folder / rel
@@ -202,7 +224,7 @@ class LocalSource(Source):
             raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
                                          "checked; re-download the release, or pass verify=False to read it unchecked")
         p = staged or release_file(self.folder, rel)  # a regular file inside the release, whatever verify says
-        if self.verify != "none" and rel not in self._checked:
+        if check and self.verify != "none" and rel not in self._checked:
             # a shard unchanged since it was last verified is not hashed again (verify="auto")
             verify_file(p, self.manifest[rel], what=self.folder / rel, stamps=self._stamps, rel=rel,
                         reuse_stamp=is_shard(rel) and self.verify == "auto")
