@@ -93,10 +93,12 @@ class HubSource(Source):
         return json.loads(json.dumps(self._info))
 
     def read_metadata(self):
+        from .metadata import check_metadata
         from .store import read_table
 
         if self._metadata is None:
-            self._metadata = read_table(self.local_path(METADATA_PATH))
+            self._metadata = check_metadata(read_table(self.local_path(METADATA_PATH)),
+                                            f"{self.label}/{METADATA_PATH}")
         return self._metadata.copy()
 
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:

@@ -81,8 +81,8 @@ def check_metadata(df: pd.DataFrame, where) -> pd.DataFrame:
         if kind == "text" and len(df) and (df[col].isna().any() or (pd.api.types.is_object_dtype(df[col])
                                                                     and not df[col].map(type).eq(str).all())):
             raise CorruptFileError(where, f"column {col!r}", "holds values that are not text")
-    dup = df["net_id"].duplicated()
-    if dup.any():
+    if not df["net_id"].is_unique:
+        dup = df["net_id"].duplicated()
         raise CorruptFileError(where, "column 'net_id'", f"{int(dup.sum())} duplicated ids, e.g. "
                                f"{df.loc[dup, 'net_id'].iloc[0]!r}")
     return df
