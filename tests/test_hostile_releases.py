@@ -315,6 +315,9 @@ def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path):
     f.write_text("x")
     one_line_error(cli("build", *ARGS, "--out", f), str(f))
     one_line_error(cli("build", *ARGS, "--out", "/proc/zoo-release"), "/proc/zoo-release")
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/\xffzoo"))  # not valid UTF-8
+    one_line_error(cli("build", *ARGS, "--out", bad), "\\xffzoo", "not valid UTF-8")
+    assert not bad.exists()
 
 
 # -- 5. every failure is one clear line ---------------------------------------------------------------------

@@ -241,6 +241,12 @@ def check_output_folder(out: str | os.PathLike, force: bool = False) -> None:
     of this package (``manifest.sha256`` or ``.build/``), or ``force``: an existing file, or a folder of other
     files (a user's README.md and data.csv), is never taken over (:class:`zoo.errors.ReleaseFolderError`)."""
     out = Path(out)
+    try:
+        os.fsencode(out).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsencode(out).decode("utf-8", "backslashreplace")
+        raise ReleaseFolderError(f"the output folder name {shown} is not valid UTF-8 (the release's files and the "
+                                 "Hub need text names); choose another name") from None
     if not out.exists():
         return
     if not out.is_dir():
