@@ -198,7 +198,8 @@ def publish(staging: Staging, keep: Iterable[str] | Mapping[str, str | None] | N
     """Switch ``staging``'s files into its release with a new manifest over them and ``keep``; return it.
 
     ``keep``: the release files that stay as they are, each a regular file inside the folder that matches
-    the old manifest (or, as a mapping, the sha256 the caller has just verified it against), else refused
+    the old manifest (or, as a mapping, the sha256 the caller has just verified it against; in a folder
+    without a manifest yet, the files the caller has just written are hashed), else refused
     (:class:`zoo.errors.ChecksumMismatchError` / :class:`zoo.errors.UnverifiedReleaseError` naming it) and
     nothing changes. None: every file of the old manifest not restaged or removed. A file in the folder that
     is in neither is not adopted.
@@ -212,8 +213,10 @@ def publish(staging: Staging, keep: Iterable[str] | Mapping[str, str | None] | N
     entries: dict[str, str] = {}
     for rel, digest in sorted(known.items()):
         p = release_file(folder, rel)
-        if digest is None:  # (a given digest was verified by the caller just now)
-            if old is None or rel not in old:
+        if digest is None and old is None:  # the first manifest: the files the caller has just written
+            digest = stamps.hash(rel, p)
+        elif digest is None:  # (a given digest was verified by the caller just now)
+            if rel not in old:
                 raise UnverifiedReleaseError(f"{p} is not in the release's manifest, so it cannot be checked: "
                                              f"{_DAMAGED_HINT}")
             digest = old[rel]
