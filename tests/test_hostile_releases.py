@@ -269,6 +269,30 @@ def test_kill_during_relabel_leaves_a_loadable_release(rel, point):
     assert len(load_zoo(rel, verify="full")) == n
 
 
+@pytest.mark.parametrize("point", ["publish-switch", "publish-rename"])
+def test_a_rewrite_killed_in_its_switch_reads_as_the_new_generation(rel, point):
+    """Killed after the journal (nothing renamed yet) or after the first rename: readers see generation 1
+    whole (metadata and zoo.json), and write nothing; the next rewrite finishes the switch first."""
+    env = {**ENV, "ZOO_FAULT_POINT": f"{point}:1"}
+    r = subprocess.run([sys.executable, "-c", _writer_script(rel, 1)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert (rel / layout.PUBLISH_JOURNAL).exists()
+    tree = sorted(p.relative_to(rel).as_posix() for p in rel.rglob("*"))
+    z = deadline(load_zoo, rel, verify="full")
+    assert set(z.metadata["generation"]) == {1} and z.info["generation"] == 1
+    z.weights()
+    assert sorted(p.relative_to(rel).as_posix() for p in rel.rglob("*")) == tree  # reading wrote nothing
+    one_line_error(cli("push", rel, "--repo", "org/name", "--dry-run"), "interrupted")
+    from zoo import release
+
+    meta = store.read_table(z.source.local_path(layout.METADATA_PATH))
+    release.finalize_release(rel, meta.assign(generation=2), {**z.info, "generation": 2})
+    assert not (rel / layout.PUBLISH_JOURNAL).exists()
+    assert store.read_info(rel)["generation"] == 2
+    verify_folder(rel)
+
+
 def test_kill_during_repackage_leaves_a_loadable_release(rel):
     info = json.loads((rel / layout.INFO_PATH).read_text())
     info["parts_sha256"] = "0" * 64  # out of date: the next package rewrites

@@ -428,6 +428,7 @@ class Build:
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
         if (self.state / "claims").is_dir():  # litter of workers killed while claiming
             claims.remove_orphan_temp_files(self.state / "claims")
+        publish.recover(self.out)  # a packaging killed in its switch is finished first
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
         if missing and not partial:

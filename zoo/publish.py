@@ -74,7 +74,10 @@ def pending(folder: str | os.PathLike) -> dict[str, Path]:
             staged = json.loads(f.read(1 << 24)).get("staged", {})
         out = {}
         for rel, tmp in staged.items():
-            p = release_file(folder, check_rel_path(tmp, str(folder / PUBLISH_JOURNAL)))
+            try:
+                p = release_file(folder, check_rel_path(tmp, str(folder / PUBLISH_JOURNAL)))
+            except FileNotFoundError:  # already renamed into place
+                continue
             out[check_rel_path(rel, str(folder / PUBLISH_JOURNAL))] = p
         return out
     except (OSError, ValueError, AttributeError, TypeError):
@@ -178,6 +181,13 @@ class Staging:
         for tmp in self.files.values():
             tmp.unlink(missing_ok=True)
         self.files.clear()
+
+
+def recover(folder: str | os.PathLike) -> None:
+    """Finish a switch a killed writer left and remove killed writers' temp files (under the writers' lock)."""
+    if Path(folder, PUBLISH_JOURNAL).exists() or any(Path(folder, d).glob(".tmp-*") for d in _STAGED_DIRS):
+        with Staging(folder):
+            pass
 
 
 def old_manifest(folder: str | os.PathLike) -> dict[str, str] | None:

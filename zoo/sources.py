@@ -140,7 +140,11 @@ class LocalSource(Source):
                 raise UnverifiedReleaseError(
                     f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged "
                     f"file would load silently. {hint}")
-            self._manifest_bytes = manifest_bytes(manifest.parent) if manifest.exists() else b""
+            if MANIFEST_PATH in self._pending:  # a killed writer's new manifest (checked by zoo.publish.pending)
+                with open_regular(manifest) as f:
+                    self._manifest_bytes = f.read()
+            else:
+                self._manifest_bytes = manifest_bytes(self.folder) if manifest.exists() else b""
         self.key = self.generation = cache.release_key(self._manifest_bytes) if self._manifest_bytes else None
         self._stamps = VerifiedStamps(self.folder, self.key)
         self._checked: set[str] = set()
