@@ -74,6 +74,11 @@ def release_file(root: str | os.PathLike, rel: str, where: str = "") -> Path:
     return p
 
 
+def sha256_bytes(data: bytes) -> str:
+    """The sha256 of bytes already read (hex): a small file read once, checked and parsed from the same bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """The sha256 of a regular file (hex), reading no further than the size it had when opened. To check a
     file against a digest use :func:`verify_file` / :func:`file_matches`."""

@@ -7,7 +7,6 @@ source, a dataset on the Hugging Face Hub, is :class:`zoo.hub_source.HubSource`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cache, layout, publish, store
+from . import cache, layout, manifest, publish, store
 from .cache import release_cache_dir
 from .errors import (
     ChecksumMismatchError,
@@ -191,7 +190,7 @@ class LocalSource(Source):
             data = f.read(os.fstat(f.fileno()).st_size)
         if self.verify == "none":
             return path, data, None
-        actual = hashlib.sha256(data).hexdigest()
+        actual = manifest.sha256_bytes(data)
         if actual != self.manifest[rel] and self._reopened():  # a writer switched in a new release: retry once
             return self._verified_bytes(rel)
         if actual != self.manifest[rel]:
