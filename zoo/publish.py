@@ -65,13 +65,22 @@ def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[Non
         os.close(fd)  # releases the lock
 
 
+def _journal(folder: Path) -> dict:
+    """The journal of a switch in progress (``staged``: path -> temp file, ``removed``), or ``{}``."""
+    try:
+        with open_regular(release_file(folder, PUBLISH_JOURNAL)) as f:
+            data = json.loads(f.read(1 << 24))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def pending(folder: str | os.PathLike) -> dict[str, Path]:
     """The staged files of a switch that a killed writer left (relative path -> staged file; the manifest's
     too), or ``{}``. Call under :func:`folder_lock`; a damaged journal counts as none."""
     folder = Path(folder)
     try:
-        with open(folder / PUBLISH_JOURNAL, "rb") as f:
-            staged = json.loads(f.read(1 << 24)).get("staged", {})
+        staged = _journal(folder).get("staged", {})
         out = {}
         for rel, tmp in staged.items():
             try:
@@ -108,7 +117,8 @@ def finish_pending(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     with folder_lock(folder):
         if (folder / PUBLISH_JOURNAL).exists():
-            _switch(folder, pending(folder))
+            removed = [r for r in _journal(folder).get("removed", []) if isinstance(r, str)]
+            _switch(folder, pending(folder), [check_rel_path(r, PUBLISH_JOURNAL) for r in removed])
     for sub in _STAGED_DIRS:
         for tmp in (folder / sub).glob(".tmp-*") if (folder / sub).is_dir() else ():
             with contextlib.suppress(OSError):
@@ -238,7 +248,8 @@ def publish(staging: Staging, keep: Iterable[str] | Mapping[str, str | None] | N
             entries[rel] = sha256_file(tmp)
     text = format_manifest(entries)
     atomic_write_text(staging.path(MANIFEST_PATH), text)
-    journal = {"staged": {rel: tmp.relative_to(folder).as_posix() for rel, tmp in staging.files.items()}}
+    journal = {"staged": {rel: tmp.relative_to(folder).as_posix() for rel, tmp in staging.files.items()},
+               "removed": sorted(staging.removed)}
     with folder_lock(folder):
         atomic_write_text(folder / PUBLISH_JOURNAL, json.dumps(journal))
         fault_point("publish-switch")
