@@ -52,14 +52,16 @@ _DAMAGED_HINT = ("the release was changed or damaged since it was packaged, and 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[None]:
     """An exclusive (writers) or shared (readers) ``flock`` of a release folder; needs no write permission, and
-    a killed holder releases it. A folder that cannot be opened is not locked."""
+    a killed holder releases it. A folder that cannot be opened or locked (a filesystem without locks) is
+    used unlocked: readers then still retry once on a changed manifest."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -149,7 +151,8 @@ class Staging:
         try:
             (self.folder / _WRITERS_LOCK_DIR).mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.folder / _WRITERS_LOCK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError):  # a filesystem without locks: one writer at a time is then on us
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
             finish_pending(self.folder)
         except OSError as err:
             self.__exit__(type(err), err, None)
