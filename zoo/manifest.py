@@ -6,7 +6,9 @@ dataset card (``README.md``) is documentation, not data: it is not in the manife
 never breaks reading), and a card line in an older manifest is ignored by every check.
 
 Every checksum check (local releases, the Hub cache, build markers) is :func:`verify_file` or its boolean
-twin :func:`file_matches`: one comparison rule, one error (:class:`zoo.errors.ChecksumMismatchError`).
+twin :func:`file_matches`: one comparison rule, one error (:class:`zoo.errors.ChecksumMismatchError`). Every
+release file is opened through :func:`release_file` (a regular file inside the release after resolving links)
+and :func:`open_regular` (never blocks on a FIFO or device): anything else is refused by name.
 
 Written files get the mode the umask allows (0644 under umask 022), like any tool that writes data.
 """
