@@ -182,7 +182,7 @@ class LocalSource(Source):
         cache_file = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
         return check_metadata(store.read_table_cached(path, cache_file, data), self.folder / rel)
 
-    def _verified_bytes(self, rel: str) -> tuple[Path, bytes, str | None]:
+    def _verified_bytes(self, rel: str, retry: bool = True) -> tuple[Path, bytes, str | None]:
         """A small file's path, its bytes and their sha256 (checked against the manifest unless verify="none";
         None then): read once, so the bytes parsed are the bytes checked even if a writer replaces the file."""
         path = self.local_path(rel) if self.verify == "none" else self._checked_path(rel, check=False)
@@ -191,8 +191,8 @@ class LocalSource(Source):
         if self.verify == "none":
             return path, data, None
         actual = manifest.sha256_bytes(data)
-        if actual != self.manifest[rel] and self._reopened():  # a writer switched in a new release: retry once
-            return self._verified_bytes(rel)
+        if actual != self.manifest[rel] and retry and self._reopened():  # a writer switched in a new release
+            return self._verified_bytes(rel, retry=False)
         if actual != self.manifest[rel]:
             raise ChecksumMismatchError(self.folder / rel, self.manifest[rel], actual, REFETCH_HINT)
         return path, data, actual
