@@ -198,7 +198,14 @@ def test_verification_stamps(smoke_zoo, tmp_path, monkeypatch, zoo_settings):
         hashed.append(Path(path).name)
         return real(path)
 
+    real_bytes = manifest.sha256_bytes
+
+    def counting_bytes(data):  # the metadata table and zoo.json: read once, hashed from those bytes
+        hashed.append("networks.parquet" if data[:4] == b"PAR1" else "other")
+        return real_bytes(data)
+
     monkeypatch.setattr(manifest, "sha256_file", counting)
+    monkeypatch.setattr(manifest, "sha256_bytes", counting_bytes)
     shard = "nopost-d040-000.safetensors"
     load_zoo(folder, delay=40).weights()
     assert hashed.count(shard) == 1

@@ -27,6 +27,7 @@ class OnlyInterface(Source):
 
     kind = property(lambda self: self._inner.kind)
     commit = property(lambda self: self._inner.commit)
+    generation = property(lambda self: self._inner.generation)
     label = property(lambda self: self._inner.label)
     description = property(lambda self: self._inner.description)
     manifest = property(lambda self: self._inner.manifest)
@@ -42,8 +43,8 @@ class OnlyInterface(Source):
 
 
 def test_the_interface():
-    assert INTERFACE == {"kind", "commit", "label", "description", "manifest", "read_manifest", "read_info",
-                         "read_metadata", "local_paths", "local_path"}
+    assert INTERFACE == {"kind", "commit", "generation", "label", "description", "manifest", "read_manifest",
+                         "read_info", "read_metadata", "local_paths", "local_path"}
     assert inspect.isabstract(Source)
     for cls in (LocalSource, hub_source.HubSource, OnlyInterface):
         assert issubclass(cls, Source) and not inspect.isabstract(cls), cls

@@ -79,8 +79,16 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
         if col not in df.columns:
             raise InvalidChoiceError("filter", key, sorted(set(_COLUMNS) | set(df.columns)))
         series = df[col]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        if isinstance(want, (dict, str, bytes)) and (isinstance(want, dict) or numeric):
+            _check_scalar(key, want, numeric)
         if _is_range(want):
             lo, hi = want
+            for v in (lo, hi):
+                if v is not None:
+                    _check_scalar(key, v, numeric)
+            if lo is not None and hi is not None and lo > hi:
+                raise InvalidChoiceError(key, want, hint="a (low, high) range needs low <= high")
             m = np.ones(len(df), dtype=bool)
             if lo is not None:
                 m &= (series >= lo).to_numpy()
@@ -89,6 +97,11 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
             mask &= m
             continue
         wanted = _values(want)
+        if not wanted:
+            raise InvalidChoiceError(key, want, hint="an empty list selects no network; give at least one value "
+                                     "(or None for all)")
+        for w in wanted:
+            _check_scalar(key, w, numeric)
         if key in _CHOICES:
             for w in wanted:
                 if w not in _CHOICES[key]:
@@ -111,6 +124,15 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
                         raise InvalidChoiceError(key, w, sorted(present, key=str), hint="not in this zoo")
         mask &= m
     return df[mask]
+
+
+def _check_scalar(key: str, value, numeric: bool) -> None:
+    """A filter value must be one plain value: a number for a numeric column, never a dict or a list in a list."""
+    bad = isinstance(value, (dict, list, set, tuple)) or (
+        numeric and (isinstance(value, (str, bytes, bool)) or not isinstance(value, (int, float, np.number))))
+    if bad:
+        raise InvalidChoiceError(key, value, hint=("a number, a list of numbers or a (low, high) range" if numeric
+                                                   else "a value, a list of values or a (low, high) range"))
 
 
 # ---------------------------------------------------------------- networks
@@ -139,7 +161,12 @@ class Network:
 
     @cached_property
     def config(self) -> NetConfig:
-        return NetConfig.from_dict(json.loads(self.row["config"]))
+        try:
+            return NetConfig.from_dict(json.loads(self.row["config"]))
+        except (ValueError, TypeError, KeyError) as err:
+            raise CorruptFileError(f"{self._zoo.source.label}/{layout.METADATA_PATH}",
+                                   f"config of network {self.row['net_id']!r}", f"not a network configuration ({err})"
+                                   ) from None
 
     @property
     def task(self) -> TaskSpec:
@@ -330,14 +357,18 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     """
     src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
                       verify=verify)
-    meta = src.read_metadata()
+    for _ in range(3):  # the table and zoo.json of one release generation (a writer may switch in a new one)
+        generation = src.generation
+        meta, info = src.read_metadata(), src.read_info()
+        if src.generation == generation:
+            break
     if "split" not in meta.columns and "seed" in meta.columns:  # releases before the split column: from the seed
         from .weightspace import split_column
 
         meta["split"] = split_column(meta).to_numpy()
     selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
                       learned=learned, tau=tau, post=post, **column_filters)
-    zoo = Zoo(src, selected, src.read_info())
+    zoo = Zoo(src, selected, info)
     if fetch and src.kind != "local" and len(zoo):
         zoo.fetch()
     return zoo

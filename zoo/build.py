@@ -24,6 +24,7 @@ points inside every atomic write.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,9 +38,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import claims, grids, labels, layout, provenance, release, store
+from . import claims, grids, labels, layout, provenance, publish, release, store
 from .config import NetConfig
-from .errors import BuildLockedError, MissingShardsError, ZooError
+from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
 from .faults import BUILD_POINTS as FAULT_POINTS  # noqa: F401 - re-exported
 from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
@@ -60,7 +61,7 @@ class Build:
     """A build folder: run shards, resume, label, package. Safe to run from several processes at once."""
 
     def __init__(self, out: str | os.PathLike, plan: BuildPlan | None = None, *,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, force: bool = False):
         self.out = Path(out)
         self.settings = settings or current_settings()  # the claim TTL; the kernels read their own at training
         self.state = self.out / STATE_DIR
@@ -78,7 +79,12 @@ class Build:
             payload = {"preset": plan.preset, "overrides": plan.overrides, "shard_size": plan.shard_size,
                        "code_version": __version__, "fingerprint": plan.fingerprint()}
             if not plan_file.exists():
-                claims.create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
+                publish.check_output_folder(self.out, force)
+                try:
+                    claims.create_exclusive(plan_file, json.dumps(_jsonable(payload), indent=1, sort_keys=True))
+                except OSError as err:
+                    raise ReleaseFolderError(f"cannot start a build in {self.out}: {err.strerror or err} "
+                                             f"({err.filename or plan_file}); choose a writable --out") from None
             stored = self._read_plan(plan_file)
             if stored.get("fingerprint") != _jsonable(plan.fingerprint()):
                 raise ZooError(
@@ -87,6 +93,7 @@ class Build:
                     f"for preset {plan.preset!r}, overrides {plan.overrides}, shard size {plan.shard_size}. Repeat "
                     f"the original options to resume it, or use another --out (or delete {self.state} to restart)")
         self.plan = plan
+        self.unchanged = False  # set by package(): True when the release was already complete
 
     @staticmethod
     def _read_plan(plan_file: Path) -> dict:
@@ -400,6 +407,20 @@ class Build:
         return n
 
     # -- packaging
+    def release_is_current(self, digest: str) -> bool:
+        """True if the folder holds a whole release (every core file matching its manifest) packaged from
+        exactly these shards (``digest``: of their done markers); re-packaging it would change nothing."""
+        from .sources import LocalSource
+
+        try:
+            src = LocalSource(self.out)
+            if src.read_info().get("parts_sha256") != digest:
+                return False
+            src.local_paths([r for r in src.manifest if not layout.is_shard(r)])
+        except (ZooError, OSError, ValueError):
+            return False
+        return True
+
     def package(self, *, partial: bool = False, extra_info: dict | None = None) -> pd.DataFrame:
         """Merge finished shards into the release (metadata, card, zoo.json, manifest).
 
@@ -407,6 +428,7 @@ class Build:
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
         if (self.state / "claims").is_dir():  # litter of workers killed while claiming
             claims.remove_orphan_temp_files(self.state / "claims")
+        publish.recover(self.out)  # a packaging killed in its switch is finished first
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
         if missing and not partial:
@@ -429,6 +451,14 @@ class Build:
             parts.append(part)
         if not parts:
             raise MissingShardsError(missing, "nothing to package yet")
+        verified = {}
+        for s in self.plan.shards:
+            if problems[s.shard_id] is None:
+                verified.update(claims.read_record(self._done_file(s.shard_id)).get("files", {}))
+        digest = _digest({"files": verified, "missing": missing})
+        if self.release_is_current(digest):
+            self.unchanged = True
+            return store.read_table(self.out / layout.METADATA_PATH)
         fault_point("package")
         df = pd.concat(parts, ignore_index=True)
         if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
@@ -451,13 +481,18 @@ class Build:
                 "provenance": provenance.summarize(
                     provenance.environment("cpu"), (claims.read_record(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
-                **(extra_info or {})}
-        release.finalize_release(self.out, df, info)
+                "parts_sha256": digest, **(extra_info or {})}
+        release.finalize_release(self.out, df, info, verified=verified)
+        self.unchanged = False
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:
                 shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
                 self._clear_stale_claim(s.shard_id)
         return df
+
+
+def _digest(x) -> str:
+    return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()
 
 
 def _read_chunk_snapshots(meta_file: Path, meta: dict) -> list[dict[int, dict[str, torch.Tensor]]]:

@@ -56,6 +56,20 @@ class CorruptFileError(ZooError, ValueError):
         super().__init__(f"{path}: bad {field}: {problem}. {hint}")
 
 
+class UnsafeFileError(ZooError, OSError):
+    """A release path that is not a regular file inside the release (a link out of it, a FIFO, a device, a
+    folder): refused by name before it is opened."""
+
+    def __init__(self, path, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: refused: {problem}. A release holds only regular files inside its folder; "
+                         "replace it with the real file (re-download or rebuild the release)")
+
+
+class ReleaseFolderError(ZooError, OSError):
+    """A folder that cannot be used as asked: not a release or build of this package, unwritable, full."""
+
+
 class UnverifiedReleaseError(ZooError, FileNotFoundError):
     """A release folder without a manifest (or a file missing from it): its files cannot be checked."""
 

@@ -11,7 +11,7 @@ points (:func:`fault_point`), which do nothing unless a test installed an inject
 Points: the build's named steps (:data:`BUILD_POINTS`) and, inside every atomic write
 (:func:`zoo.manifest.atomic_path`), :data:`WRITE_POINTS`: ``write-partial`` (the temp file cut to half its
 length, as if the process died while writing it), ``write-rename`` (temp file complete and synced, not yet
-renamed into place).
+renamed into place); and in a release rewrite (:data:`PUBLISH_POINTS`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ BUILD_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "sha
                 "shard-done", "package")
 #: points inside every atomic write
 WRITE_POINTS = ("write-partial", "write-rename")
-POINTS = BUILD_POINTS + WRITE_POINTS
+#: points of a release rewrite (:func:`zoo.publish.publish`): journal written, and after the first rename
+PUBLISH_POINTS = ("publish-switch", "publish-rename")
+POINTS = BUILD_POINTS + WRITE_POINTS + PUBLISH_POINTS
 
 Injector = Callable[[str, "Callable[[], None] | None"], None]
 

@@ -35,13 +35,23 @@ from .layout import (
     INFO_PATH,
     MANIFEST_PATH,
     METADATA_PATH,
+    PUBLISH_JOURNAL,
     SHARD_DIRS,
     SNAPSHOTS_DIR,
     is_private_part,
     is_shard,
     snapshots_table_path,
 )
-from .manifest import atomic_path, atomic_write_text, read_manifest, verify_folder, write_manifest
+from .manifest import (
+    atomic_path,
+    atomic_write_text,
+    open_regular,
+    read_manifest,
+    release_file,
+    verify_folder,
+    write_manifest,
+)
+from .publish import check_output_folder
 
 __all__ = [
     "REPO_TYPE", "INFO_PATH", "METADATA_PATH", "SHARD_DIRS", "OPEN_FILES", "HubSource", "parse_repo_id",
@@ -51,6 +61,7 @@ __all__ = [
 
 
 _PREUPLOAD_BATCH = 256  # files per preupload_lfs_files call of a push
+_MAX_CARD = 16 * 1024 * 1024
 _KEEP_ON_HUB = {".gitattributes"}  # files of the Hub repo a push never deletes
 
 
@@ -96,15 +107,18 @@ def files_for_networks(metadata, net_ids: Iterable[str] | None = None, snapshots
 # -- pull --------------------------------------------------------------------------------------------------
 def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | None = None,
          net_ids: Iterable[str] | None = None, cache_dir: str | os.PathLike | None = None,
-         token: str | None = None, local_files_only: bool | None = None, snapshots: bool = False) -> Path:
+         token: str | None = None, local_files_only: bool | None = None, snapshots: bool = False,
+         force: bool = False) -> Path:
     """Fetch a release (or the part holding ``net_ids``) from the Hub into the cache.
 
     Downloads the small files and only the weight and curve shards of the selected networks (all if None);
     stored snapshots (``snapshots/``) only with ``snapshots``.
     With ``out``, materialises a local release folder there (metadata restricted to the selected networks,
     its own manifest, ``zoo.json`` with ``partial`` and the source repo/commit) and returns it; otherwise
-    returns the cache snapshot folder.
+    returns the cache snapshot folder. A non-empty ``out`` that holds no release is refused unless ``force``.
     """
+    if out is not None:
+        check_output_folder(out, force)
     src = HubSource(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
     manifest = src.read_manifest()
     core = [r for r in manifest if not is_shard(r)]
@@ -169,11 +183,16 @@ def _materialise(src: HubSource, paths: dict[str, Path], selected: list[str] | N
 def _check_release(folder: Path) -> list[str]:
     if not (folder / MANIFEST_PATH).is_file():
         raise SourceNotFoundError(f"{folder} is not a zoo release: it has no {MANIFEST_PATH} (package it first)")
+    if (folder / PUBLISH_JOURNAL).exists():
+        raise ZooError(f"{folder} holds an interrupted rewrite ({PUBLISH_JOURNAL}): run the command that was "
+                       f"interrupted again (zoo label / zoo package {folder}) to finish it before pushing")
     try:
         verify_folder(folder)
     except FileNotFoundError as e:
         raise SourceNotFoundError(str(e)) from e
     files = release_files(folder)
+    for rel in files:  # the card too (not in the manifest): no link out of the release, nothing but files
+        release_file(folder, rel)
     extra = sorted(set(files) - set(read_manifest(folder)) - {MANIFEST_PATH, CARD_PATH})
     if extra:
         shown = ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else "")
@@ -217,7 +236,8 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
     adds = []
     for rel in files:
         if rel == CARD_PATH:
-            text = card_for_repo((folder / rel).read_text(), rid, revision)
+            with open_regular(release_file(folder, rel)) as f:  # the card too: no link out, no FIFO
+                text = card_for_repo(f.read(_MAX_CARD).decode(errors="replace"), rid, revision)
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=text.encode()))
         else:
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)))

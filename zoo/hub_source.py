@@ -31,7 +31,7 @@ from .hub_env import (
     parse_repo_id,
 )
 from .layout import CARD_PATH, INFO_PATH, MANIFEST_PATH, METADATA_PATH
-from .manifest import data_entries, parse_manifest, verify_file
+from .manifest import data_entries, parse_manifest, release_file, verify_file
 from .sources import Source
 
 # snapshots (layout.SNAPSHOTS_DIR) are fetched only when asked: pull(snapshots=True), net.snapshots()
@@ -93,10 +93,12 @@ class HubSource(Source):
         return json.loads(json.dumps(self._info))
 
     def read_metadata(self):
+        from .metadata import check_metadata
         from .store import read_table
 
         if self._metadata is None:
-            self._metadata = read_table(self.local_path(METADATA_PATH))
+            self._metadata = check_metadata(read_table(self.local_path(METADATA_PATH)),
+                                            f"{self.label}/{METADATA_PATH}")
         return self._metadata.copy()
 
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
@@ -185,7 +187,9 @@ class HubSource(Source):
         """Check ``paths`` against the manifest (a cache blob named by its sha256 is not hashed again); every
         mismatching copy is removed from the cache, then the first mismatch is raised."""
         bad: list[ChecksumMismatchError] = []
+        repo_dir = self.root.parent.parent  # the snapshot's links point into its blobs/ folder
         for rel, p in paths.items():
+            release_file(repo_dir, Path(p).relative_to(repo_dir).as_posix())  # a regular file of this repo's cache
             try:
                 verify_file(p, self._manifest[rel], what=rel, trust_blob_name=True)
             except ChecksumMismatchError as e:

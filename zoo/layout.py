@@ -33,6 +33,7 @@ SHARD_DIRS = (WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR)
 #: the browser explorer (``zoo explore``) that ``zoo push`` may add beside a release (not in its manifest)
 EXPLORER_DIR = "explorer/"
 STATE_DIR = ".build"  # a build's state: claims, done markers, metadata parts, work in progress
+PUBLISH_JOURNAL = ".zoo-publish.json"  # the staged files of a rewrite being switched in (zoo.publish)
 
 
 def weights_path(family: str, shard_id: str) -> str:

@@ -6,7 +6,9 @@ dataset card (``README.md``) is documentation, not data: it is not in the manife
 never breaks reading), and a card line in an older manifest is ignored by every check.
 
 Every checksum check (local releases, the Hub cache, build markers) is :func:`verify_file` or its boolean
-twin :func:`file_matches`: one comparison rule, one error (:class:`zoo.errors.ChecksumMismatchError`).
+twin :func:`file_matches`: one comparison rule, one error (:class:`zoo.errors.ChecksumMismatchError`). Every
+release file is opened through :func:`release_file` (a regular file inside the release after resolving links)
+and :func:`open_regular` (never blocks on a FIFO or device): anything else is refused by name.
 
 Written files get the mode the umask allows (0644 under umask 022), like any tool that writes data.
 """
@@ -17,25 +19,77 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import cache, faults
-from .errors import ChecksumMismatchError, CorruptFileError
+from .errors import ChecksumMismatchError, CorruptFileError, UnsafeFileError
 from .layout import CARD_PATH, MANIFEST_PATH, is_private  # the card is never in the manifest, never checked
 
 _CHUNK = 1 << 20
+_MAX_MANIFEST = 1 << 30  # a manifest line per file: far more than any release needs
 _umask_lock = threading.Lock()
 
 
+def _kind(mode: int) -> str | None:
+    """None for a regular file, else what the path is instead (the refusal's words)."""
+    if stat.S_ISREG(mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+
+
+def open_regular(path: str | os.PathLike):
+    """``open(path, "rb")`` of a regular file only: a FIFO, device or folder is refused
+    (:class:`UnsafeFileError` naming it) before a read could block or never end."""
+    kind = _kind(os.stat(path).st_mode)
+    if kind:
+        raise UnsafeFileError(path, f"{kind}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # never blocks, even if swapped for a FIFO
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind:
+            raise UnsafeFileError(path, f"{kind}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def release_file(root: str | os.PathLike, rel: str, where: str = "") -> Path:
+    """``root / rel`` if it is a regular file inside ``root`` after resolving links; otherwise
+    :class:`UnsafeFileError` naming it (a link out of the release, a FIFO, a device, a folder), or
+    FileNotFoundError. Every release file the package opens passes here first."""
+    check_rel_path(rel, where)
+    p = Path(root) / rel
+    real, base = os.path.realpath(p), os.path.realpath(root)
+    if os.path.commonpath([real, base]) != base:
+        raise UnsafeFileError(p, f"a link to {real}, outside the release folder {root}")
+    kind = _kind(os.stat(real).st_mode)  # FileNotFoundError for a missing file or a dangling link
+    if kind:
+        raise UnsafeFileError(p, f"{kind}, not a regular file")
+    return p
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The sha256 of bytes already read (hex): a small file read once, checked and parsed from the same bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of a file (hex). To check a file against a digest use :func:`verify_file` / :func:`file_matches`."""
+    """The sha256 of a regular file (hex), reading no further than the size it had when opened. To check a
+    file against a digest use :func:`verify_file` / :func:`file_matches`."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+    with open_regular(path) as f:
+        left = os.fstat(f.fileno()).st_size
+        while left > 0 and (chunk := f.read(min(_CHUNK, left))):
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
 
 
@@ -140,9 +194,18 @@ def data_entries(manifest: dict[str, str]) -> dict[str, str]:
 def manifest_key(folder: str | os.PathLike) -> str | None:
     """The cache key of the release in ``folder`` (:func:`zoo.cache.release_key` of its manifest), or None."""
     try:
-        return cache.release_key((Path(folder) / MANIFEST_PATH).read_bytes())
+        return cache.release_key(manifest_bytes(folder))
     except OSError:
         return None
+
+
+def manifest_bytes(folder: str | os.PathLike) -> bytes:
+    """The manifest file of ``folder`` as bytes (a regular file inside it: :func:`release_file`)."""
+    with open_regular(release_file(folder, MANIFEST_PATH)) as f:
+        data = f.read(_MAX_MANIFEST + 1)
+    if len(data) > _MAX_MANIFEST:
+        raise CorruptFileError(Path(folder) / MANIFEST_PATH, "size", "over 1 GiB: not a manifest")
+    return data
 
 
 def format_manifest(entries: dict[str, str]) -> str:
@@ -152,7 +215,7 @@ def format_manifest(entries: dict[str, str]) -> str:
 def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
     path = Path(folder) / MANIFEST_PATH
     try:
-        text = path.read_text()
+        text = manifest_bytes(folder).decode()
     except UnicodeDecodeError:
         raise CorruptFileError(path, "encoding", "not a text file") from None
     return parse_manifest(text, str(path))
@@ -164,8 +227,10 @@ def write_manifest(folder: str | os.PathLike, files: list[str] | None = None) ->
     folder = Path(folder)
     if files is None:
         files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                 if p.is_file() and p.name != MANIFEST_PATH and not is_private(p.relative_to(folder).as_posix())]
+                 if not p.is_dir() and p.name != MANIFEST_PATH and not is_private(p.relative_to(folder).as_posix())]
     files = [f for f in files if f != CARD_PATH]
+    for rel in files:
+        release_file(folder, rel)
     stamps = VerifiedStamps(folder)
     entries = {}
     for rel in files:
@@ -232,9 +297,9 @@ def verify_folder(folder: str | os.PathLike, files: list[str] | None = None) -> 
     manifest = data_entries(read_manifest(folder))
     for rel in files if files is not None else sorted(manifest):
         p = folder / rel
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"{p} is listed in the manifest but missing")
-        verify_file(p, manifest[rel])
+        verify_file(release_file(folder, rel), manifest[rel])
     return list(files if files is not None else manifest)
 
 

@@ -58,3 +58,31 @@ def label_frame(df: pd.DataFrame, weights: dict[str, torch.Tensor], acc: Sequenc
     df["first_learned_epoch"] = df["first_learned_epoch"].astype("int64")
     df["psd_ratio"] = df["psd_ratio"].astype("float64")
     return df
+
+
+#: columns every release's metadata table has, and what their values must be
+REQUIRED_COLUMNS = {"net_id": "text", "family": "text", "seed": "integer", "lr": "number", "delay_ms": "integer",
+                    "weights_file": "text", "weights_index": "integer", "curves_file": "text", "config": "text"}
+_KIND_CHECKS = {"text": lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s),
+                "integer": lambda s: pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s),
+                "number": lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)}
+
+
+def check_metadata(df: pd.DataFrame, where) -> pd.DataFrame:
+    """``df`` if it has the release's required columns with the right kinds of values and unique net ids;
+    otherwise :class:`zoo.errors.CorruptFileError` naming ``where`` (the file) and the column."""
+    from .errors import CorruptFileError
+
+    for col, kind in REQUIRED_COLUMNS.items():
+        if col not in df.columns:
+            raise CorruptFileError(where, f"column {col!r}", "missing (every release's metadata table has it)")
+        if len(df) and not _KIND_CHECKS[kind](df[col]):
+            raise CorruptFileError(where, f"column {col!r}", f"holds {df[col].dtype} values, expected {kind}")
+        if kind == "text" and len(df) and (df[col].isna().any() or (pd.api.types.is_object_dtype(df[col])
+                                                                    and not df[col].map(type).eq(str).all())):
+            raise CorruptFileError(where, f"column {col!r}", "holds values that are not text")
+    if not df["net_id"].is_unique:
+        dup = df["net_id"].duplicated()
+        raise CorruptFileError(where, "column 'net_id'", f"{int(dup.sum())} duplicated ids, e.g. "
+                               f"{df.loc[dup, 'net_id'].iloc[0]!r}")
+    return df

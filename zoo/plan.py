@@ -115,12 +115,20 @@ class BuildPlan:
         return out
 
 
+#: the most seeds per grid point a plan accepts (checked before any list of networks is made)
+MAX_SEEDS = 100_000
+
+
 def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Sequence[float] | None = None,
                delays: Sequence[int] | None = None, seeds: int | None = None, epochs: int | None = None,
                shard_size: int | None = None, snapshots: str | None = None) -> BuildPlan:
     """Expand a preset (with CLI-style overrides) into a sharded build plan. ``snapshots="log"`` also stores
     each network's weights at log-spaced epochs (:func:`zoo.trajectories.log_epochs`). Without a preset the build starts
     from the paper definition of ``family`` (else the sample preset): see :func:`zoo.grids.resolve_preset`."""
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise InvalidChoiceError("--seeds", seeds, hint=f"give 1 to {MAX_SEEDS:,} seeds per grid point")
+    if shard_size is not None and shard_size < 1:
+        raise InvalidChoiceError("--shard-size", shard_size, hint="give a positive number of networks per shard")
     p = grids.load_preset(grids.resolve_preset(preset, family))
     if family == p.name:  # the family's own definition: naming the family again restricts nothing
         family = None

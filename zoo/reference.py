@@ -53,9 +53,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import grids, labels, layout, release, store
+from . import grids, labels, layout, publish, release, store
 from .config import NetConfig
 from .errors import ZooError
+from .manifest import sha256_file
 from .metadata import label_frame, metadata_rows
 from .model import PARAM_NAMES, param_shapes
 from .version import __version__
@@ -349,7 +350,9 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
                      progress: Callable[[str, int], None] | None = None) -> ImportReport:
     """Import the reference release of ``family`` from ``src`` (its results folder, or the folder holding it)
     into a new release folder ``out``. Returns an :class:`ImportReport`; problems are also written to
-    ``zoo.json`` (``import_problems``). ``progress(shard_id, n_networks)`` is called after each shard."""
+    ``zoo.json`` (``import_problems``). ``progress(shard_id, n_networks)`` is called after each shard. A
+    non-empty ``out`` that holds no release or build of this package is refused."""
+    publish.check_output_folder(out)
     grid = grids.family_grid(family)
     root = find_results_folder(src, family)
     out = Path(out).expanduser()
@@ -360,7 +363,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
     by_id = {}
     for e in entries:
         by_id.setdefault(_base_config(e, grid), e)
-    parts = []
+    parts, written = [], {}
     for shard in grids.shards(list(by_id), shard_size):
         configs, weights, curves, refs, diverged = [], [], [], [], []
         for base in shard.configs:
@@ -390,6 +393,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         wf, cf = layout.weights_path(family, shard.shard_id), layout.curves_path(family, shard.shard_id)
         store.write_weights(out / wf, stacked, ids)
         store.write_curves(out / cf, ids, cv)
+        written.update({rel: sha256_file(out / rel) for rel in (wf, cf)})  # the release keeps what we just wrote
         df = metadata_rows(configs, [len(c["loss"]) for c in curves], diverged, cv, wf, cf)
         if label:
             df = label_frame(df, stacked, cv["accuracy"], cv["reliability"], device)
@@ -426,5 +430,5 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         },
         "import_problems": report.problems,
     }
-    release.finalize_release(out, meta, info)
+    release.finalize_release(out, meta, info, verified=written)
     return report

@@ -12,31 +12,64 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import labels, store
+from . import labels, publish
 from .card import license_text, render_card
-from .layout import CARD_PATH, INFO_PATH, LICENSE_PATH, METADATA_PATH, PICTURE_PATH
-from .manifest import atomic_path, atomic_write_text, write_manifest
+from .layout import (
+    CARD_PATH,
+    DIAGNOSTICS_PATH,
+    INFO_PATH,
+    LICENSE_PATH,
+    METADATA_PATH,
+    PICTURE_PATH,
+    snapshots_table_path,
+)
+from .manifest import atomic_path
 from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
 from .train import resolve_device
 
 
-def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: dict) -> dict[str, str]:
+def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: dict,
+                     verified: dict[str, str] | None = None) -> dict[str, str]:
     """Write the metadata table, zoo.json, the LICENSE, the phase diagram picture and the dataset card, then
-    the manifest of the whole release (the card is not in it: see zoo.manifest)."""
+    the manifest of the whole release (the card is not in it: see zoo.manifest), switched in at once for
+    readers (:func:`zoo.publish.publish`).
+
+    The release's other files are the shards the table names (and a diagnostics table the old manifest
+    lists); each must match ``verified`` (sha256 the caller has just checked) or the old manifest, else the
+    rewrite is refused naming it. No other file in the folder is adopted."""
     folder = Path(folder)
     metadata = metadata.sort_values("net_id", kind="stable").reset_index(drop=True)
     if "split" not in metadata.columns and "seed" in metadata.columns:  # train/validation/test, by seed
         from .weightspace import split_column
 
         metadata["split"] = split_column(metadata).to_numpy()
-    write_table(folder / METADATA_PATH, metadata)
-    info = {"format_version": FORMAT_VERSION, **info, "n_networks": int(len(metadata))}
-    atomic_write_text(folder / INFO_PATH, json.dumps(info, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(folder / LICENSE_PATH, license_text())
-    picture = PICTURE_PATH if write_phase_picture(folder / PICTURE_PATH, metadata) else None
-    atomic_write_text(folder / CARD_PATH, render_card(metadata, info, picture))
-    return write_manifest(folder)
+    keep: dict[str, str | None] = dict.fromkeys(shard_files(metadata))
+    keep.update({rel: d for rel, d in (verified or {}).items() if rel in keep})
+    with publish.Staging(folder) as staged:
+        old = publish.old_manifest(folder) or {}
+        if DIAGNOSTICS_PATH in old and (folder / DIAGNOSTICS_PATH).exists():
+            keep[DIAGNOSTICS_PATH] = None
+        write_table(staged.path(METADATA_PATH), metadata)
+        info = {"format_version": FORMAT_VERSION, **info, "n_networks": int(len(metadata))}
+        staged.write_text(INFO_PATH, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        staged.write_text(LICENSE_PATH, license_text())
+        picture = PICTURE_PATH if write_phase_picture(staged.path(PICTURE_PATH), metadata) else None
+        if picture is None:
+            staged.remove(PICTURE_PATH)
+        staged.write_text(CARD_PATH, render_card(metadata, info, picture))
+        return publish.publish(staged, keep)
+
+
+def shard_files(metadata: pd.DataFrame) -> list[str]:
+    """The weight, curve and snapshot files (and snapshot tables) the metadata table names."""
+    files = set()
+    for col in ("weights_file", "curves_file", "snapshots_file"):
+        if col in metadata:
+            files |= set(metadata[col].dropna().unique())
+    if "snapshots_file" in metadata:
+        files |= {snapshots_table_path(rel) for rel in metadata["snapshots_file"].dropna().unique()}
+    return sorted(files)
 
 
 def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
@@ -62,21 +95,26 @@ def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool
 
 
 def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
-    """Recompute every label of a packaged release from its weights and curves (no retraining)."""
+    """Recompute every label of a packaged release from its weights and curves (no retraining). Every file
+    read is checked against the manifest first: a damaged release is refused, never relabelled."""
+    from . import store
+    from .sources import LocalSource
+
     folder = Path(folder)
-    df = store.read_table(folder / METADATA_PATH)
+    src = LocalSource(folder, verify="full")
+    df = src.read_metadata()
     out = []
     for wf, rows in df.groupby("weights_file", sort=True):
-        weights = store.read_weights(folder / wf, rows["weights_index"].tolist())
+        weights = store.read_weights(src.local_path(wf), rows["weights_index"].tolist())
         cv = {}
         for cf in rows["curves_file"].unique():
-            cv.update(store.read_curves(folder / cf, rows["net_id"].tolist()))
+            cv.update(store.read_curves(src.local_path(cf), rows["net_id"].tolist()))
         out.append(label_frame(rows, weights, [cv[i]["accuracy"] for i in rows["net_id"]],
                                [cv[i]["reliability"] for i in rows["net_id"]], resolve_device(device)))
     new = pd.concat(out, ignore_index=True)
-    info = store.read_info(folder)
+    info = src.read_info()
     info["label_version"] = labels.LABEL_VERSION
     info.pop("n_networks", None)
     info.pop("format_version", None)
-    finalize_release(folder, new, info)
+    finalize_release(folder, new, info, verified=src.manifest)
     return new

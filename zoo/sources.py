@@ -15,11 +15,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import layout, store
+from . import cache, layout, manifest, publish, store
 from .cache import release_cache_dir
-from .errors import InvalidChoiceError, SourceNotFoundError, UnverifiedReleaseError
-from .layout import MANIFEST_PATH, STATE_DIR, is_shard
-from .manifest import VerifiedStamps, check_rel_path, data_entries, manifest_key, read_manifest, verify_file
+from .errors import (
+    ChecksumMismatchError,
+    CorruptFileError,
+    InvalidChoiceError,
+    SourceNotFoundError,
+    UnverifiedReleaseError,
+)
+from .layout import INFO_PATH, MANIFEST_PATH, STATE_DIR, is_shard
+from .manifest import (
+    REFETCH_HINT,
+    VerifiedStamps,
+    check_rel_path,
+    data_entries,
+    manifest_bytes,
+    open_regular,
+    parse_manifest,
+    release_file,
+    verify_file,
+)
+from .metadata import check_metadata
 
 
 class Source(ABC):
@@ -29,6 +46,8 @@ class Source(ABC):
     kind: str = ""
     #: the Hub commit the files come from; None for a local folder
     commit: str | None = None
+    #: changes when the source starts reading a newer release (a local folder rewritten meanwhile)
+    generation: str | None = None
 
     @property
     @abstractmethod
@@ -105,14 +124,30 @@ class LocalSource(Source):
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
             raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
         self.verify = _verify_mode(verify)
-        if self.verify != "none" and not (self.folder / MANIFEST_PATH).is_file():
-            raise UnverifiedReleaseError(
-                f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged file "
-                "would load silently. Re-download the release, or write a manifest for a folder you trust "
-                "(zoo.manifest.write_manifest), or read it unchecked with load_zoo(..., verify=False)")
-        self.key = manifest_key(self.folder)
+        self._open()
+
+    def _open(self) -> None:
+        """Read the manifest (and a pending switch's files, :mod:`zoo.publish`) while no writer is switching."""
+        with publish.folder_lock(self.folder, shared=True):
+            self._pending = publish.pending(self.folder)
+            manifest = self._pending.get(MANIFEST_PATH) or self.folder / MANIFEST_PATH
+            if self.verify != "none" and not manifest.is_file():
+                hint = ("This build is unfinished: re-run the same `zoo build` (or `zoo package`) to finish it"
+                        if (self.folder / STATE_DIR).is_dir() else
+                        "Re-download the release, or write a manifest for a folder you trust "
+                        "(zoo.manifest.write_manifest)") + ", or read it unchecked with load_zoo(..., verify=False)"
+                raise UnverifiedReleaseError(
+                    f"{self.folder} has no {MANIFEST_PATH}, so its files cannot be checked: a changed or damaged "
+                    f"file would load silently. {hint}")
+            if MANIFEST_PATH in self._pending:  # a killed writer's new manifest (checked by zoo.publish.pending)
+                with open_regular(manifest) as f:
+                    self._manifest_bytes = f.read()
+            else:
+                self._manifest_bytes = manifest_bytes(self.folder) if manifest.exists() else b""
+        self.key = self.generation = cache.release_key(self._manifest_bytes) if self._manifest_bytes else None
         self._stamps = VerifiedStamps(self.folder, self.key)
         self._checked: set[str] = set()
+        self.__dict__.pop("manifest", None)
 
     @property
     def label(self) -> str:
@@ -127,41 +162,74 @@ class LocalSource(Source):
 
     @cached_property
     def manifest(self) -> dict[str, str]:
-        return data_entries(read_manifest(self.folder)) if (self.folder / MANIFEST_PATH).exists() else {}
+        if not self._manifest_bytes:
+            return {}
+        try:
+            text = self._manifest_bytes.decode()
+        except UnicodeDecodeError:
+            raise CorruptFileError(self.folder / MANIFEST_PATH, "encoding", "not a text file") from None
+        return data_entries(parse_manifest(text, str(self.folder / MANIFEST_PATH)))
 
     def read_info(self) -> dict:
-        p = self.folder / layout.INFO_PATH
-        if not p.exists():
+        if INFO_PATH not in self.manifest and not (self.folder / INFO_PATH).exists():
             return {}
-        self.local_path(layout.INFO_PATH)
-        return store.read_json(p)
+        path, data, _ = self._verified_bytes(INFO_PATH)
+        return store.read_json(path, data)
 
     def read_metadata(self) -> pd.DataFrame:
         rel = layout.METADATA_PATH
-        path = self.local_path(rel)  # hashed against the manifest unless verify="none"
-        digest = self.manifest.get(rel)
-        if digest and self.verify == "none" and not self._stamps.known(rel, path, digest):
-            digest = None  # unchecked and changed since its last check: no cached copy for it
-        cache = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
-        return store.read_table_cached(path, cache)  # a verified table opens from its uncompressed copy
+        path, data, digest = self._verified_bytes(rel)
+        cache_file = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
+        return check_metadata(store.read_table_cached(path, cache_file, data), self.folder / rel)
+
+    def _verified_bytes(self, rel: str, retry: bool = True) -> tuple[Path, bytes, str | None]:
+        """A small file's path, its bytes and their sha256 (checked against the manifest unless verify="none";
+        None then): read once, so the bytes parsed are the bytes checked even if a writer replaces the file."""
+        path = self.local_path(rel) if self.verify == "none" else self._checked_path(rel, check=False)
+        with open_regular(path) as f:
+            data = f.read(os.fstat(f.fileno()).st_size)
+        if self.verify == "none":
+            return path, data, None
+        actual = manifest.sha256_bytes(data)
+        if actual != self.manifest[rel] and retry and self._reopened():  # a writer switched in a new release
+            return self._verified_bytes(rel, retry=False)
+        if actual != self.manifest[rel]:
+            raise ChecksumMismatchError(self.folder / rel, self.manifest[rel], actual, REFETCH_HINT)
+        return path, data, actual
+
+    def _reopened(self) -> bool:
+        """Read the manifest again (after any switch in progress); True if it changed."""
+        before = self._manifest_bytes
+        self._stamps.save()
+        self._open()
+        return self._manifest_bytes != before
 
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
+        rel_paths = list(rel_paths)
         try:
-            return {rel: self._checked_path(rel) for rel in rel_paths}
+            try:
+                return {rel: self._checked_path(rel) for rel in rel_paths}
+            except ChecksumMismatchError:
+                # a writer may have switched in a new release meanwhile (zoo.publish): wait for it, retry once
+                if not self._reopened():
+                    raise
+                return {rel: self._checked_path(rel) for rel in rel_paths}
         finally:
             self._stamps.save()
 
-    def _checked_path(self, rel: str) -> Path:
+    def _checked_path(self, rel: str, check: bool = True) -> Path:
         check_rel_path(rel, f"{self.folder / layout.METADATA_PATH} (a file path in it)")
+        staged = self._pending.get(rel)
         p = self.folder / rel
-        if not p.exists():
+        if not p.exists() and not p.is_symlink() and staged is None:
             raise FileNotFoundError(f"{p} is missing from the release")
         if self.verify != "none" and rel not in self.manifest:
             raise UnverifiedReleaseError(f"{p} is not listed in {self.folder / MANIFEST_PATH}, so it cannot be "
                                          "checked; re-download the release, or pass verify=False to read it unchecked")
-        if self.verify != "none" and rel not in self._checked:
+        p = staged or release_file(self.folder, rel)  # a regular file inside the release, whatever verify says
+        if check and self.verify != "none" and rel not in self._checked:
             # a shard unchanged since it was last verified is not hashed again (verify="auto")
-            verify_file(p, self.manifest[rel], stamps=self._stamps, rel=rel,
+            verify_file(p, self.manifest[rel], what=self.folder / rel, stamps=self._stamps, rel=rel,
                         reuse_stamp=is_shard(rel) and self.verify == "auto")
             self._checked.add(rel)
         return p

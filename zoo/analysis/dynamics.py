@@ -55,8 +55,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import layout, store
-from ..manifest import write_manifest
+from .. import layout, publish, store
 from ..model import ModelConfig
 from ..task import TaskSpec
 from .diagnostics_config import DEFAULT_CONFIG, DiagnosticsConfig, torch_threads, with_config
@@ -266,8 +265,10 @@ def write_diagnostics(folder: str | os.PathLike, df: pd.DataFrame, *, merge: boo
     if merge and path.exists():
         old = store.read_table(path)
         df = pd.concat([old[~old["net_id"].isin(df["net_id"])], df], ignore_index=True)
-    store.write_table(path, df.sort_values("net_id", kind="stable").reset_index(drop=True))
-    write_manifest(folder)
+    with publish.Staging(folder) as staged:  # switched in with a new manifest at once (readers see old or new)
+        store.write_table(staged.path(layout.DIAGNOSTICS_PATH), df.sort_values("net_id", kind="stable")
+                          .reset_index(drop=True))
+        publish.publish(staged)
     return path
 
 

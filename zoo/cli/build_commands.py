@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..errors import ZooError, check_choice
 from . import report
-from .options import BatchSize, Delay, Device, Epochs, Family, Lr, OutFormat, Preset, Seeds, Snapshots
+from .options import BatchSize, Delay, Device, Epochs, Family, Force, Lr, OutFormat, Preset, Seeds, Snapshots
 
 
 def _plan(preset, family, lr, delay, seeds, epochs, shard_size=None, snapshots=None):
@@ -33,12 +33,17 @@ def _size_fact(est: dict) -> str:
     return f"{format_bytes(est['total'])} ({', '.join(parts)}; before compression)"
 
 
-def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool):
+def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool, force: bool = False):
     from ..build import Build
+    from ..errors import InvalidChoiceError
     from ..plan import format_bytes, free_bytes
 
-    b = Build(out, plan)
+    # every option is checked before the build folder is touched: a rejected command leaves nothing behind
+    check_choice("executor", executor, ("local", "ray"))
+    if batch_size is not None and batch_size < 1:
+        raise InvalidChoiceError("--batch-size", batch_size, hint="give a positive number of networks")
     shards = plan.select(shard)
+    b = Build(out, plan, force=force)
     est = plan.estimate_bytes()
     total_nets = sum(len(s) for s in shards)
     where = device
@@ -57,7 +62,6 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
     if free_bytes(out) < est["total"]:
         report.console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
     total_epochs = sum(c.epochs for s in shards for c in s.configs)
-    check_choice("executor", executor, ("local", "ray"))
     with report.training_progress() as prog:
         task = prog.add_task("training", total=total_epochs, nets=f"0/{total_nets}")
         done_nets = [0]
@@ -95,16 +99,19 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           executor: Annotated[str, typer.Option(help="local or ray")] = "local",
           address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray)")] = None,
           shard_size: Annotated[int | None, typer.Option(help="networks per shard (default: the preset's)")] = None,
-          snapshots: Snapshots = None):
+          snapshots: Snapshots = None, force: Force = False):
     """Train -> label -> package a zoo (resumable: re-run the same command to finish an interrupted build)."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
-    b = _train(out, plan, shard, device, batch_size, executor, address, label=True)
+    b = _train(out, plan, shard, device, batch_size, executor, address, label=True, force=force)
     if shard is not None:
         report.console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
     df = b.package()
     report.print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
-    report.console.print(f"release written to [bold]{out}[/]")
+    if b.unchanged:
+        report.console.print(f"nothing to do: the release in [bold]{out}[/] is complete and up to date")
+    else:
+        report.console.print(f"release written to [bold]{out}[/]")
 
 
 @report.friendly
@@ -112,10 +119,11 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
           batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
           executor: Annotated[str, typer.Option()] = "local", address: Annotated[str | None, typer.Option()] = None,
-          shard_size: Annotated[int | None, typer.Option()] = None, snapshots: Snapshots = None):
+          shard_size: Annotated[int | None, typer.Option()] = None, snapshots: Snapshots = None,
+          force: Force = False):
     """Train shards only (no labels); then `zoo label` and `zoo package`."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
-    _train(out, plan, shard, device, batch_size, executor, address, label=False)
+    _train(out, plan, shard, device, batch_size, executor, address, label=False, force=force)
 
 
 @report.friendly
@@ -143,8 +151,11 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
     """Merge finished shards into the release (metadata, dataset card, manifest)."""
     from ..build import Build
 
-    df = Build(out).package(partial=partial)
+    b = Build(out)
+    df = b.package(partial=partial)
     report.print_outcomes(df, f"{len(df)} networks packaged")
+    if b.unchanged:
+        report.console.print(f"nothing to do: the release in {out} is complete and up to date")
 
 
 

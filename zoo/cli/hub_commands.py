@@ -11,7 +11,7 @@ import typer
 from .. import layout
 from ..errors import ZooError
 from . import report
-from .options import Delay, Family, Lr
+from .options import Delay, Family, Force, Lr
 
 
 @report.friendly
@@ -55,12 +55,17 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
          seed: Annotated[list[int] | None, typer.Option()] = None,
          out: Annotated[Path | None, typer.Option(help="write a (partial) release folder here")] = None,
          revision: Annotated[str | None, typer.Option(help="tag, branch or commit")] = None,
-         snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False):
+         snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False,
+         force: Force = False):
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
     from .. import hub
     from ..api import select
     from ..plan import format_bytes
 
+    if out is not None:
+        from ..publish import check_output_folder
+
+        check_output_folder(out, force)  # before anything is downloaded
     rid, _ = hub.parse_repo_id(repo)
     blobs = hub.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"
     before = {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
@@ -76,7 +81,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
     manifest = src.read_manifest()
     files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
                    + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [layout.MANIFEST_PATH]
-    path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots)
+    path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots, force=force)
     sizes = {f: (src.root / f).stat().st_size for f in files}
     new = [f for f in files if (src.root / f).resolve().name not in before]
     n_sel = len(ids) if ids is not None else len(meta)

@@ -22,3 +22,5 @@ Snapshots = Annotated[str | None, typer.Option(help="also store weights along tr
                                                    "5, 10, ..., final); default: none")]
 
 OutFormat = Annotated[str, typer.Option("--format", help="table, csv or json (machine-readable)")]
+Force = Annotated[bool, typer.Option("--force", help="write into a non-empty folder that holds no release or build "
+                                                   "of this package (files at release paths are replaced)")]

@@ -37,15 +37,40 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _line(text: str) -> str:
+    """``text`` printable on any console: undecodable bytes of a path (surrogate escapes) shown as ``\\x..``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe_error(err: BaseException) -> str | None:
+    """The one line a command prints for ``err``, or None for an unexpected error (a bug: its traceback)."""
+    if isinstance(err, ZooError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno is not None:  # the operating system refused: name the path
+        where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        return (f"{where + ': ' if where else ''}{err.strerror or err}. Check the path, its permissions "
+                "(is it yours and writable?) and the free disk space, then run the command again (a build resumes)")
+    if isinstance(err, MemoryError):
+        return ("not enough memory for this request (too many networks or seeds at once?): ask for fewer, "
+                "or split the build with --shard")
+    if isinstance(err, UnicodeError):
+        return f"a path or value that is not valid text ({err}); rename it"
+    return None
+
+
 def friendly(fn):
-    """Report ZooError (and bad values) as one clear line and exit 2, instead of a traceback."""
+    """Report ZooError, operating-system errors (a full disk, a read-only folder) and oversized requests as
+    one clear line and exit 2, instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ZooError as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # one unwrapped line
+        except (ZooError, OSError, MemoryError, UnicodeError) as err:
+            line = describe_error(err)
+            if line is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(_line(line))}", soft_wrap=True)  # one unwrapped line
             raise typer.Exit(2) from None
 
     return wrapper
