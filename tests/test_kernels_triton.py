@@ -18,7 +18,6 @@ from zoo.kernels import triton as gate
 from zoo.kernels.state import STATE
 from zoo.train import train_networks
 
-pytestmark = pytest.mark.slow  # the kernels in Triton's interpreter: minutes on a CPU (not in the fast loop)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -60,6 +59,7 @@ def _passes(backend, p, sigma, init_std, epoch=7, C=6):
     return R, Zc, L, G
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_check_passes_and_auto_selects_triton():
     assert kernels.triton_check(DEV) is None
@@ -75,6 +75,19 @@ def test_check_passes_and_auto_selects_triton():
             assert kernels.backend_for(torch.empty(1, device=DEV)) != "triton"
 
 
+@needs_triton
+def test_tiny_passes_match_torch_formulas():
+    """The fast loop's check of the kernels (one network, 8 steps, 32 trials, odd N), in seconds."""
+    p = _problem(N=37, K=1, T=8, B=32)
+    R0, Z0, L0, G0 = _passes("torch", p, sigma=1.0, init_std=1.0)
+    R1, Z1, L1, G1 = _passes("triton", p, sigma=1.0, init_std=1.0)
+    for a, b in ((R0, R1), (Z0, Z1), (L0, L1)):
+        assert (a - b).abs().max().item() < 5e-6
+    for n in G0:
+        assert ((G0[n] - G1[n]).abs().max() / G0[n].abs().max()).item() < 5e-6, n
+
+
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 @pytest.mark.parametrize("grads", ["gemm", "kernel"])  # weight gradients by torch GEMMs / in the kernel
 @pytest.mark.parametrize("N", [100, 37])  # even N: one hash per pair of units; odd N: pairs straddle trials
@@ -93,6 +106,7 @@ def test_passes_match_torch_formulas_noise_dominated(N, grads, zoo_settings):
         assert ((G0[n] - G1[n]).abs().max() / G0[n].abs().max()).item() < 5e-6, n
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 @pytest.mark.parametrize("grads", ["gemm", "kernel"])
 def test_training_matches_autograd_spec(grads, zoo_settings):
@@ -111,6 +125,7 @@ def test_training_matches_autograd_spec(grads, zoo_settings):
         assert (res.weights[n][0].double() - w).abs().max().item() < 1e-5, n
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @pytest.mark.bitwise("rerun")
 @needs_triton
 def test_training_batch_invariant_and_close_to_torch():
@@ -134,6 +149,7 @@ def test_training_batch_invariant_and_close_to_torch():
         np.testing.assert_allclose(batch.curves[c][1], ref.curves[c][1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
     """A kernel that disagrees with the torch formulas is never used: the check says why, training warns once
@@ -159,6 +175,7 @@ def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
     assert sum("triton backend not used" in str(x.message) for x in w) == 1
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_precision_follows_tf32_flag_and_option(zoo_settings):
     from zoo.kernels import triton_kernels as kt
@@ -180,6 +197,7 @@ def test_precision_follows_tf32_flag_and_option(zoo_settings):
         torch.backends.cuda.matmul.allow_tf32 = prev
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_block_rows_validated(zoo_settings):
     from zoo.kernels import triton_kernels as kt
@@ -195,6 +213,7 @@ def test_block_rows_validated(zoo_settings):
         assert (x - y).abs().max().item() < 1e-6
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 def test_unavailable_on_cpu_without_interpreter_falls_back():
     """Asked for on CPU tensors without Triton's interpreter (or with ZOO_TRITON=0): a warning, then torch."""
     code = ("import warnings, torch\n"
@@ -211,6 +230,7 @@ def test_unavailable_on_cpu_without_interpreter_falls_back():
         assert out.stdout.split() == ["torch", "True"], (extra, out.stdout, out.stderr)
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_tf32_variant_is_checked_on_its_own(monkeypatch):
     """train_networks(tf32=True) runs kernels with TF32 products: they get their own check (own cache key, with
@@ -237,6 +257,7 @@ def test_tf32_variant_is_checked_on_its_own(monkeypatch):
     assert len(keys) == 2 and "(ieee," in keys[0] and "(tf32," in keys[1]
 
 
+@pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
 def test_noise_counter_is_a_scalar_argument():
     """The forward kernel takes the noise counter as an int64 scalar (no tensor copied to the device per
