@@ -195,3 +195,27 @@ def test_kernels_command_builds_and_reports(tmp_path):
     text = " ".join(out.stdout.split())
     assert "training on cpu: torch kernels" in text and "C kernels unavailable" in text
     assert "needs no compiler" in text
+
+
+def test_commands_make_waiting_threads_sleep_before_torch_loads():
+    """Every command sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) before a command imports torch,
+    whose OpenMP runtime reads it once: importing the CLI must not import torch."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from typer.testing import CliRunner\n"
+            "import zoo.cli\n"
+            "loaded = 'torch' in sys.modules\n"
+            "CliRunner().invoke(zoo.cli.app, ['presets'])\n"
+            "print(loaded, os.environ.get('OMP_WAIT_POLICY'))\n")
+    seen = []
+    for value in (None, "ACTIVE"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if value:
+            env["OMP_WAIT_POLICY"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen.append(out.stdout.split()[-2:])
+    assert seen == [["False", "PASSIVE"], ["False", "ACTIVE"]]
