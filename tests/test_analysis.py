@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -370,3 +372,25 @@ def test_pooled_no_post_panel():
     assert len(phase_diagram(df, family="no-post")) == 8 * 21
     with pytest.raises(ValueError, match="none of which"):
         scaling_exponent(df.assign(family="post"), family="no-post")
+
+
+@pytest.mark.bitwise("rerun")  # the same formulas on the same numbers, in one process
+def test_regression_helpers_are_scipy_stats_formulas():
+    """r_squared and t_quantile give scipy.stats' bits (linregress's rvalue ** 2, t.ppf) without importing it:
+    the card's picture (zoo build) and zoo figures never load scipy.stats."""
+    from scipy import stats
+
+    from zoo.analysis.outcomes import r_squared, t_quantile
+
+    g = np.random.default_rng(3)
+    for n in (3, 4, 7, 30):
+        for _ in range(20):
+            x = np.log(g.uniform(10, 1000, n))
+            y = -1.3 * x + g.normal(0, g.uniform(0.01, 2), n)
+            assert r_squared(x, y) == stats.linregress(x, y).rvalue ** 2
+            assert t_quantile(0.975, n - 2) == stats.t.ppf(0.975, n - 2)
+    flat = ([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])  # no variation in y: NaN, as linregress gives
+    assert math.isnan(r_squared(*flat)) and math.isnan(stats.linregress(*flat).rvalue)
+    code = "import sys, zoo.figures, zoo.release, zoo.build; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False"], out.stderr[-2000:]

@@ -205,3 +205,32 @@ def test_kernels_command_builds_and_reports(tmp_path):
     text = " ".join(out.stdout.split())
     assert "training on cpu: torch kernels" in text and "C kernels unavailable" in text
     assert "needs no compiler" in text
+
+
+def test_commands_make_waiting_threads_sleep_before_torch_loads():
+    """The command line sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) before torch, whose OpenMP
+    runtime reads it once, is imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import builtins, os\n"
+            "seen, orig = [], builtins.__import__\n"
+            "def hook(name, *a, **k):\n"
+            "    if name == 'torch' and not seen:\n"
+            "        seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+            "    return orig(name, *a, **k)\n"
+            "builtins.__import__ = hook\n"
+            "from typer.testing import CliRunner\n"
+            "import zoo.cli\n"
+            "CliRunner().invoke(zoo.cli.app, ['presets'])\n"
+            "print(seen[0] if seen else 'torch-never-imported')\n")
+    seen = []
+    for value in (None, "ACTIVE"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if value:
+            env["OMP_WAIT_POLICY"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen.append(out.stdout.split()[-1])
+    assert seen == ["PASSIVE", "ACTIVE"]

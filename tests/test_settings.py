@@ -30,7 +30,7 @@ def test_defaults_and_parsing():
 
 @pytest.mark.parametrize("env, var, shown", [
     ({"ZOO_KERNELS": "cuda"}, "ZOO_KERNELS", "'auto', 'torch', 'c', 'compile', 'triton'"),
-    ({"ZOO_C_GEMM": "mkl"}, "ZOO_C_GEMM", "'own', 'blas'"),
+    ({"ZOO_C_GEMM": "mkl"}, "ZOO_C_GEMM", "'own', 'own8', 'blas'"),
     ({"ZOO_COMPILE": "maybe"}, "ZOO_COMPILE", "'1', '0'"),
     ({"ZOO_TRITON_BB": "24"}, "ZOO_TRITON_BB", "power of two"),
     ({"ZOO_TRITON_BB": "big"}, "ZOO_TRITON_BB", "a number (int)"),

@@ -25,8 +25,9 @@ from .errors import InvalidChoiceError
 
 #: the kernel backends (:mod:`zoo.kernels`)
 BACKENDS = ("auto", "torch", "c", "compile", "triton")
-#: matrix products of the C passes: our own fixed-order ones, or MKL's sgemm
-C_GEMM_MODES = ("own", "blas")
+#: matrix products of the C passes: our own fixed-order ones (the widest register tiles the CPU has, or 8-float
+#: tiles: the same bits), or MKL's sgemm
+C_GEMM_MODES = ("own", "own8", "blas")
 #: ``tl.dot`` input precisions of the Triton kernels (``tf32`` is chosen per call by ``train_networks(tf32=True)``)
 TRITON_PRECISIONS = ("ieee", "tf32x3")
 #: where the Triton backward pass computes the weight gradients

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
-from .outcomes import ScalingFit, _cells, _metadata, _one_family
+from .outcomes import ScalingFit, _cells, _metadata, _one_family, r_squared
 from .theory import DT_MS
 
 
@@ -135,7 +135,7 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
                    settings: PaperSettings | None = None, x: str = "delay_ms") -> ScalingFit:
     """The exponent as the figure scripts compute it: ``curve_fit`` of ``log(lr) = B log(D0) + c`` over the
     used rates; ``beta = -B`` with ``+- sqrt(pcov[0, 0])`` (one standard error) as its interval and
-    ``r2`` from ``scipy.stats.linregress``."""
+    ``r2`` as ``scipy.stats.linregress`` gives it (:func:`.outcomes.r_squared`)."""
     df, panel = _one_family(_metadata(metadata), family)
     rates = paper_rates(df, panel, kind=kind, settings=settings or settings_for(panel), x=x)
     col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
@@ -163,5 +163,5 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     fit.slope_se = se
     fit.ci = (fit.beta - se, fit.beta + se)
     fit.ci_regression = fit.ci
-    fit.r2 = float(stats.linregress(X, Y).rvalue ** 2) if len(used) >= 3 else np.nan
+    fit.r2 = r_squared(X, Y) if len(used) >= 3 else np.nan
     return fit

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from .joint import joint_exponent
 from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
@@ -72,6 +72,8 @@ from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
     panels_of,
     phase_diagram,
     psd_ratio_histogram,
+    r_squared,
+    t_quantile,
 )
 from .paper import paper_exponent, paper_rates
 from .theory import DT_MS
@@ -364,12 +366,12 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
                           reason="no labelled networks")
     used = rates[rates["used"]]
     reg = loglog_regression(used["lr"], used["value_ms"])
-    t = stats.t.ppf(1 - (1 - level) / 2, reg["n"] - 2) if reg["n"] >= 3 else np.nan
+    t = t_quantile(1 - (1 - level) / 2, reg["n"] - 2) if reg["n"] >= 3 else np.nan
     ci_reg = (reg["beta"] - t * reg["slope_se"], reg["beta"] + t * reg["slope_se"]) if reg["n"] >= 3 else nan2
     fit = ScalingFit(kind, fam, reg["beta"], reg["intercept"], ci_reg, "regression", level, reg["slope_se"],
                      ci_reg, int(reg["n"]), table)
     if reg["n"] >= 3:
-        fit.r2 = float(stats.linregress(np.log(used["value_ms"]), np.log(used["lr"])).rvalue ** 2)
+        fit.r2 = r_squared(np.log(used["value_ms"]), np.log(used["lr"]))
     if reg["n"] < 2:
         fit.reason = f"only {reg['n']} learning rate(s) with a usable fit (need 2)"
         return fit

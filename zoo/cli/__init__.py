@@ -10,6 +10,15 @@ with.
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports torch, whose OpenMP runtime reads this once: threads that wait for work sleep instead of
+# spinning. On a machine shared with other processes a spinning thread burns the core its partner needs: `zoo
+# build` took 1.7x the wall time and 1.8x the CPU time there (docs/benchmarks.md); on an idle machine the
+# difference is within noise. Set here, at the top of the command line's package (the entry point of `zoo`,
+# `python -m zoo` and `python -m zoo.cli`), not in the library: a user's own value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from typing import Annotated
 
 import typer

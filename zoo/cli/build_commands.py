@@ -255,7 +255,8 @@ def kernels(device: Device = "cpu",
                              highlight=False)
         if c["available"]:
             report.console.print(f"C kernels: {c['path']}\n  compiler: {c['compiler']}; OpenMP: {c['openmp']}; matrix "
-                                 f"products: {c['gemm']}", highlight=False)
+                                 f"products: {c['gemm']}" + (f" ({c['gemm_tiles']} register tiles)" if c.get("gemm_tiles") else ""),
+                                 highlight=False)
         else:
             report.console.print(f"[yellow]{escape(rep['advice'])}[/]", highlight=False)
         if "triton" in rep:

@@ -79,7 +79,7 @@ _EXPORTS = {
     **dict.fromkeys(("BACKENDS", "backend_for", "backward_pass", "backward_step", "bias_accumulator", "bias_total",
                      "forward_pass", "initial_state", "kernels_report", "matmul", "noisy_tanh_step", "normal",
                      "requested_backend", "set_backend", "tanh", "use_backend"), "dispatch"),
-    **dict.fromkeys(("c_backend_info", "c_gemm", "c_library"), "c"),
+    **dict.fromkeys(("c_backend_info", "c_gemm", "c_gemm_tiles", "c_library"), "c"),
     **dict.fromkeys(("compile_info",), "compiled"),
     **dict.fromkeys(("TF32_CHECK_TOL", "triton_check", "triton_info", "triton_usable"), "triton"),
     **dict.fromkeys(("STATE",), "state"),
@@ -87,12 +87,12 @@ _EXPORTS = {
 _SUBMODULES = ("c", "compiled", "dispatch", "reference", "state", "triton", "triton_kernels")
 
 __all__ = ["BACKENDS", "STATE", "TF32_CHECK_TOL", "backend_for", "backward_pass", "backward_step", "bias_accumulator",
-           "bias_total", "c_backend_info", "c_gemm", "c_library", "compile_info", "forward_pass", "initial_state",
-           "kernels_report", "matmul", "noisy_tanh_step", "normal", "requested_backend", "set_backend", "tanh",
+           "bias_total", "c_backend_info", "c_gemm", "c_gemm_tiles", "c_library", "compile_info", "forward_pass",
+           "initial_state", "kernels_report", "matmul", "noisy_tanh_step", "normal", "requested_backend", "set_backend", "tanh",
            "triton_check", "triton_info", "triton_usable", "use_backend"]
 
 if TYPE_CHECKING:  # what the lazy imports below provide
-    from .c import c_backend_info, c_gemm, c_library
+    from .c import c_backend_info, c_gemm, c_gemm_tiles, c_library
     from .compiled import compile_info
     from .dispatch import (
         BACKENDS,

@@ -2,7 +2,8 @@
 
 One pass per step draws the noise (SplitMix64 + Box-Muller, exactly the formula of :mod:`zoo.rng`), applies
 tanh, the leaky update and the readout; the whole forward and backward passes run in C, one network at a time,
-with matrix products of our own on x86-64 CPUs with AVX2 + FMA (``ZOO_C_GEMM=blas``: MKL's ``sgemm``) or
+with matrix products of our own on x86-64 CPUs with AVX2 + FMA (16-float register tiles where the CPU has
+AVX-512, the same bits; ``ZOO_C_GEMM=own8``: 8-float tiles, ``ZOO_C_GEMM=blas``: MKL's ``sgemm``) or
 else with MKL's (looked up in ``libtorch_cpu``; ``ZOO_C_BLAS=0`` disables it). The library is compiled on
 first use with the system C compiler (``$CC``, else cc, gcc or clang) into the per-user cache
 (:func:`zoo.cache.cache_root`, ``kernels-<hash>/``) and loaded once per process (``STATE.c``); the
@@ -31,7 +32,7 @@ from .. import cache, rng
 from .. import settings as _settings
 from .state import STATE
 
-ABI_VERSION = 8
+ABI_VERSION = 9
 #: rows per unit of parallel work in the C kernels (bias-gradient partial sums are kept per such chunk)
 ROWS = 16
 SRC = Path(__file__).resolve().parents[1] / "_csrc" / "zoo_kernels.c"
@@ -171,8 +172,9 @@ class _BwdPassArgs(ctypes.Structure):
         ("gWout_ks", ctypes.c_int64)]
 
 
-#: ``ZOO_C_GEMM`` -> the mode ``zoo_set_gemm`` takes
-GEMM_MODES = {"own": 0, "blas": 1}
+#: ``ZOO_C_GEMM`` -> the mode ``zoo_set_gemm`` takes (``own``: 16-float tiles where compiled in, else 8-float;
+#: ``own8``: 8-float tiles, the same bits, to compare)
+GEMM_MODES = {"own": 0, "blas": 1, "own8": 3}
 
 
 def gemm_mode(settings: _settings.Settings | None = None) -> int:
@@ -185,7 +187,16 @@ def c_gemm(lib: ctypes.CDLL | None = None) -> str | None:
     lib = lib if lib is not None else c_library()
     if lib is None:
         return None
-    return {1: "own", 2: "blas", 3: "none (profiling)"}.get(lib.zoo_gemm_kind())
+    return {1: "own", 2: "blas", 3: "none (profiling)", 4: "own"}.get(lib.zoo_gemm_kind())
+
+
+def c_gemm_tiles(lib: ctypes.CDLL | None = None) -> str | None:
+    """The register tiles of our own matrix products now: ``"16-float"`` (AVX-512), ``"8-float"`` (AVX2, or
+    ``ZOO_C_GEMM=own8``), or None (BLAS or no C passes). Both give the same bits."""
+    lib = lib if lib is not None else c_library()
+    if lib is None:
+        return None
+    return {1: "8-float", 4: "16-float"}.get(lib.zoo_gemm_kind())
 
 
 def torch_blas(settings: _settings.Settings | None = None) -> tuple[int, int] | None:
@@ -227,6 +238,7 @@ def _declare(lib: ctypes.CDLL, settings: _settings.Settings) -> ctypes.CDLL:
     lib.zoo_set_blas.restype = None
     lib.zoo_has_blas.restype = ci
     lib.zoo_has_own_gemm.restype = ci
+    lib.zoo_has_gemm16.restype = ci
     lib.zoo_set_gemm.argtypes = [ci]
     lib.zoo_set_gemm.restype = None
     lib.zoo_gemm_kind.restype = ci
@@ -273,14 +285,16 @@ def c_library(warn: bool = False, settings: _settings.Settings | None = None) ->
 
 def c_backend_info(settings: _settings.Settings | None = None) -> dict:
     """Diagnostics: whether the C kernels loaded, from where, built by which compiler (its ``--version``
-    line), with OpenMP or not, whose matrix products the passes use, and the error if any."""
+    line), with OpenMP or not, whose matrix products the passes use (and our products' register tiles), and
+    the error if any."""
     lib = c_library(settings=settings)
     st = STATE.c
     return {"available": lib is not None, "path": st.path, "error": st.error,
             "compiler": compiler_version(st.path),
             "openmp": bool(lib.zoo_has_openmp()) if lib is not None else False,
             "blas": bool(lib.zoo_has_blas()) if lib is not None else False,
-            "gemm": c_gemm(lib) if lib is not None else None}
+            "gemm": c_gemm(lib) if lib is not None else None,
+            "gemm_tiles": c_gemm_tiles(lib) if lib is not None else None}
 
 
 def compiler_version(lib_path: str | None) -> str | None:
