@@ -18,7 +18,6 @@ from zoo.kernels import triton as gate
 from zoo.kernels.state import STATE
 from zoo.train import train_networks
 
-
 ROOT = Path(__file__).resolve().parents[1]
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .outcomes import KINDS, METHODS, PANELS, panels_of
+from .outcomes import KINDS, METHODS, PANELS, panels_of, t_quantile
 
 #: the interval each method is calibrated with (a cheap one where its default is a bootstrap)
 CALIBRATION_CI = {"joint": "profile", "package": "regression", "paper": "95 % from its 1 SE (t quantile)"}
@@ -165,7 +164,7 @@ def fit_exponent(df: pd.DataFrame, design: Design, kind: str, method: str, *, jo
     f = paper_exponent(df, design.panel, kind=kind)
     if not f.ok or f.n_rates < 3 or not np.isfinite(f.slope_se):
         return f.beta, np.nan, np.nan
-    t = stats.t.ppf(0.975, f.n_rates - 2)
+    t = t_quantile(0.975, f.n_rates - 2)
     return f.beta, f.beta - t * f.slope_se, f.beta + t * f.slope_se
 
 
