@@ -1,6 +1,6 @@
 """Loader benchmark on a full-size synthetic release (81,500 networks, the `paper` preset): a benchmark, not a test.
 
-The release is written in the real format (docs/format.md) with the real writers (zoo.store, zoo.build.metadata_rows,
+The release is written in the real format (docs/format.md) with the real writers (zoo.store, zoo.metadata.metadata_rows,
 release.finalize_release): 188 safetensors shards of up to 512 networks grouped by (family, delay) exactly as
 ``zoo.grids.shards`` cuts the `paper` preset, holding random float32 weights (3.3 GB); the metadata table has the
 preset's real configurations and random but consistent label columns (outcome, mechanism, learned, stable,
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     try:
         import pandas as pd
 
-        from zoo.store import METADATA_PATH
+        from zoo.layout import METADATA_PATH
 
         if (folder / "manifest.sha256").exists():
             print(f"reusing the release in {folder}")

@@ -24,7 +24,7 @@ from .config import NetConfig
 from .errors import CorruptFileError, InvalidChoiceError, SourceNotFoundError
 from .layout import snapshots_table_path
 from .model import PARAM_NAMES, RNN
-from .sources import VERIFY_MODES, LocalSource, Source, _verify_mode  # noqa: F401 - also zoo.api's names
+from .sources import LocalSource, Source
 from .task import TaskSpec
 
 #: filters with a fixed vocabulary

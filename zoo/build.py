@@ -41,14 +41,12 @@ import torch
 from . import claims, grids, labels, layout, provenance, publish, release, store
 from .config import NetConfig
 from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
-from .faults import BUILD_POINTS as FAULT_POINTS  # noqa: F401 - re-exported
 from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
 from .manifest import atomic_write_text, file_matches, sha256_file
-from .metadata import label_frame, metadata_rows  # noqa: F401 - re-exported
+from .metadata import label_frame, metadata_rows
 from .model import PARAM_NAMES
-from .plan import BuildPlan, format_bytes, free_bytes, plan_build, plan_from_dict, plan_summary  # noqa: F401
-from .release import relabel_release  # noqa: F401 - re-exported
+from .plan import BuildPlan, plan_from_dict
 from .settings import Settings
 from .settings import current as current_settings
 from .train import CURVES, resolve_device, train_networks

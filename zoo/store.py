@@ -21,16 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from .errors import CorruptFileError
-from .layout import (  # noqa: F401 - the release's paths (defined in zoo.layout), re-exported for readers of store
-    CARD_PATH,
-    DIAGNOSTICS_PATH,
-    INFO_PATH,
-    LICENSE_PATH,
-    METADATA_PATH,
-    PICTURE_PATH,
-    curves_path,
-    weights_path,
-)
+from .layout import INFO_PATH
 from .manifest import atomic_path, open_regular
 from .model import PARAM_NAMES
 
@@ -149,7 +140,6 @@ def _header_ids(path, header: dict) -> list[str] | None:
         raw = json.loads(meta[key])
         raw = raw.get("net_ids") if key == HEADER_KEY else raw
     except (ValueError, AttributeError):
-        raw = 0
         return None
     if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
         raise _bad(path, "net_ids", "not a list of strings")

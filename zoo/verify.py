@@ -4,7 +4,7 @@ seed with :func:`zoo.train.train_networks`, and compare with what the release ho
 Compared per network: the final weights (bitwise by default; ``atol`` allows a documented tolerance, and the
 largest absolute difference is always reported), the per-epoch curves (``loss``, ``accuracy``,
 ``reliability``, ``grad_norm``: same length, values within ``atol``), the run info (``epochs_run``,
-``diverged``) and the labels (recomputed with :func:`zoo.build.label_frame` from the retrained weights and
+``diverged``) and the labels (recomputed with :func:`zoo.metadata.label_frame` from the retrained weights and
 curves: ``outcome``, ``mechanism``, ``learned``, ``stable``, ``first_learned_epoch`` equal, ``psd_ratio``
 within ``psd_atol``). Labels are compared only when the release was labelled with the current
 ``LABEL_VERSION`` (otherwise they are reported as skipped: relabel the release first).

@@ -120,7 +120,7 @@ def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[
                                                      "robust fit) or paper (the authors' figure scripts)")] = "joint"):
     """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories, per family and per
     pooled panel (no-post = nopost + nopost-narrow, as in the paper); --family takes a family or a panel."""
-    from ..analysis.phases import METHODS
+    from ..analysis.outcomes import METHODS
     from ..figures import make_figures
 
     check_choice("method", method, METHODS)
