@@ -419,8 +419,10 @@ class Build:
             return False
         return True
 
-    def package(self, *, partial: bool = False, extra_info: dict | None = None) -> pd.DataFrame:
-        """Merge finished shards into the release (metadata, card, zoo.json, manifest).
+    def package(self, *, partial: bool = False, extra_info: dict | None = None,
+                picture: release.PictureWriter | None = None) -> pd.DataFrame:
+        """Merge finished shards into the release (metadata, card, zoo.json, manifest; the card's picture drawn
+        by ``picture``, e.g. :func:`zoo.figures.write_phase_picture`).
 
         Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
@@ -480,7 +482,7 @@ class Build:
                     provenance.environment("cpu"), (claims.read_record(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
                 "parts_sha256": digest, **(extra_info or {})}
-        release.finalize_release(self.out, df, info, verified=verified)
+        release.finalize_release(self.out, df, info, verified=verified, picture=picture)
         self.unchanged = False
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:

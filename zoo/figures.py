@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .analysis import outcomes, phases, theory
+from .manifest import atomic_path
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
              "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
@@ -189,6 +191,26 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
 
 # ---------------------------------------------------------------- scaling
 @_styled
+def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
+    """Render the zoo's phase diagram (the paper's pooled panel when the zoo fills one, e.g. no-post = nopost +
+    nopost-narrow, else its largest family) as a PNG at ``path``; False (and no file) when the zoo has nothing
+    to draw (unlabelled). The card's picture: pass it as ``picture=`` to packaging (``zoo.release``)."""
+    path = Path(path)
+    fams = metadata["family"].value_counts() if "family" in metadata and len(metadata) else None
+    try:
+        if fams is None:
+            raise FigureSkipped("empty zoo")
+        fig = plot_phase_diagram(metadata, (outcomes.panels_of(fams.index) or [str(fams.index[0])])[0])
+    except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
+        print(f"note: no phase diagram picture for the card ({why})", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return False
+    with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return True
+
+
+
 def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
                  fits: Sequence[outcomes.ScalingFit] | None = None, method: str = outcomes.DEFAULT_METHOD) -> Figure:
     """Critical delay (not-learned onset) and slow-point boundary vs learning rate (log-log), with the

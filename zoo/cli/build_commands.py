@@ -33,6 +33,13 @@ def _size_fact(est: dict) -> str:
     return f"{format_bytes(est['total'])} ({', '.join(parts)}; before compression)"
 
 
+def _card_picture():
+    """The card's picture (the phase diagram), drawn with matplotlib at packaging."""
+    from ..figures import write_phase_picture
+
+    return write_phase_picture
+
+
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool, force: bool = False):
     from ..build import Build
     from ..errors import InvalidChoiceError
@@ -106,7 +113,7 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     if shard is not None:
         report.console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
-    df = b.package()
+    df = b.package(picture=_card_picture())
     report.print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
     if b.unchanged:
         report.console.print(f"nothing to do: the release in [bold]{out}[/] is complete and up to date")
@@ -138,7 +145,7 @@ def label(source: Annotated[Path, typer.Argument(help="a build folder or a packa
         n = Build(source).label_shards(device, force=force)
         report.console.print(f"labelled {n} shard(s)")
     elif (source / METADATA_PATH).exists():
-        df = relabel_release(source, device)
+        df = relabel_release(source, device, picture=_card_picture())
         report.print_outcomes(df, f"relabelled {len(df)} networks")
     else:
         raise ZooError(f"{source} is neither a build folder nor a zoo release")
@@ -151,7 +158,7 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
     from ..build import Build
 
     b = Build(out)
-    df = b.package(partial=partial)
+    df = b.package(partial=partial, picture=_card_picture())
     report.print_outcomes(df, f"{len(df)} networks packaged")
     if b.unchanged:
         report.console.print(f"nothing to do: the release in {out} is complete and up to date")
@@ -220,7 +227,7 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
     """Import the authors' original per-network files into a release (their label kept as reference_outcome)."""
     from ..reference import import_reference
 
-    rep = import_reference(src, family, out, label=label, device=device,
+    rep = import_reference(src, family, out, label=label, device=device, picture=_card_picture(),
                            progress=lambda sid, n: report.console.print(f"  {sid}: {n} networks"))
     report.console.print(rep.summary(), soft_wrap=True)
     if rep.problems:  # one block per problem, the folder's full relative path on its own line (never cut)
