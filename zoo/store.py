@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from .errors import CorruptFileError
 from .layout import INFO_PATH
-from .manifest import atomic_path, open_regular
+from .manifest import atomic_path, cache_entry_path, open_regular
 from .model import PARAM_NAMES
 
 FORMAT_VERSION = "rnn-stm-zoo/1"
@@ -271,7 +271,7 @@ def read_table_cached(path: str | os.PathLike, cache_path: str | os.PathLike | N
         try:
             if not cache_path.exists():
                 table = _parquet(path, data)
-                with atomic_path(cache_path) as tmp:
+                with cache_entry_path(cache_path) as tmp:
                     feather.write_feather(table, str(tmp), compression="uncompressed")
                 prefix = cache_path.name.rsplit("-", 1)[0]
                 for old in cache_path.parent.glob(f"{prefix}-*{cache_path.suffix}"):
