@@ -50,7 +50,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     import pandas as pd
     import torch
 
-    from zoo import __version__, grids, layout, release, store
+    from zoo import __version__, grids, layout, release, store, task
     from zoo.metadata import metadata_rows
     from zoo.model import PARAM_NAMES, ModelConfig, param_shapes
 
@@ -65,7 +65,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
         w = {n: torch.from_numpy(0.1 * rng.standard_normal((k, *shapes[n]), dtype=np.float32)) for n in PARAM_NAMES}
         wf, cf = layout.weights_path(sh.family, sh.shard_id), layout.curves_path(sh.family, sh.shard_id)
         store.write_weights(folder / wf, w, ids)
-        curves = {c: [rng.random(4, dtype=np.float32) for _ in range(k)] for c in store.CURVE_NAMES}
+        curves = {c: [rng.random(4, dtype=np.float32) for _ in range(k)] for c in task.CURVES}
         store.write_curves(folder / cf, ids, curves)  # dummy: 4 epochs per network
         parts.append(metadata_rows(sh.configs, [c.epochs for c in sh.configs], [False] * k, curves, wf, cf))
         if (i + 1) % 20 == 0 or i + 1 == len(shards):

@@ -13,7 +13,8 @@ from zoo.config import NetConfig
 from zoo.errors import InvalidChoiceError
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
 from zoo.provenance import expected_reproducibility, local_bitwise_capable
-from zoo.train import CURVES, train_networks
+from zoo.task import CURVES
+from zoo.train import train_networks
 from zoo.trajectories import (
     Trajectory,
     log_epochs,

@@ -40,6 +40,7 @@ import torch
 
 from . import claims, grids, labels, layout, provenance, publish, release, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
 from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
@@ -49,7 +50,8 @@ from .model import PARAM_NAMES
 from .plan import BuildPlan, plan_from_dict
 from .settings import Settings
 from .settings import current as current_settings
-from .train import CURVES, resolve_device, train_networks
+from .task import CURVES
+from .train import train_networks
 from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
 

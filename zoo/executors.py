@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from .build import Build
+from .devices import parse_device, resolve_device
 from .errors import ZooError
 from .sharding import Shard
-from .train import parse_device, resolve_device
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"

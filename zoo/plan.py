@@ -14,7 +14,7 @@ from pathlib import Path
 from . import grids
 from .config import NetConfig
 from .errors import InvalidChoiceError
-from .train import CURVES
+from .task import CURVES
 from .trajectories import SNAPSHOT_MODES, snapshot_epochs
 
 # size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression

@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import labels, publish
 from .card import license_text, render_card
+from .devices import resolve_device
 from .layout import (
     CARD_PATH,
     DIAGNOSTICS_PATH,
@@ -25,7 +26,6 @@ from .layout import (
 )
 from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
-from .train import resolve_device
 
 #: draws the card's picture at a path from the metadata; False (and no file) when there is nothing to draw.
 #: Packaging takes one as an argument (``zoo.figures.write_phase_picture``), so it never needs matplotlib.

@@ -24,10 +24,10 @@ from .errors import CorruptFileError
 from .layout import INFO_PATH
 from .manifest import atomic_path, cache_entry_path, open_regular
 from .model import PARAM_NAMES
+from .task import CURVES
 
 FORMAT_VERSION = "rnn-stm-zoo/1"
 HEADER_KEY = "rnn-stm-zoo"
-CURVE_NAMES = ("loss", "accuracy", "reliability", "grad_norm")
 
 
 # ---------------------------------------------------------------- weights
@@ -201,7 +201,7 @@ def read_weight_ids(path: str | os.PathLike) -> list[str]:
 # ---------------------------------------------------------------- curves
 def write_curves(path: str | os.PathLike, net_ids: Sequence[str], curves: dict[str, Sequence[np.ndarray]]) -> None:
     cols = {"net_id": pa.array(list(net_ids), pa.string())}
-    for c in CURVE_NAMES:
+    for c in CURVES:
         cols[c] = pa.array([np.asarray(v, dtype=np.float32) for v in curves[c]], pa.list_(pa.float32()))
     with atomic_path(path) as tmp:
         pq.write_table(pa.table(cols), tmp, compression="zstd")
@@ -238,11 +238,11 @@ def _is_float_list(t) -> bool:
 def read_curves(path: str | os.PathLike, net_ids: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """``{net_id: {curve name: (epochs_run,) float32}}`` for the given networks (all if None)."""
     table = _read_parquet(path, {"net_id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
-                                 **dict.fromkeys(CURVE_NAMES, _is_float_list)})
+                                 **dict.fromkeys(CURVES, _is_float_list)})
     ids = table.column("net_id").to_pylist()
     want = set(ids if net_ids is None else net_ids)
-    cols = {c: table.column(c) for c in CURVE_NAMES}
-    return {nid: {c: np.asarray(cols[c][i].values.to_numpy(zero_copy_only=False)) for c in CURVE_NAMES}
+    cols = {c: table.column(c) for c in CURVES}
+    return {nid: {c: np.asarray(cols[c][i].values.to_numpy(zero_copy_only=False)) for c in CURVES}
             for i, nid in enumerate(ids) if nid in want}
 
 

@@ -29,11 +29,13 @@ import torch
 
 from . import labels, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .layout import snapshots_table_path
 from .model import PARAM_NAMES
 from .provenance import expected_reproducibility
-from .train import CURVES, resolve_device, train_networks
+from .task import CURVES
+from .train import train_networks
 
 
 def log_epochs(final: int) -> list[int]:

@@ -32,10 +32,12 @@ import torch
 from . import labels as _labels
 from . import layout, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .metadata import label_frame
 from .model import PARAM_NAMES
-from .train import CURVES, resolve_device, train_networks
+from .task import CURVES
+from .train import train_networks
 
 #: label columns compared exactly
 LABEL_COLUMNS = ("outcome", "mechanism", "learned", "stable", "first_learned_epoch")

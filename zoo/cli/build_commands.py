@@ -58,7 +58,7 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         import torch
 
         from .. import kernels
-        from ..train import resolve_device
+        from ..devices import resolve_device
 
         where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
     report.print_facts(f"[bold]{plan.describe()}[/]", [
@@ -249,8 +249,8 @@ def kernels(device: Device = "cpu",
     backend trains on DEVICE, with its compiler, matrix products and cache folder."""
     import json
 
+    from ..devices import resolve_device
     from ..kernels import kernels_report
-    from ..train import resolve_device
 
     rep = kernels_report(resolve_device(device))
     if as_json:
