@@ -98,7 +98,6 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
     return b
 
 
-@report.friendly
 def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option(help="release folder")] = Path("zoo-release"),
           device: Device = "cpu", batch_size: BatchSize = None,
@@ -121,7 +120,6 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
         report.console.print(f"release written to [bold]{out}[/]")
 
 
-@report.friendly
 def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
           batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
@@ -133,7 +131,6 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     _train(out, plan, shard, device, batch_size, executor, address, label=False, force=force)
 
 
-@report.friendly
 def label(source: Annotated[Path, typer.Argument(help="a build folder or a packaged release")],
           device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
     """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
@@ -151,7 +148,6 @@ def label(source: Annotated[Path, typer.Argument(help="a build folder or a packa
         raise ZooError(f"{source} is neither a build folder nor a zoo release")
 
 
-@report.friendly
 def package(out: Annotated[Path, typer.Argument(help="the build folder")],
             partial: Annotated[bool, typer.Option(help="package even if some shards are missing")] = False):
     """Merge finished shards into the release (metadata, dataset card, manifest)."""
@@ -165,7 +161,6 @@ def package(out: Annotated[Path, typer.Argument(help="the build folder")],
 
 
 
-@report.friendly
 def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
           out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
@@ -202,7 +197,6 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
         report.print_power(s["power"])
 
 
-@report.friendly
 def presets():
     """List the sweep presets."""
     from ..grids import grid_summary, list_presets, load_preset
@@ -217,7 +211,6 @@ def presets():
     report.console.print(t)
 
 
-@report.friendly
 def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' results folder (lr*_delay_*/process_*/), or its parent")],
                       family: Annotated[str, typer.Option(help="the family these networks belong to")],
                       out: Annotated[Path, typer.Option(help="new release folder")],
@@ -241,7 +234,6 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
     report.console.print(f"reference labels: {rep.reference_outcomes}; ours: {rep.outcomes}")
 
 
-@report.friendly
 def kernels(device: Device = "cpu",
             require_c: Annotated[bool, typer.Option("--require-c", help="exit 2 if the C kernels cannot be built")] = False,
             as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
@@ -270,7 +262,6 @@ def kernels(device: Device = "cpu",
         raise typer.Exit(2)
 
 
-@report.friendly
 def settings(fmt: OutFormat = "table"):
     """The package's settings (every ZOO_* environment variable): value, default, where it came from."""
     import pandas as pd

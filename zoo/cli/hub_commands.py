@@ -14,7 +14,6 @@ from . import report
 from .options import Delay, Family, Force, Lr
 
 
-@report.friendly
 def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
          repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
          revision: Annotated[str | None, typer.Option(help="tag the upload (e.g. v1.0)")] = None,
@@ -48,7 +47,6 @@ def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
                              + (f", tagged {revision}" if revision else ""))
 
 
-@report.friendly
 def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")], family: Family = None,
          delay: Delay = None, lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
          outcome: Annotated[str | None, typer.Option()] = None,
