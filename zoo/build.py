@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from .devices import resolve_device
 from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
 from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
+from .log import logger
 from .manifest import atomic_write_text, file_matches, sha256_file
 from .metadata import label_frame, metadata_rows
 from .model import PARAM_NAMES
@@ -185,7 +185,7 @@ class Build:
             raise BuildLockedError(f"another worker is taking over the stale claim {path}")
         try:
             if claims.read_record(path) == holder and claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                print(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}", file=sys.stderr)
+                logger().warning(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}")
                 path.unlink(missing_ok=True)
         finally:
             lock.unlink(missing_ok=True)
@@ -236,8 +236,7 @@ class Build:
                     states[shard.shard_id] = "done"
                     continue
                 if problem != "not finished":
-                    print(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again",
-                          file=sys.stderr)
+                    logger().warning(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again")
                     self._done_file(shard.shard_id).unlink(missing_ok=True)
                 todo.append(shard)
             if todo:
@@ -269,8 +268,7 @@ class Build:
                 cv = store.read_curves(cf)
                 snaps = _read_chunk_snapshots(meta_file, meta) if self.plan.snapshots else None
             except (OSError, ValueError, KeyError, TypeError) as err:
-                print(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}",
-                      file=sys.stderr)
+                logger().warning(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}")
                 for p in work.glob(meta_file.stem + ".*"):
                     p.unlink(missing_ok=True)
                 continue
@@ -394,7 +392,7 @@ class Build:
                 continue
             problem = self.marker_problem(s)
             if problem is not None:
-                print(f"warning: not labelling shard {s.shard_id}: {problem}; re-run the build", file=sys.stderr)
+                logger().warning(f"warning: not labelling shard {s.shard_id}: {problem}; re-run the build")
                 continue
             df = store.read_table(self.out / self._part_path(s.shard_id))
             wf, cf = df["weights_file"].iloc[0], df["curves_file"].iloc[0]

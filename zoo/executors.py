@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from .build import Build
 from .devices import parse_device, resolve_device
 from .errors import ZooError
+from .log import logger
 from .sharding import Shard
 
 EXECUTORS = ("local", "ray")
@@ -241,7 +241,7 @@ def _run_ray_tasks(ray, build, shards, *, device, batch_size, label, progress, o
     if errors:
         shown_err = "; ".join(f"{sid}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
                               for sid, e in list(errors.items())[:5])
-        print(f"{len(errors)} shard(s) failed on the Ray cluster", file=sys.stderr)
+        logger().warning(f"{len(errors)} shard(s) failed on the Ray cluster")
         raise ZooError(f"{len(errors)} shard(s) failed on the Ray cluster after {max_retries} retries: {shown_err}. "
                        "Finished shards are kept; re-run the same command to resume")
     return {s.shard_id: states[s.shard_id] for s in shards}

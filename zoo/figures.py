@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .analysis import outcomes, phases, theory
+from .log import logger
 from .manifest import atomic_path
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
@@ -202,7 +202,7 @@ def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool
             raise FigureSkipped("empty zoo")
         fig = plot_phase_diagram(metadata, (outcomes.panels_of(fams.index) or [str(fams.index[0])])[0])
     except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
-        print(f"note: no phase diagram picture for the card ({why})", file=sys.stderr)
+        logger().info(f"note: no phase diagram picture for the card ({why})")
         path.unlink(missing_ok=True)
         return False
     with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
