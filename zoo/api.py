@@ -26,6 +26,7 @@ from .layout import snapshots_table_path
 from .model import PARAM_NAMES, RNN
 from .sources import LocalSource, Source
 from .task import TaskSpec
+from .weightspace import WeightDataset, to_hf_dataset, with_split
 
 #: filters with a fixed vocabulary
 _CHOICES = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES}
@@ -303,15 +304,11 @@ class Zoo:
     def weight_dataset(self, split=None, target="mechanism", **kwargs):
         """A ``torch.utils.data.Dataset`` of the selected networks' weights and targets
         (:class:`zoo.weightspace.WeightDataset`: ``format``, ``augment``, ``seed``, ``dropna``)."""
-        from .weightspace import WeightDataset
-
         return WeightDataset(self, split, target, **kwargs)
 
     def to_hf_dataset(self, *, format: str = "dict", columns=None):
         """The selection as a ``datasets.Dataset``: metadata columns and the weights as float32 array features
         (:func:`zoo.weightspace.to_hf_dataset`)."""
-        from .weightspace import to_hf_dataset
-
         return to_hf_dataset(self, format=format, columns=columns)
 
     def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
@@ -362,10 +359,7 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
         meta, info = src.read_metadata(), src.read_info()
         if src.generation == generation:
             break
-    if "split" not in meta.columns and "seed" in meta.columns:  # releases before the split column: from the seed
-        from .weightspace import split_column
-
-        meta["split"] = split_column(meta).to_numpy()
+    meta = with_split(meta)  # releases before the split column: from the seeds
     selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
                       learned=learned, tau=tau, post=post, **column_filters)
     zoo = Zoo(src, selected, info)

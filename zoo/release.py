@@ -26,6 +26,7 @@ from .layout import (
 )
 from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
+from .weightspace import with_split
 
 #: draws the card's picture at a path from the metadata; False (and no file) when there is nothing to draw.
 #: Packaging takes one as an argument (``zoo.figures.write_phase_picture``), so it never needs matplotlib.
@@ -45,10 +46,7 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
     rewrite is refused naming it. No other file in the folder is adopted."""
     folder = Path(folder)
     metadata = metadata.sort_values("net_id", kind="stable").reset_index(drop=True)
-    if "split" not in metadata.columns and "seed" in metadata.columns:  # train/validation/test, by seed
-        from .weightspace import split_column
-
-        metadata["split"] = split_column(metadata).to_numpy()
+    metadata = with_split(metadata)  # train/validation/test, by seed
     keep: dict[str, str | None] = dict.fromkeys(shard_files(metadata))
     keep.update({rel: d for rel, d in (verified or {}).items() if rel in keep})
     with publish.Staging(folder) as staged:
