@@ -32,6 +32,7 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from . import labels
 from .analysis import outcomes, phases, theory
 from .log import logger
 from .manifest import atomic_path
@@ -153,7 +154,7 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
             if show_theory:
                 lines[mech] = theory_through(fit, mech, D)
     mesh = None
-    for ax, outcome in zip(axes.flat, ("slow_point", "limit_cycle", "no_learning", "unstable"), strict=True):
+    for ax, outcome in zip(axes.flat, labels.OUTCOME_DISPLAY_ORDER, strict=True):
         grid = table.pivot(index="lr", columns=x, values=outcome).reindex(index=lrs, columns=xs).to_numpy()
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(grid), cmap="cividis", vmin=0, vmax=1, shading="flat")
         ax.set_yscale("log")
@@ -294,7 +295,7 @@ def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Fi
     fig = _figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     width = h["bin_hi"] - h["bin_lo"]
-    for mech in ("slow_point", "limit_cycle"):
+    for mech in labels.MECHANISM_DISPLAY_ORDER:
         n = int(h[mech].sum())
         ax.bar(h["bin_lo"], h[mech], width=width, align="edge", color=OUTCOME_COLORS[mech], alpha=0.85,
                edgecolor="white", linewidth=0.5, label=f"{OUTCOME_TITLES[mech]} (n = {n})")
@@ -313,7 +314,7 @@ def pick_examples(metadata, family: str | None = None) -> dict[str, str]:
     for a limit cycle, highest for a slow point), then the smallest net_id."""
     df, _ = _family_rows(_meta(metadata), family)
     out = {}
-    for mech in ("slow_point", "limit_cycle"):
+    for mech in labels.MECHANISM_DISPLAY_ORDER:
         rows = df[df["mechanism"] == mech] if "mechanism" in df.columns else df.iloc[:0]
         if not len(rows):
             continue
@@ -392,7 +393,7 @@ def plot_trajectories(zoo, family: str | None = None, *, extend: int = 9) -> tup
     """Example trajectories of a slow-point and a limit-cycle network of ``zoo`` (one column each). Returns
     the figure and the mechanisms that the zoo lacks."""
     examples = pick_examples(zoo.metadata, family)
-    missing = [m for m in ("slow_point", "limit_cycle") if m not in examples]
+    missing = [m for m in labels.MECHANISM_DISPLAY_ORDER if m not in examples]
     if not examples:
         raise FigureSkipped("no learned network (neither mechanism present)")
     n = len(examples)

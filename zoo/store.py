@@ -131,6 +131,15 @@ def read_header(path: str | os.PathLike, f=None) -> tuple[dict, int]:
     return header, 8 + n
 
 
+def read_parts(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """(validated header, raw tensor bytes) of a safetensors shard (:func:`read_header`), to compare files: their
+    headers parsed, since the safetensors writer stores its metadata map in random key order."""
+    with open_regular(path) as f:
+        header, offset = read_header(path, f)
+        f.seek(offset)
+        return header, f.read()
+
+
 def _header_ids(path, header: dict) -> list[str] | None:
     meta = header.get("__metadata__") or {}
     key = HEADER_KEY if HEADER_KEY in meta else "net_ids" if "net_ids" in meta else None  # or separate keys

@@ -231,14 +231,6 @@ def expected_result(source: str | os.PathLike | None, *, net_ids: Sequence[str] 
 
 
 # ---------------------------------------------------------------- two releases
-def _safetensors_parts(path: os.PathLike) -> tuple[dict, bytes]:
-    """(parsed header, raw tensor bytes) of a safetensors file. The header is compared parsed because the
-    safetensors writer stores its metadata map in random key order (so file bytes differ between processes)."""
-    data = Path(path).read_bytes()
-    n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]), data[8 + n:]
-
-
 def compare_releases(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
     """Differences between two release folders, [] if they hold the same networks: equal metadata tables
     (every row and column), the same weight files with bitwise equal tensors and the same header, and equal
@@ -261,7 +253,7 @@ def compare_releases(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
             continue
         for rel in fa:
             if sub == "weights":
-                if _safetensors_parts(a / rel) != _safetensors_parts(b / rel):
+                if store.read_parts(a / rel) != store.read_parts(b / rel):
                     out.append(f"{rel}: weights differ")
             else:
                 ca, cb = store.read_curves(a / rel), store.read_curves(b / rel)
