@@ -23,7 +23,7 @@ from . import labels, layout, store
 from .config import NetConfig
 from .errors import CorruptFileError, InvalidChoiceError, SourceNotFoundError
 from .layout import snapshots_table_path
-from .model import PARAM_NAMES, RNN
+from .model import PARAM_NAMES, RNN, ModelConfig, param_shapes
 from .sources import LocalSource, Source
 from .task import TaskSpec
 from .weightspace import WeightDataset, to_hf_dataset, with_split
@@ -331,11 +331,9 @@ def _weight_rows(metadata: pd.DataFrame) -> np.ndarray:
 
 
 def _shapes(zoo: Zoo) -> dict[str, tuple[int, ...]]:
-    from .model import param_shapes
-
-    n = int(json.loads(zoo.metadata["config"].iloc[0]).get("n_units", 100)) if len(zoo) else 100
-    from .model import ModelConfig
-
+    n = ModelConfig.n_units
+    if len(zoo):
+        n = int(json.loads(zoo.metadata["config"].iloc[0]).get("n_units", n))
     return param_shapes(ModelConfig(n_units=n))
 
 

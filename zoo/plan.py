@@ -5,6 +5,7 @@ the overrides and the shard size, so every worker of a build (and a resumed buil
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -14,11 +15,12 @@ from pathlib import Path
 from . import grids
 from .config import NetConfig
 from .errors import InvalidChoiceError
+from .model import ModelConfig, param_shapes
 from .task import CURVES
 from .trajectories import SNAPSHOT_MODES, snapshot_epochs
 
 # size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression
-_BYTES_PER_NETWORK = 4 * (100 * 2 + 100 + 100 * 100 + 100 + 2 * 100 + 2)
+_BYTES_PER_NETWORK = 4 * sum(math.prod(s) for s in param_shapes(ModelConfig()).values())
 _BYTES_PER_CURVE_EPOCH = 4 * len(CURVES)
 _WEIGHTS_FILE_OVERHEAD = 1024  # safetensors header (+ ~40 bytes per net_id, counted per network)
 _WEIGHTS_HEADER_PER_NETWORK = 40

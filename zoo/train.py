@@ -24,14 +24,15 @@ from .config import NetConfig
 from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .loss import element_weights, weighted_mse, weighted_mse_grad
-from .model import PARAM_NAMES, init_state_dict
-from .task import CURVES, accuracy_reliability
+from .model import PARAM_NAMES, ModelConfig, init_state_dict
+from .task import CURVES, TaskSpec, accuracy_reliability
 
-#: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (128 x 100
-#: each) and ~8 (128 x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
-_BYTES_PER_NET_STEP = 2 * 128 * 100 * 4 + 8 * 128 * 2 * 4
+_B, _N, _OUT = TaskSpec().batch_size, ModelConfig().n_units, ModelConfig().n_out  # 128 trials, 100 units, 2
+#: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (B x N each)
+#: and ~8 (B x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
+_BYTES_PER_NET_STEP = 2 * _B * _N * 4 + 8 * _B * _OUT * 4
 #: bytes per network independent of the trial length: per-step buffers (pre, g, h, ping-pong states, ...)
-_BYTES_PER_NET = 8 * 128 * 100 * 4
+_BYTES_PER_NET = 8 * _B * _N * 4
 
 
 @dataclass

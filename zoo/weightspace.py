@@ -91,7 +91,7 @@ def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
                       for n in PARAM_NAMES], dim=-1)
 
 
-def unflatten(vec: torch.Tensor, n_units: int = 100) -> dict[str, torch.Tensor]:
+def unflatten(vec: torch.Tensor, n_units: int = ModelConfig.n_units) -> dict[str, torch.Tensor]:
     """Inverse of :func:`flatten` for (D,) or (K, D)."""
     shapes = param_shapes(ModelConfig(n_units=n_units))
     lead, out, i = vec.shape[:-1], {}, 0
@@ -180,7 +180,7 @@ class WeightDataset(torch.utils.data.Dataset):
             sub = zoo.filter(net_id=list(meta["net_id"]))  # keeps the zoo's order, which is meta's
             assert list(sub.metadata["net_id"]) == list(meta["net_id"])
             self.weights = sub.weights()
-        self.n_units = int(self.weights["W_rec.weight"].shape[-1]) if len(meta) else 100
+        self.n_units = int(self.weights["W_rec.weight"].shape[-1]) if len(meta) else ModelConfig.n_units
 
     def __len__(self) -> int:
         return len(self.metadata)
