@@ -113,6 +113,51 @@ def _pow10(e: float) -> float:
 
 
 @dataclass(frozen=True)
+class Overrides:
+    """What a build changes in its preset (``zoo build --family --lr --delay --seeds --epochs``), as one checked
+    value: ``family`` keeps that family's blocks; ``lrs`` replace the learning rates; ``delays`` (ms) replace
+    the delays, and for the nomemory family the response lengths; ``seeds`` N gives seeds 0..N-1 (a sequence
+    gives those seeds); ``epochs`` N replaces the epoch rule. ``None`` keeps the preset's value; the values
+    themselves are checked against each family's grid when applied (:meth:`FamilyGrid.apply`)."""
+
+    family: str | None = None
+    lrs: tuple[float, ...] | None = None
+    delays: tuple[int, ...] | None = None
+    seeds: int | tuple[int, ...] | None = None
+    epochs: int | None = None
+
+    def __post_init__(self):
+        if self.family is not None:
+            check_choice("family", self.family, FAMILIES)
+        for name in ("lrs", "delays"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(as_list(getattr(self, name))))
+        if self.seeds is not None:
+            if isinstance(self.seeds, numbers.Integral) or not isinstance(self.seeds, Iterable):
+                object.__setattr__(self, "seeds", check_count(self.seeds, "seeds", " (number of seeds)"))
+            else:
+                object.__setattr__(self, "seeds", tuple(self.seeds))
+        if self.epochs is not None:
+            object.__setattr__(self, "epochs", check_count(self.epochs, "epochs"))
+
+    @property
+    def changes_grid(self) -> bool:
+        """True if the networks of a family change (anything but ``family``)."""
+        return any(v is not None for v in (self.lrs, self.delays, self.seeds, self.epochs))
+
+    def to_dict(self) -> dict:
+        """The stored form (``plan.json``, ``zoo plan --json``): only what is set, sequences as lists."""
+        d = {"family": self.family, "lrs": self.lrs or None, "delays": self.delays or None, "seeds": self.seeds,
+             "epochs": self.epochs}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Overrides:
+        """The value of a stored form (:meth:`to_dict`)."""
+        return cls(**{k: d.get(k) for k in ("family", "lrs", "delays", "seeds", "epochs")})
+
+
+@dataclass(frozen=True)
 class EpochRule:
     """The reference scripts' epoch count: ``int(max(min, scale / lr))`` = ``max(min, int(scale / lr))``
     (float64 division, truncated; e.g. ``int(numpy.maximum(1e3, 3e4 * 1e-3 / lr))``)."""
@@ -211,21 +256,17 @@ class FamilyGrid:
             return self.epochs
         return self.epoch_rule(lr)
 
-    def override(self, *, lrs=None, delays=None, seeds=None, epochs=None) -> FamilyGrid:
-        """A copy with CLI-style overrides: ``lrs`` (numbers) replace the learning rates, ``delays`` (ms)
-        replace the delays (the response lengths for nomemory), ``seeds`` N gives seeds 0..N-1 (a sequence
-        gives those seeds), ``epochs`` N replaces the epoch rule. ``None`` keeps the family's value."""
+    def apply(self, o: Overrides) -> FamilyGrid:
+        """A copy with the grid changes of ``o`` (:class:`Overrides`; its ``family`` is the caller's business)."""
         changes = {}
-        if lrs is not None:
-            changes["lrs"] = tuple(as_list(lrs))
-        if delays is not None:
-            changes["response_ms" if self.nomemory else "delays_ms"] = tuple(as_list(delays))
-        if seeds is not None:
-            if isinstance(seeds, numbers.Integral) or not isinstance(seeds, Iterable):
-                seeds = range(check_count(seeds, "seeds", " (number of seeds)"))
-            changes["seeds"] = tuple(seeds)
-        if epochs is not None:
-            changes["epochs"] = check_count(epochs, "epochs")
+        if o.lrs is not None:
+            changes["lrs"] = o.lrs
+        if o.delays is not None:
+            changes["response_ms" if self.nomemory else "delays_ms"] = o.delays
+        if o.seeds is not None:
+            changes["seeds"] = tuple(range(o.seeds)) if isinstance(o.seeds, int) else o.seeds
+        if o.epochs is not None:
+            changes["epochs"] = o.epochs
         return dataclasses.replace(self, **changes) if changes else self
 
     def configs(self) -> list[NetConfig]:

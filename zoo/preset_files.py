@@ -35,6 +35,7 @@ from .families import (
     FAMILIES,
     EpochRule,
     FamilyGrid,
+    Overrides,
     as_list,
     check_count,
     check_ms,
@@ -243,6 +244,6 @@ def family_config(family: str, *, seed: int, lr: float, delay_ms: int = 0, respo
     readout, divergence rule, epochs from its rule unless ``epochs`` is given). Prefer it to ``NetConfig(...)``,
     whose field defaults are those of nopost (no post period, tau = 10 ms, sigmoid readout)."""
     g = family_grid(family)
-    return g.override(lrs=[lr], delays=[response_ms if g.nomemory and response_ms is not None else delay_ms],
-                      seeds=[seed], epochs=epochs).configs()[0]
+    delay = response_ms if g.nomemory and response_ms is not None else delay_ms
+    return g.apply(Overrides(lrs=[lr], delays=[delay], seeds=[seed], epochs=epochs)).configs()[0]
 
