@@ -28,9 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,7 +62,7 @@ class Build:
         self.out = Path(out)
         self.settings = settings or current_settings()  # the claim TTL; the kernels read their own at training
         self.state = self.out / STATE_DIR
-        plan_file = self.state / "plan.json"
+        plan_file = self.out / layout.PLAN_PATH
         if plan is None:
             if not plan_file.exists():
                 raise ZooError(f"{self.out} has no build plan ({plan_file} missing); start it with `zoo build`")
@@ -104,10 +101,10 @@ class Build:
 
     # -- status
     def _done_file(self, shard_id: str) -> Path:
-        return self.state / "done" / f"{shard_id}.json"
+        return self.out / layout.done_path(shard_id)
 
     def _part_path(self, shard_id: str) -> str:
-        return f"{STATE_DIR}/parts/{shard_id}.parquet"
+        return layout.part_path(shard_id)
 
     def marker_problem(self, shard: grids.Shard) -> str | None:
         """None if the shard is done: its marker exists, is readable and every file it lists matches its
@@ -151,55 +148,15 @@ class Build:
         for s in self.plan.shards:
             if self._done_file(s.shard_id).exists():
                 out[s.shard_id] = "done" if self.is_done(s, verify) else "corrupt"
-            elif (self.state / "work" / s.shard_id).exists():
+            elif (self.out / layout.work_dir(s.shard_id)).exists():
                 out[s.shard_id] = "partial"
             else:
                 out[s.shard_id] = "todo"
         return out
 
-    # -- claims
+    # -- claims (the protocol: zoo.claims)
     def _claim(self, shard_id: str) -> claims.Claim:
-        path = self.state / "claims" / shard_id
-        token = uuid.uuid4().hex
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
-        for _ in range(3):
-            if claims.create_exclusive(path, me):
-                return claims.Claim(path, token, ttl=self.settings.claim_ttl_s)
-            holder = claims.read_record(path)
-            if not claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
-                                       "it is taken over once that worker is dead or its heartbeat is older than "
-                                       f"{self.settings.claim_ttl_s:.0f} s")
-            self._take_over(path, holder, me)
-        raise BuildLockedError(f"could not claim shard {shard_id}")
-
-    def _take_over(self, path: Path, holder: dict, me: str) -> None:
-        """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
-        lock = path.with_name(path.name + ".takeover")
-        if not claims.create_exclusive(lock, me):
-            try:
-                if time.time() - lock.stat().st_mtime > 60:  # a taker died within the takeover itself
-                    lock.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
-            raise BuildLockedError(f"another worker is taking over the stale claim {path}")
-        try:
-            if claims.read_record(path) == holder and claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                logger().warning(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}")
-                path.unlink(missing_ok=True)
-        finally:
-            lock.unlink(missing_ok=True)
-
-    def _clear_stale_claim(self, shard_id: str) -> None:
-        """Remove a stale claim on a finished shard (its worker died after the done marker was written)."""
-        path = self.state / "claims" / shard_id
-        if path.exists():
-            holder = claims.read_record(path)
-            if claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                try:
-                    self._take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-                except BuildLockedError:
-                    pass
+        return claims.claim(self.out / layout.claim_path(shard_id), shard_id, ttl=self.settings.claim_ttl_s)
 
     # -- training
     def run_shard(self, shard: grids.Shard, *, device="cpu", batch_size: int | None = None,
@@ -223,7 +180,7 @@ class Build:
         try:
             for shard in shards:
                 if self.is_done(shard):
-                    self._clear_stale_claim(shard.shard_id)
+                    claims.clear_stale(self.out / layout.claim_path(shard.shard_id), ttl=self.settings.claim_ttl_s)
                     states[shard.shard_id] = "done"
                     continue
                 try:
@@ -250,7 +207,7 @@ class Build:
     def _chunks(self, shard: grids.Shard) -> tuple[dict[str, dict], Path]:
         """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info.
         A chunk that fails its checksums (or does not belong to the shard) is deleted, with a warning."""
-        work = self.state / "work" / shard.shard_id
+        work = self.out / layout.work_dir(shard.shard_id)
         ids = set(shard.net_ids)
         found: dict[str, dict] = {}
         for meta_file in sorted(work.glob("chunk-*.json")):
@@ -426,8 +383,8 @@ class Build:
 
         Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
-        if (self.state / "claims").is_dir():  # litter of workers killed while claiming
-            claims.remove_orphan_temp_files(self.state / "claims")
+        if (self.out / layout.CLAIMS_DIR).is_dir():  # litter of workers killed while claiming
+            claims.remove_orphan_temp_files(self.out / layout.CLAIMS_DIR)
         publish.recover(self.out)  # a packaging killed in its switch is finished first
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
@@ -486,8 +443,8 @@ class Build:
         self.unchanged = False
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:
-                shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
-                self._clear_stale_claim(s.shard_id)
+                shutil.rmtree(self.out / layout.work_dir(s.shard_id), ignore_errors=True)
+                claims.clear_stale(self.out / layout.claim_path(s.shard_id), ttl=self.settings.claim_ttl_s)
         return df
 
 

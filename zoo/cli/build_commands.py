@@ -135,10 +135,10 @@ def label(source: Annotated[Path, typer.Argument(help="a build folder or a packa
           device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
     """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
     from ..build import Build
-    from ..layout import METADATA_PATH, STATE_DIR
+    from ..layout import METADATA_PATH, PLAN_PATH
     from ..release import relabel_release
 
-    if (source / STATE_DIR / "plan.json").exists() and not (source / METADATA_PATH).exists():
+    if (source / PLAN_PATH).exists() and not (source / METADATA_PATH).exists():
         n = Build(source).label_shards(device, force=force)
         report.console.print(f"labelled {n} shard(s)")
     elif (source / METADATA_PATH).exists():
