@@ -29,8 +29,10 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -51,6 +53,18 @@ from .task import CURVES
 from .train import train_networks
 from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
+
+
+@dataclass(frozen=True)
+class TrainedNet:
+    """One trained network of a shard in progress, from a saved chunk or a training result: what resuming and
+    finishing the shard need."""
+
+    weights: dict[str, torch.Tensor]  # name -> tensor (one network)
+    curves: dict[str, np.ndarray]  # curve name -> per-epoch values
+    epochs_run: int
+    diverged: bool
+    snapshots: dict[int, dict[str, torch.Tensor]] | None = None  # epoch -> weights (``--snapshots``)
 
 
 # ---------------------------------------------------------------- the build folder
@@ -204,12 +218,12 @@ class Build:
                 claim.release()
         return {s.shard_id: states[s.shard_id] for s in shards}
 
-    def _chunks(self, shard: grids.Shard) -> tuple[dict[str, dict], Path]:
+    def _chunks(self, shard: grids.Shard) -> tuple[dict[str, TrainedNet], Path]:
         """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info.
         A chunk that fails its checksums (or does not belong to the shard) is deleted, with a warning."""
         work = self.out / layout.work_dir(shard.shard_id)
         ids = set(shard.net_ids)
-        found: dict[str, dict] = {}
+        found: dict[str, TrainedNet] = {}
         for meta_file in sorted(work.glob("chunk-*.json")):
             try:
                 meta = json.loads(meta_file.read_text())
@@ -230,9 +244,8 @@ class Build:
                     p.unlink(missing_ok=True)
                 continue
             for j, nid in enumerate(meta["net_ids"]):
-                found[nid] = {"w": {n: w[n][j] for n in PARAM_NAMES}, "curves": cv[nid],
-                              "epochs_run": meta["epochs_run"][j], "diverged": meta["diverged"][j],
-                              "snaps": snaps[j] if snaps is not None else None}
+                found[nid] = TrainedNet({n: w[n][j] for n in PARAM_NAMES}, cv[nid], meta["epochs_run"][j],
+                                        meta["diverged"][j], snaps[j] if snaps is not None else None)
         return found, work
 
     def _run_shards(self, shards, device, batch_size, label, progress):
@@ -249,7 +262,7 @@ class Build:
             report(n)
             fault_point("epoch")
 
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, TrainedNet]] = {}
         work: dict[str, Path] = {}
         todo: list[tuple[grids.Shard, NetConfig]] = []
         for shard in shards:
@@ -283,7 +296,7 @@ class Build:
             report(total - reported[0])
 
     @staticmethod
-    def _write_chunk(shard, work: Path, found: dict, res, rows: list[int]) -> None:
+    def _write_chunk(shard, work: Path, found: dict[str, TrainedNet], res, rows: list[int]) -> None:
         """Save the networks ``rows`` of a training result (all of ``shard``) as one chunk of its work folder."""
         ids = [res.configs[j].net_id for j in rows]
         pos = {c.net_id: i for i, c in enumerate(shard.configs)}
@@ -304,23 +317,22 @@ class Build:
         atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
         fault_point("chunk-written")
         for j, nid in zip(rows, ids, strict=True):
-            found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
-                          "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j]),
-                          "snaps": res.snapshots[j] if res.snapshots is not None else None}
+            found[nid] = TrainedNet(res.state_dict(j), {c: res.curves[c][j] for c in CURVES}, int(res.epochs_run[j]),
+                                    bool(res.diverged[j]), res.snapshots[j] if res.snapshots is not None else None)
 
-    def _finish_shard(self, shard, found, label, device):
+    def _finish_shard(self, shard, found: dict[str, TrainedNet], label, device):
         ids = shard.net_ids
-        weights = {n: torch.stack([found[i]["w"][n].float() for i in ids]) for n in PARAM_NAMES}
-        curves = {c: [found[i]["curves"][c] for i in ids] for c in CURVES}
+        nets = [found[i] for i in ids]
+        weights = {n: torch.stack([t.weights[n].float() for t in nets]) for n in PARAM_NAMES}
+        curves = {c: [t.curves[c] for t in nets] for c in CURVES}
         wf, cf = layout.weights_path(shard.family, shard.shard_id), layout.curves_path(shard.family, shard.shard_id)
         store.write_weights(self.out / wf, weights, ids)
         fault_point("shard-weights")
         store.write_curves(self.out / cf, ids, curves)
-        df = metadata_rows(shard.configs, [found[i]["epochs_run"] for i in ids],
-                           [found[i]["diverged"] for i in ids], curves, wf, cf)
+        df = metadata_rows(shard.configs, [t.epochs_run for t in nets], [t.diverged for t in nets], curves, wf, cf)
         if self.plan.snapshots:  # the log-spaced epochs reached, and the final weights at epochs_run
-            snaps = [{**{e: s for e, s in found[i]["snaps"].items() if e <= found[i]["epochs_run"]},
-                      int(found[i]["epochs_run"]): found[i]["w"]} for i in ids]
+            snaps = [{**{e: s for e, s in t.snapshots.items() if e <= t.epochs_run}, int(t.epochs_run): t.weights}
+                     for t in nets]
             df["snapshots_file"] = write_snapshots(self.out, snapshots_path(shard.family, shard.shard_id), ids,
                                                    snaps)[0]
         for col, value in provenance.network_columns(device).items():  # where and how these were trained
