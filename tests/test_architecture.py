@@ -22,18 +22,22 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _from_module(m: str, p: Path, node: ast.ImportFrom) -> str:
+    """The absolute name of the module a ``from ... import`` in module ``m`` (file ``p``) imports from."""
+    base = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
+    for _ in range(max(node.level - 1, 0)):
+        base = base.rsplit(".", 1)[0]
+    return (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports, at module level or inside functions (lazy imports count)."""
     mods = _modules()
     graph = {m: set() for m in mods}
     for m, p in mods.items():
-        pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
-                base = pkg
-                for _ in range(max(node.level - 1, 0)):
-                    base = base.rsplit(".", 1)[0]
-                mod = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+                mod = _from_module(m, p, node)
                 for a in node.names:
                     target = f"{mod}.{a.name}" if f"{mod}.{a.name}" in mods else mod
                     if target in mods and target != m:
@@ -99,15 +103,11 @@ def _imported_names(m: str, p: Path) -> list[tuple[str, str]]:
     """(module, name) of every ``from zoo.x import name`` and every ``x.name`` attribute of an imported zoo
     module in module ``m``."""
     mods = _modules()
-    pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
     tree = ast.parse(p.read_text(encoding="utf-8"))
     out, aliases = [], {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            base = pkg
-            for _ in range(max(node.level - 1, 0)):
-                base = base.rsplit(".", 1)[0]
-            mod = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            mod = _from_module(m, p, node)
             for a in node.names:
                 if f"{mod}.{a.name}" in mods:
                     aliases[a.asname or a.name] = f"{mod}.{a.name}"
