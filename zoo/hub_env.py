@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
 
 from .errors import InvalidChoiceError, NotCachedError, SourceNotFoundError, TokenMissingError, ZooError
 from .layout import MANIFEST_PATH
@@ -101,6 +102,12 @@ def hub_cache_dir() -> Path:
     """The huggingface_hub cache folder (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
     p = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(_hf_home(), "hub")
     return Path(os.path.expandvars(os.path.expanduser(p)))
+
+
+def cached_blobs(repo_id: str) -> set[str]:
+    """The blobs of the Hub dataset ``repo_id`` in the huggingface_hub cache now (its own folder naming)."""
+    blobs = hub_cache_dir() / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE) / "blobs"
+    return {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
 
 
 def find_token(token: str | None = None) -> str | None:

@@ -65,8 +65,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
 
         check_output_folder(out, force)  # before anything is downloaded
     rid, _ = hub_env.parse_repo_id(repo)
-    blobs = hub_env.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"
-    before = {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
+    before = hub_env.cached_blobs(rid)
     src = hub_source.HubSource(repo, revision)
     meta = src.read_metadata()
     filters = dict(family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
