@@ -211,7 +211,7 @@ class Build:
                     self._done_file(shard.shard_id).unlink(missing_ok=True)
                 todo.append(shard)
             if todo:
-                self._run_shards(todo, device, batch_size, label, progress)
+                self._train_shards(todo, device, batch_size, label, progress)
                 states.update(dict.fromkeys((s.shard_id for s in todo), "built"))
         finally:
             for claim in held:
@@ -248,7 +248,7 @@ class Build:
                                         meta["diverged"][j], snaps[j] if snaps is not None else None)
         return found, work
 
-    def _run_shards(self, shards, device, batch_size, label, progress):
+    def _train_shards(self, shards, device, batch_size, label, progress):
         dev = resolve_device(device)
         total = sum(c.epochs for shard in shards for c in shard.configs)
         reported = [0]

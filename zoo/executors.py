@@ -17,12 +17,27 @@ from collections.abc import Callable, Sequence
 
 from .build import Build
 from .devices import parse_device, resolve_device
-from .errors import ZooError
+from .errors import ZooError, check_choice
 from .log import logger
 from .sharding import Shard
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"
+
+
+#: where shards can run (``zoo build --executor``)
+EXECUTORS = ("local", "ray")
+
+
+def execute(build: Build, shards: Sequence[Shard], *, executor: str = "local", address: str | None = None,
+            **options) -> dict[str, str]:
+    """Run ``shards`` of ``build`` on ``executor`` (:data:`EXECUTORS`): :func:`run_local`, or :func:`run_ray` on
+    the Ray cluster at ``address``; ``options`` are theirs (device, batch_size, label, progress, on_shard).
+    Returns ``{shard_id: 'done' | 'built' | 'locked'}``."""
+    check_choice("executor", executor, EXECUTORS)
+    if executor == "ray":
+        return run_ray(build, shards, address=address, **options)
+    return run_local(build, shards, **options)
 
 
 def run_local(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,

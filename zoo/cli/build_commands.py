@@ -43,10 +43,11 @@ def _card_picture():
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool, force: bool = False):
     from ..build import Build
     from ..errors import InvalidChoiceError
+    from ..executors import EXECUTORS, execute
     from ..plan import format_bytes, free_bytes
 
     # every option is checked before the build folder is touched: a rejected command leaves nothing behind
-    check_choice("executor", executor, ("local", "ray"))
+    check_choice("executor", executor, EXECUTORS)
     if batch_size is not None and batch_size < 1:
         raise InvalidChoiceError("--batch-size", batch_size, hint="give a positive number of networks")
     shards = plan.select(shard)
@@ -82,16 +83,8 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         def progress(n):
             prog.advance(task, n)
 
-        if executor == "ray":
-            from ..executors import run_ray
-
-            states = run_ray(b, shards, device=device, batch_size=batch_size, address=address, label=label,
-                             progress=progress, on_shard=on_shard)
-        else:
-            from ..executors import run_local
-
-            states = run_local(b, shards, device=device, batch_size=batch_size, label=label, progress=progress,
-                               on_shard=on_shard)
+        states = execute(b, shards, executor=executor, address=address, device=device, batch_size=batch_size,
+                         label=label, progress=progress, on_shard=on_shard)
     locked = [k for k, v in states.items() if v == "locked"]
     if locked:
         report.console.print(f"[yellow]{len(locked)} shard(s) are being built by another worker:[/] {', '.join(locked[:10])}")
