@@ -205,3 +205,11 @@ def test_kernels_command_builds_and_reports(tmp_path):
     text = " ".join(out.stdout.split())
     assert "training on cpu: torch kernels" in text and "C kernels unavailable" in text
     assert "needs no compiler" in text
+
+
+def test_one_error_handler_with_a_debug_switch(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    res = runner.invoke(cli.app, ["info", missing])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(cli.app, ["--debug", "info", missing])
+    assert res.exit_code == 1 and type(res.exception).__name__ == "SourceNotFoundError"
