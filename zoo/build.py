@@ -432,15 +432,7 @@ class Build:
         df = pd.concat(parts, ignore_index=True)
         if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
             raise ZooError(f"duplicate networks in the build: {df.loc[df['net_id'].duplicated(), 'net_id'].tolist()[:5]}")
-        # a partial release must not carry files of unfinished shards (temp files of live writers are left alone)
-        keep = set(df["weights_file"]) | set(df["curves_file"])
-        if "snapshots_file" in df:
-            keep |= {f for rel in df["snapshots_file"].dropna().unique() for f in (rel, snapshots_table_path(rel))}
-        for sub in ("weights", "curves", "snapshots"):
-            for p in sorted((self.out / sub).rglob("*")) if (self.out / sub).exists() else []:
-                rel = p.relative_to(self.out)
-                if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
-                    p.unlink(missing_ok=True)
+        release.remove_unlisted_shard_files(self.out, df)  # a partial release: no files of unfinished shards
         info = {"preset": self.plan.preset, "overrides": self.plan.overrides, "built_from": self.plan.describe(),
                 "epoch_rules": self.plan.epoch_rules(), "code_version": __version__,
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),

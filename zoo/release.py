@@ -22,6 +22,7 @@ from .layout import (
     LICENSE_PATH,
     METADATA_PATH,
     PICTURE_PATH,
+    SHARD_DIRS,
     snapshots_table_path,
 )
 from .metadata import label_frame
@@ -62,6 +63,17 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
             staged.remove(PICTURE_PATH)
         staged.write_text(CARD_PATH, render_card(metadata, info, PICTURE_PATH if drawn else None))
         return publish.publish(staged, keep)
+
+
+def remove_unlisted_shard_files(folder: str | os.PathLike, metadata: pd.DataFrame) -> None:
+    """Delete the weight, curve and snapshot files in ``folder`` that ``metadata`` does not name (a partial
+    release carries no files of unfinished shards); hidden files (temp files of live writers) are left alone."""
+    folder, keep = Path(folder), set(shard_files(metadata))
+    for sub in SHARD_DIRS:
+        for p in sorted((folder / sub).rglob("*")) if (folder / sub).exists() else []:
+            rel = p.relative_to(folder)
+            if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
+                p.unlink(missing_ok=True)
 
 
 def shard_files(metadata: pd.DataFrame) -> list[str]:
