@@ -1,6 +1,6 @@
 """Loader benchmark on a full-size synthetic release (81,500 networks, the `paper` preset): a benchmark, not a test.
 
-The release is written in the real format (docs/format.md) with the real writers (zoo.store, zoo.build.metadata_rows,
+The release is written in the real format (docs/format.md) with the real writers (zoo.store, zoo.metadata.metadata_rows,
 release.finalize_release): 188 safetensors shards of up to 512 networks grouped by (family, delay) exactly as
 ``zoo.grids.shards`` cuts the `paper` preset, holding random float32 weights (3.3 GB); the metadata table has the
 preset's real configurations and random but consistent label columns (outcome, mechanism, learned, stable,
@@ -50,7 +50,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
     import pandas as pd
     import torch
 
-    from zoo import __version__, grids, layout, release, store
+    from zoo import __version__, grids, layout, release, store, task
     from zoo.metadata import metadata_rows
     from zoo.model import PARAM_NAMES, ModelConfig, param_shapes
 
@@ -65,7 +65,7 @@ def write_release(folder: Path, seed: int = 0, log=print) -> dict:
         w = {n: torch.from_numpy(0.1 * rng.standard_normal((k, *shapes[n]), dtype=np.float32)) for n in PARAM_NAMES}
         wf, cf = layout.weights_path(sh.family, sh.shard_id), layout.curves_path(sh.family, sh.shard_id)
         store.write_weights(folder / wf, w, ids)
-        curves = {c: [rng.random(4, dtype=np.float32) for _ in range(k)] for c in store.CURVE_NAMES}
+        curves = {c: [rng.random(4, dtype=np.float32) for _ in range(k)] for c in task.CURVES}
         store.write_curves(folder / cf, ids, curves)  # dummy: 4 epochs per network
         parts.append(metadata_rows(sh.configs, [c.epochs for c in sh.configs], [False] * k, curves, wf, cf))
         if (i + 1) % 20 == 0 or i + 1 == len(shards):
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     try:
         import pandas as pd
 
-        from zoo.store import METADATA_PATH
+        from zoo.layout import METADATA_PATH
 
         if (folder / "manifest.sha256").exists():
             print(f"reusing the release in {folder}")

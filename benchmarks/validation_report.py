@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from zoo import load_zoo
-from zoo.analysis import phases
+from zoo.analysis import outcomes, phases
 from zoo.analysis.theory import THEORY_BETA_RANGE
 
 
@@ -81,8 +81,8 @@ def _fits(df: pd.DataFrame, panel: str, n_boot: int) -> tuple[dict, dict]:
     """Both exponents under every method (the joint fit also with its profile interval) and the per-rate
     tables."""
     fits, tables = {}, {}
-    for method in phases.METHODS:
-        for kind in phases.KINDS:
+    for method in outcomes.METHODS:
+        for kind in outcomes.KINDS:
             f = phases.scaling_exponent(df, panel, kind=kind, method=method, n_boot=n_boot)
             key = f"{kind}/{method}"
             fits[key] = {"beta": f.beta, "ci": list(f.ci), "ci_method": f.ci_method, "level": f.level,

@@ -12,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import zoo.api as api
+import zoo.hub_env as hub_env
 import zoo.manifest as manifest
 import zoo.store as store
 from zoo import load_zoo
@@ -254,7 +255,7 @@ def test_load_zoo_from_hub(smoke_zoo, hub_server, monkeypatch, tmp_path):
 
     z = load_zoo("org/smoke@v1", delay=40)
     assert len(z) == 4 and z.source.commit == commit
-    cache = hub.hub_cache_dir()
+    cache = hub_env.hub_cache_dir()
     core = {"manifest.sha256", "zoo.json", "metadata/networks.parquet"}
     d40 = "weights/nopost/nopost-d040-000.safetensors"
     assert _snapshot_files(cache, "org/smoke") == core | {d40}  # only the delay-40 shard was downloaded

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 import zoo.build
 from zoo import layout, store
-from zoo.build import Build, plan_build
+from zoo.build import Build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, MissingShardsError, ZooError
 from zoo.executors import run_local, shard_batches
 from zoo.manifest import verify_folder
+from zoo.plan import plan_build
 from zoo.train import train_networks
 from zoo.verify import compare_releases
 
@@ -227,7 +228,8 @@ def test_combined_shards_resume_locks_and_same_release(tmp_path, single, monkeyp
 
 COMBINED_WORKER = """
 import sys
-from zoo.build import Build, plan_build
+from zoo.build import Build
+from zoo.plan import plan_build
 from zoo.executors import run_local
 plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3, shard_size=1)
 run_local(Build(sys.argv[1], plan), plan.shards, combine=True)

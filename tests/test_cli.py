@@ -234,3 +234,11 @@ def test_commands_make_waiting_threads_sleep_before_torch_loads():
         assert out.returncode == 0, out.stderr[-2000:]
         seen.append(out.stdout.split()[-1])
     assert seen == ["PASSIVE", "ACTIVE"]
+
+
+def test_one_error_handler_with_a_debug_switch(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    res = runner.invoke(cli.app, ["info", missing])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(cli.app, ["--debug", "info", missing])
+    assert res.exit_code == 1 and type(res.exception).__name__ == "SourceNotFoundError"

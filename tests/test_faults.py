@@ -18,12 +18,13 @@ import pytest
 
 import zoo.build
 from zoo import layout, store
-from zoo.build import Build, plan_build
+from zoo.build import Build
 from zoo.errors import MissingShardsError
 from zoo.executors import run_local
 from zoo.faults import BUILD_POINTS as FAULT_POINTS
 from zoo.faults import WRITE_POINTS
 from zoo.manifest import verify_folder
+from zoo.plan import plan_build
 from zoo.settings import Settings
 from zoo.train import train_networks
 from zoo.verify import compare_releases
@@ -261,7 +262,8 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
 WORKER = """
 import sys, time
 from pathlib import Path
-from zoo.build import Build, plan_build
+from zoo.build import Build
+from zoo.plan import plan_build
 plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=2, epochs=5)
 b = Build(sys.argv[1], plan)
 Path(sys.argv[2]).touch()                      # ready; start together with the other worker

@@ -463,3 +463,16 @@ def test_family_config_takes_every_field_from_the_paper_definition():
     assert (nm.nomemory, nm.diverge_loss, nm.response_ms, nm.delay_ms, nm.epochs) == (True, 100.0, 100, 0, 7)
     # the same network as the family's grid holds
     assert family_config("nopost", seed=4, lr=0.1, delay_ms=200) in make_grid("nopost", delays=[200], seeds=5)
+
+
+def test_overrides_are_one_checked_value():
+    o = grids.Overrides(family="nomemory", lrs=[0.1], delays=[40, 100], seeds=2)
+    assert o.lrs == (0.1,) and o.delays == (40, 100) and o.changes_grid
+    assert grids.Overrides.from_dict(o.to_dict()) == o
+    assert o.to_dict() == {"family": "nomemory", "lrs": [0.1], "delays": [40, 100], "seeds": 2}
+    assert not grids.Overrides(family="post").changes_grid
+    # --delay is the response length of the nomemory family
+    assert {c.response_ms for c in grids.grid_of("paper", o)} == {40, 100}
+    for bad in (dict(family="nopost-wide"), dict(seeds=0), dict(epochs=-1)):
+        with pytest.raises(InvalidChoiceError):
+            grids.Overrides(**bad)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.numpy import save_file
 
-from zoo import hub
+from zoo import hub, hub_env, hub_source
 from zoo.errors import (
     ChecksumMismatchError,
     InvalidChoiceError,
@@ -121,16 +121,16 @@ def _snapshot_files(cache: Path, repo_id: str) -> set[str]:
 
 # -- no server needed ----------------------------------------------------------------------------------
 def test_parse_repo_id():
-    assert hub.parse_repo_id("org/name") == ("org/name", None)
-    assert hub.parse_repo_id("org/name@v1.0") == ("org/name", "v1.0")
-    assert hub.parse_repo_id("hf://datasets/org/my.zoo-2@refs/pr/1") == ("org/my.zoo-2", "refs/pr/1")
+    assert hub_env.parse_repo_id("org/name") == ("org/name", None)
+    assert hub_env.parse_repo_id("org/name@v1.0") == ("org/name", "v1.0")
+    assert hub_env.parse_repo_id("hf://datasets/org/my.zoo-2@refs/pr/1") == ("org/my.zoo-2", "refs/pr/1")
     for bad in ("name", "org/name/extra", "org/", "org/na--me", "org/name@", "org/name@a@b"):
         with pytest.raises(InvalidChoiceError):
-            hub.parse_repo_id(bad)
-    assert hub.looks_like_repo_id("org/name@v1.0")
-    assert not hub.looks_like_repo_id("./org/name")
-    assert not hub.looks_like_repo_id("/data/zoo")
-    assert not hub.looks_like_repo_id("zoo")
+            hub_env.parse_repo_id(bad)
+    assert hub_env.looks_like_repo_id("org/name@v1.0")
+    assert not hub_env.looks_like_repo_id("./org/name")
+    assert not hub_env.looks_like_repo_id("/data/zoo")
+    assert not hub_env.looks_like_repo_id("zoo")
 
 
 def test_push_dry_run_lists_release_files(release, monkeypatch):
@@ -284,8 +284,8 @@ def test_push_without_token(release, hub_server):
 def test_subset_download_then_offline(published, release, hub_server, monkeypatch):
     repo_id, commit = published
     folder, _ = release
-    cache = hub.hub_cache_dir()
-    src = hub.HubSource(f"{repo_id}@v1.0")
+    cache = hub_env.hub_cache_dir()
+    src = hub_source.HubSource(f"{repo_id}@v1.0")
     assert src.commit == commit and src.root.name == commit
     assert src.read_info()["preset"] == "test"
     meta = src.read_metadata()
@@ -309,7 +309,7 @@ def test_subset_download_then_offline(published, release, hub_server, monkeypatc
     with RequestRecorder() as rec:
         monkeypatch.setenv("HF_ENDPOINT", rec.endpoint)
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        off = hub.HubSource(f"{repo_id}@v1.0")
+        off = hub_source.HubSource(f"{repo_id}@v1.0")
         assert off.commit == commit and off.offline
         assert off.local_paths(wanted) == paths
         with pytest.raises(NotCachedError, match="zoo pull") as exc:
@@ -317,9 +317,9 @@ def test_subset_download_then_offline(published, release, hub_server, monkeypatc
         assert exc.value.missing == [_shard(100)]
         assert _shard(100) in str(exc.value) and _shard(200) not in str(exc.value)
         with pytest.raises(NotCachedError):  # `main` was never resolved online
-            hub.HubSource(repo_id)
+            hub_source.HubSource(repo_id)
         monkeypatch.delenv("HF_HUB_OFFLINE")
-        pinned = hub.HubSource(f"{repo_id}@{commit}", local_files_only=True)  # explicit flag, by commit
+        pinned = hub_source.HubSource(f"{repo_id}@{commit}", local_files_only=True)  # explicit flag, by commit
         assert pinned.local_path(_shard(200)) == paths[_shard(200)]
         assert rec.requests == []
     # still no shard of the other delays in the cache
@@ -329,14 +329,14 @@ def test_subset_download_then_offline(published, release, hub_server, monkeypatc
 def test_offline_nothing_cached(published, hub_server, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NotCachedError, match=r"zoo pull zoo-test/rnn@v1\.0"):
-        hub.HubSource("zoo-test/rnn@v1.0")
+        hub_source.HubSource("zoo-test/rnn@v1.0")
 
 
 def test_missing_repo_and_revision(published, hub_server):
     with pytest.raises(SourceNotFoundError, match="not found"):
-        hub.HubSource("zoo-test/does-not-exist")
+        hub_source.HubSource("zoo-test/does-not-exist")
     with pytest.raises(SourceNotFoundError):
-        hub.HubSource("zoo-test/rnn@v9.9")
+        hub_source.HubSource("zoo-test/rnn@v9.9")
 
 
 def test_corrupt_file_on_the_hub(release, hub_server, tmp_path):
@@ -350,17 +350,17 @@ def test_corrupt_file_on_the_hub(release, hub_server, tmp_path):
     files = hub.release_files(folder)
     commit = hub_server.add_dataset("zoo-test/corrupt", folder, files, tag="v1.0")
 
-    src = hub.HubSource("zoo-test/corrupt@v1.0")
+    src = hub_source.HubSource("zoo-test/corrupt@v1.0")
     assert src.commit == commit
     src.local_paths([_shard(100)])  # good files still load
     with pytest.raises(ChecksumMismatchError) as exc:
         src.local_paths([bad, _shard(200)])
     assert exc.value.path == bad and bad in str(exc.value) and exc.value.actual == bad_sha
-    repo_cache = hub.hub_cache_dir() / "datasets--zoo-test--corrupt"
+    repo_cache = hub_env.hub_cache_dir() / "datasets--zoo-test--corrupt"
     assert not (repo_cache / "snapshots" / commit / bad).exists()
     assert all(hashlib.sha256(b.read_bytes()).hexdigest() != bad_sha for b in (repo_cache / "blobs").iterdir())
     with pytest.raises(NotCachedError):  # nothing bad left for an offline reader to trust
-        hub.HubSource("zoo-test/corrupt@v1.0", local_files_only=True).local_paths([bad])
+        hub_source.HubSource("zoo-test/corrupt@v1.0", local_files_only=True).local_paths([bad])
     with pytest.raises(ChecksumMismatchError):  # downloaded again and refused again
         src.local_paths([bad])
 
@@ -435,7 +435,7 @@ def test_hub_source_is_a_source(published, release):
 
     repo_id, commit = published
     folder, _ = release
-    src = hub.HubSource(f"{repo_id}@v1.0")
+    src = hub_source.HubSource(f"{repo_id}@v1.0")
     assert isinstance(src, Source) and src.kind == "hub" and src.commit == commit
     assert src.label == "zoo-test/rnn@v1.0" and src.label in src.description
     assert src.manifest == src.read_manifest() == read_manifest(folder) and src.read_manifest() is not src.manifest

@@ -45,7 +45,7 @@ def test_info_shows_the_provenance(smoke_zoo, monkeypatch):
 def test_verify_expectation_from_provenance(smoke_zoo):
     meta = load_zoo(smoke_zoo).metadata
     info = read_info(smoke_zoo)
-    here_ok, _ = __import__("zoo.trajectories", fromlist=["x"]).local_bitwise_capable(torch.device("cpu"))
+    here_ok, _ = __import__("zoo.provenance", fromlist=["x"]).local_bitwise_capable(torch.device("cpu"))
     kind, why = provenance.expectation(meta, info, "cpu")
     assert kind == ("bitwise" if here_ok else "close"), why
     gpu = meta.assign(train_device="cuda", train_backend="triton")

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from zoo import store
-from zoo.build import Build, plan_build
+from zoo.build import Build
 from zoo.errors import ZooError
 from zoo.executors import import_ray, run_local, run_ray
 from zoo.manifest import verify_folder
+from zoo.plan import plan_build
 from zoo.verify import compare_releases
 
 try:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zoo import layout, load_zoo, store
+from zoo import layout, load_zoo, store, task
 from zoo.api import bundled_sample_path
 from zoo.cli import app
 from zoo.errors import CorruptFileError, UnverifiedReleaseError
@@ -47,7 +47,7 @@ def test_written_files_get_the_umask_mode(tmp_path, smoke_zoo, umask, mask, mode
     ids = store.read_weight_ids(smoke_zoo / meta["weights_file"].iloc[0])
     store.write_weights(out / "weights/a.safetensors", w, ids)
     cv = store.read_curves(smoke_zoo / meta["curves_file"].iloc[0])
-    store.write_curves(out / "curves/a.parquet", list(cv), {c: [v[c] for v in cv.values()] for c in store.CURVE_NAMES})
+    store.write_curves(out / "curves/a.parquet", list(cv), {c: [v[c] for v in cv.values()] for c in task.CURVES})
     atomic_write_text(out / "zoo.json", "{}")
     store.write_table(out / "metadata/networks.parquet", meta)
     write_manifest(out)

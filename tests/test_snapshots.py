@@ -12,11 +12,12 @@ from conftest import build_release
 from typer.testing import CliRunner
 
 from zoo import faults, load_zoo, store
-from zoo.build import Build, plan_build
+from zoo.build import Build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, ZooError
 from zoo.executors import run_local
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
+from zoo.plan import plan_build
 from zoo.trajectories import log_epochs
 
 EPOCHS = 12  # the smoke preset, shorter: epochs 0, 1, 2, 5, 10, 12 are stored

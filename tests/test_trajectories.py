@@ -12,11 +12,11 @@ from zoo import layout, load_zoo
 from zoo.config import NetConfig
 from zoo.errors import InvalidChoiceError
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
-from zoo.train import CURVES, train_networks
+from zoo.provenance import expected_reproducibility, local_bitwise_capable
+from zoo.task import CURVES
+from zoo.train import train_networks
 from zoo.trajectories import (
     Trajectory,
-    expected_reproducibility,
-    local_bitwise_capable,
     log_epochs,
     mechanism_onset,
     resolve_epochs,

@@ -18,6 +18,7 @@ from zoo.weightspace import (
     permute_units,
     split_column,
     split_of_seed,
+    splits_of_seeds,
     to_hf_dataset,
     unflatten,
 )
@@ -140,3 +141,13 @@ def test_to_hf_dataset():
     np.testing.assert_array_equal(np.asarray(flat[3]["weights"], dtype=np.float32), flatten(sd).numpy())
     with pytest.raises(InvalidChoiceError):
         z.to_hf_dataset(columns=["colour"])
+
+
+def test_every_zoo_of_three_or_more_seeds_has_all_three_splits():
+    for seeds in (range(3), range(8), range(20), [10, 11, 12], [5, 17, 40, 41]):
+        of = splits_of_seeds(seeds)
+        assert set(of.values()) == set(SPLITS), (list(seeds), of)
+    assert splits_of_seeds(range(100)) == {s: split_of_seed(s) for s in range(100)}  # the paper zoo: by seed alone
+    assert set(splits_of_seeds([0, 1]).values()) == {"train", "validation"}  # two seeds: two splits
+    sample = load_zoo()  # the bundled sample: seeds 0..7
+    assert len(WeightDataset(sample, split="test")) > 0 and len(WeightDataset(sample, split="validation")) > 0

@@ -23,14 +23,16 @@ from . import labels, layout, store
 from .config import NetConfig
 from .errors import CorruptFileError, InvalidChoiceError, SourceNotFoundError
 from .layout import snapshots_table_path
-from .model import PARAM_NAMES, RNN
-from .sources import VERIFY_MODES, LocalSource, Source, _verify_mode  # noqa: F401 - also zoo.api's names
+from .model import PARAM_NAMES, RNN, ModelConfig, param_shapes
+from .sources import LocalSource, Source
 from .task import TaskSpec
+from .weightspace import WeightDataset, to_hf_dataset, with_split
 
 #: filters with a fixed vocabulary
-_CHOICES = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES}
-#: keyword filter -> metadata column
-_COLUMNS = {"family": "family", "delay": "delay_ms", "lr": "lr", "seed": "seed", "mechanism": "mechanism",
+FILTER_CHOICES = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES}
+#: the filters of :func:`load_zoo`, :func:`select` and ``zoo pull``: keyword -> metadata column (any other
+#: metadata column filters by its own name)
+FILTERS = {"family": "family", "delay": "delay_ms", "lr": "lr", "seed": "seed", "mechanism": "mechanism",
             "outcome": "outcome", "learned": "learned", "tau": "tau_ms", "post": "post_ms",
             "response": "response_ms", "net_id": "net_id", "split": "split"}
 
@@ -75,9 +77,9 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
     for key, want in filters.items():
         if want is None:
             continue
-        col = _COLUMNS.get(key, key)
+        col = FILTERS.get(key, key)
         if col not in df.columns:
-            raise InvalidChoiceError("filter", key, sorted(set(_COLUMNS) | set(df.columns)))
+            raise InvalidChoiceError("filter", key, sorted(set(FILTERS) | set(df.columns)))
         series = df[col]
         numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
         if isinstance(want, (dict, str, bytes)) and (isinstance(want, dict) or numeric):
@@ -102,10 +104,10 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
                                      "(or None for all)")
         for w in wanted:
             _check_scalar(key, w, numeric)
-        if key in _CHOICES:
+        if key in FILTER_CHOICES:
             for w in wanted:
-                if w not in _CHOICES[key]:
-                    raise InvalidChoiceError(key, w, _CHOICES[key])
+                if w not in FILTER_CHOICES[key]:
+                    raise InvalidChoiceError(key, w, FILTER_CHOICES[key])
         if pd.api.types.is_float_dtype(series) and not pd.api.types.is_bool_dtype(series):
             m = np.zeros(len(df), dtype=bool)
             for w in wanted:
@@ -116,7 +118,7 @@ def select(df: pd.DataFrame, **filters) -> pd.DataFrame:
                 m |= hit
         else:
             m = series.isin(wanted).to_numpy()
-            if key not in _CHOICES:
+            if key not in FILTER_CHOICES:
                 found = set(pd.unique(series[m]).tolist())  # the matched values only: cheap for long lists
                 for w in wanted:
                     if w not in found:
@@ -303,15 +305,11 @@ class Zoo:
     def weight_dataset(self, split=None, target="mechanism", **kwargs):
         """A ``torch.utils.data.Dataset`` of the selected networks' weights and targets
         (:class:`zoo.weightspace.WeightDataset`: ``format``, ``augment``, ``seed``, ``dropna``)."""
-        from .weightspace import WeightDataset
-
         return WeightDataset(self, split, target, **kwargs)
 
     def to_hf_dataset(self, *, format: str = "dict", columns=None):
         """The selection as a ``datasets.Dataset``: metadata columns and the weights as float32 array features
         (:func:`zoo.weightspace.to_hf_dataset`)."""
-        from .weightspace import to_hf_dataset
-
         return to_hf_dataset(self, format=format, columns=columns)
 
     def _state_dict(self, row: pd.Series) -> dict[str, torch.Tensor]:
@@ -333,25 +331,22 @@ def _weight_rows(metadata: pd.DataFrame) -> np.ndarray:
 
 
 def _shapes(zoo: Zoo) -> dict[str, tuple[int, ...]]:
-    from .model import param_shapes
-
-    n = int(json.loads(zoo.metadata["config"].iloc[0]).get("n_units", 100)) if len(zoo) else 100
-    from .model import ModelConfig
-
+    n = ModelConfig.n_units
+    if len(zoo):
+        n = int(json.loads(zoo.metadata["config"].iloc[0]).get("n_units", n))
     return param_shapes(ModelConfig(n_units=n))
 
 
-def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = None, family=None, delay=None,
-             lr=None, seed=None, mechanism=None, outcome=None, learned=None, tau=None, post=None,
+def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = None,
              local_files_only: bool | None = None, cache_dir: str | None = None, verify: bool = True,
-             fetch: bool = True, **column_filters) -> Zoo:
+             fetch: bool = True, **filters) -> Zoo:
     """Open a zoo and select networks.
 
     ``source``: a release folder, a Hub dataset id (``ORG/NAME``, ``ORG/NAME@REV``), or None for the bundled
-    sample zoo. Filters take a value, a list of values, or a ``(low, high)`` range: ``family``, ``delay``
-    (ms), ``lr``, ``seed``, ``mechanism`` ('limit_cycle', 'slow_point'), ``outcome`` ('no_learning',
-    'unstable', 'limit_cycle', 'slow_point'), ``learned``, ``tau`` (ms), ``post`` (ms), or any metadata column
-    by name. From the Hub, the weight shards of the selected networks are downloaded (``fetch=False`` defers
+    sample zoo. Filters (:data:`FILTERS`) take a value, a list of values, or a ``(low, high)`` range:
+    ``family``, ``delay`` (ms), ``lr``, ``seed``, ``mechanism`` ('limit_cycle', 'slow_point'), ``outcome``
+    ('no_learning', 'unstable', 'limit_cycle', 'slow_point'), ``learned``, ``tau`` (ms), ``post`` (ms),
+    ``response`` (ms), ``net_id``, ``split``, or any metadata column by name. From the Hub, the weight shards of the selected networks are downloaded (``fetch=False`` defers
     that to first use) and verified; with ``local_files_only`` (or HF_HUB_OFFLINE=1) nothing is requested.
     ``verify`` (local folders): True / ``"auto"``, ``"full"`` or False; see :class:`LocalSource`.
     """
@@ -362,12 +357,8 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
         meta, info = src.read_metadata(), src.read_info()
         if src.generation == generation:
             break
-    if "split" not in meta.columns and "seed" in meta.columns:  # releases before the split column: from the seed
-        from .weightspace import split_column
-
-        meta["split"] = split_column(meta).to_numpy()
-    selected = select(meta, family=family, delay=delay, lr=lr, seed=seed, mechanism=mechanism, outcome=outcome,
-                      learned=learned, tau=tau, post=post, **column_filters)
+    meta = with_split(meta)  # releases before the split column: from the seeds
+    selected = select(meta, **filters)
     zoo = Zoo(src, selected, info)
     if fetch and src.kind != "local" and len(zoo):
         zoo.fetch()

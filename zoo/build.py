@@ -28,32 +28,43 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import sys
-import time
-import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from . import claims, grids, labels, layout, provenance, publish, release, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import BuildLockedError, MissingShardsError, ReleaseFolderError, ZooError
-from .faults import BUILD_POINTS as FAULT_POINTS  # noqa: F401 - re-exported
 from .faults import fault_point
 from .layout import STATE_DIR, snapshots_path, snapshots_table_path
+from .log import logger
 from .manifest import atomic_write_text, file_matches, sha256_file
-from .metadata import label_frame, metadata_rows  # noqa: F401 - re-exported
+from .metadata import label_frame, metadata_rows
 from .model import PARAM_NAMES
-from .plan import BuildPlan, format_bytes, free_bytes, plan_build, plan_from_dict, plan_summary  # noqa: F401
-from .release import relabel_release  # noqa: F401 - re-exported
+from .plan import BuildPlan, plan_from_dict
 from .settings import Settings
 from .settings import current as current_settings
-from .train import CURVES, resolve_device, train_networks
+from .task import CURVES
+from .train import train_networks
 from .trajectories import snapshot_epochs, write_snapshots
 from .version import __version__
+
+
+@dataclass(frozen=True)
+class TrainedNet:
+    """One trained network of a shard in progress, from a saved chunk or a training result: what resuming and
+    finishing the shard need."""
+
+    weights: dict[str, torch.Tensor]  # name -> tensor (one network)
+    curves: dict[str, np.ndarray]  # curve name -> per-epoch values
+    epochs_run: int
+    diverged: bool
+    snapshots: dict[int, dict[str, torch.Tensor]] | None = None  # epoch -> weights (``--snapshots``)
 
 
 # ---------------------------------------------------------------- the build folder
@@ -65,7 +76,7 @@ class Build:
         self.out = Path(out)
         self.settings = settings or current_settings()  # the claim TTL; the kernels read their own at training
         self.state = self.out / STATE_DIR
-        plan_file = self.state / "plan.json"
+        plan_file = self.out / layout.PLAN_PATH
         if plan is None:
             if not plan_file.exists():
                 raise ZooError(f"{self.out} has no build plan ({plan_file} missing); start it with `zoo build`")
@@ -104,10 +115,10 @@ class Build:
 
     # -- status
     def _done_file(self, shard_id: str) -> Path:
-        return self.state / "done" / f"{shard_id}.json"
+        return self.out / layout.done_path(shard_id)
 
     def _part_path(self, shard_id: str) -> str:
-        return f"{STATE_DIR}/parts/{shard_id}.parquet"
+        return layout.part_path(shard_id)
 
     def marker_problem(self, shard: grids.Shard) -> str | None:
         """None if the shard is done: its marker exists, is readable and every file it lists matches its
@@ -151,55 +162,15 @@ class Build:
         for s in self.plan.shards:
             if self._done_file(s.shard_id).exists():
                 out[s.shard_id] = "done" if self.is_done(s, verify) else "corrupt"
-            elif (self.state / "work" / s.shard_id).exists():
+            elif (self.out / layout.work_dir(s.shard_id)).exists():
                 out[s.shard_id] = "partial"
             else:
                 out[s.shard_id] = "todo"
         return out
 
-    # -- claims
+    # -- claims (the protocol: zoo.claims)
     def _claim(self, shard_id: str) -> claims.Claim:
-        path = self.state / "claims" / shard_id
-        token = uuid.uuid4().hex
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
-        for _ in range(3):
-            if claims.create_exclusive(path, me):
-                return claims.Claim(path, token, ttl=self.settings.claim_ttl_s)
-            holder = claims.read_record(path)
-            if not claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
-                                       "it is taken over once that worker is dead or its heartbeat is older than "
-                                       f"{self.settings.claim_ttl_s:.0f} s")
-            self._take_over(path, holder, me)
-        raise BuildLockedError(f"could not claim shard {shard_id}")
-
-    def _take_over(self, path: Path, holder: dict, me: str) -> None:
-        """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
-        lock = path.with_name(path.name + ".takeover")
-        if not claims.create_exclusive(lock, me):
-            try:
-                if time.time() - lock.stat().st_mtime > 60:  # a taker died within the takeover itself
-                    lock.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
-            raise BuildLockedError(f"another worker is taking over the stale claim {path}")
-        try:
-            if claims.read_record(path) == holder and claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                print(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}", file=sys.stderr)
-                path.unlink(missing_ok=True)
-        finally:
-            lock.unlink(missing_ok=True)
-
-    def _clear_stale_claim(self, shard_id: str) -> None:
-        """Remove a stale claim on a finished shard (its worker died after the done marker was written)."""
-        path = self.state / "claims" / shard_id
-        if path.exists():
-            holder = claims.read_record(path)
-            if claims.is_stale(path, holder, ttl=self.settings.claim_ttl_s):
-                try:
-                    self._take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-                except BuildLockedError:
-                    pass
+        return claims.claim(self.out / layout.claim_path(shard_id), shard_id, ttl=self.settings.claim_ttl_s)
 
     # -- training
     def run_shard(self, shard: grids.Shard, *, device="cpu", batch_size: int | None = None,
@@ -223,7 +194,7 @@ class Build:
         try:
             for shard in shards:
                 if self.is_done(shard):
-                    self._clear_stale_claim(shard.shard_id)
+                    claims.clear_stale(self.out / layout.claim_path(shard.shard_id), ttl=self.settings.claim_ttl_s)
                     states[shard.shard_id] = "done"
                     continue
                 try:
@@ -236,24 +207,23 @@ class Build:
                     states[shard.shard_id] = "done"
                     continue
                 if problem != "not finished":
-                    print(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again",
-                          file=sys.stderr)
+                    logger().warning(f"warning: shard {shard.shard_id} is damaged ({problem}); training it again")
                     self._done_file(shard.shard_id).unlink(missing_ok=True)
                 todo.append(shard)
             if todo:
-                self._run_shards(todo, device, batch_size, label, progress)
+                self._train_shards(todo, device, batch_size, label, progress)
                 states.update(dict.fromkeys((s.shard_id for s in todo), "built"))
         finally:
             for claim in held:
                 claim.release()
         return {s.shard_id: states[s.shard_id] for s in shards}
 
-    def _chunks(self, shard: grids.Shard) -> tuple[dict[str, dict], Path]:
+    def _chunks(self, shard: grids.Shard) -> tuple[dict[str, TrainedNet], Path]:
         """Valid finished chunks of a shard in progress: net_id -> its weights, curves and run info.
         A chunk that fails its checksums (or does not belong to the shard) is deleted, with a warning."""
-        work = self.state / "work" / shard.shard_id
+        work = self.out / layout.work_dir(shard.shard_id)
         ids = set(shard.net_ids)
-        found: dict[str, dict] = {}
+        found: dict[str, TrainedNet] = {}
         for meta_file in sorted(work.glob("chunk-*.json")):
             try:
                 meta = json.loads(meta_file.read_text())
@@ -269,18 +239,16 @@ class Build:
                 cv = store.read_curves(cf)
                 snaps = _read_chunk_snapshots(meta_file, meta) if self.plan.snapshots else None
             except (OSError, ValueError, KeyError, TypeError) as err:
-                print(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}",
-                      file=sys.stderr)
+                logger().warning(f"warning: discarding damaged chunk {meta_file.name} of {shard.shard_id}: {err}")
                 for p in work.glob(meta_file.stem + ".*"):
                     p.unlink(missing_ok=True)
                 continue
             for j, nid in enumerate(meta["net_ids"]):
-                found[nid] = {"w": {n: w[n][j] for n in PARAM_NAMES}, "curves": cv[nid],
-                              "epochs_run": meta["epochs_run"][j], "diverged": meta["diverged"][j],
-                              "snaps": snaps[j] if snaps is not None else None}
+                found[nid] = TrainedNet({n: w[n][j] for n in PARAM_NAMES}, cv[nid], meta["epochs_run"][j],
+                                        meta["diverged"][j], snaps[j] if snaps is not None else None)
         return found, work
 
-    def _run_shards(self, shards, device, batch_size, label, progress):
+    def _train_shards(self, shards, device, batch_size, label, progress):
         dev = resolve_device(device)
         total = sum(c.epochs for shard in shards for c in shard.configs)
         reported = [0]
@@ -294,7 +262,7 @@ class Build:
             report(n)
             fault_point("epoch")
 
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, TrainedNet]] = {}
         work: dict[str, Path] = {}
         todo: list[tuple[grids.Shard, NetConfig]] = []
         for shard in shards:
@@ -328,7 +296,7 @@ class Build:
             report(total - reported[0])
 
     @staticmethod
-    def _write_chunk(shard, work: Path, found: dict, res, rows: list[int]) -> None:
+    def _write_chunk(shard, work: Path, found: dict[str, TrainedNet], res, rows: list[int]) -> None:
         """Save the networks ``rows`` of a training result (all of ``shard``) as one chunk of its work folder."""
         ids = [res.configs[j].net_id for j in rows]
         pos = {c.net_id: i for i, c in enumerate(shard.configs)}
@@ -349,23 +317,22 @@ class Build:
         atomic_write_text(stem.with_suffix(".json"), json.dumps(meta))
         fault_point("chunk-written")
         for j, nid in zip(rows, ids, strict=True):
-            found[nid] = {"w": res.state_dict(j), "curves": {c: res.curves[c][j] for c in CURVES},
-                          "epochs_run": int(res.epochs_run[j]), "diverged": bool(res.diverged[j]),
-                          "snaps": res.snapshots[j] if res.snapshots is not None else None}
+            found[nid] = TrainedNet(res.state_dict(j), {c: res.curves[c][j] for c in CURVES}, int(res.epochs_run[j]),
+                                    bool(res.diverged[j]), res.snapshots[j] if res.snapshots is not None else None)
 
-    def _finish_shard(self, shard, found, label, device):
+    def _finish_shard(self, shard, found: dict[str, TrainedNet], label, device):
         ids = shard.net_ids
-        weights = {n: torch.stack([found[i]["w"][n].float() for i in ids]) for n in PARAM_NAMES}
-        curves = {c: [found[i]["curves"][c] for i in ids] for c in CURVES}
+        nets = [found[i] for i in ids]
+        weights = {n: torch.stack([t.weights[n].float() for t in nets]) for n in PARAM_NAMES}
+        curves = {c: [t.curves[c] for t in nets] for c in CURVES}
         wf, cf = layout.weights_path(shard.family, shard.shard_id), layout.curves_path(shard.family, shard.shard_id)
         store.write_weights(self.out / wf, weights, ids)
         fault_point("shard-weights")
         store.write_curves(self.out / cf, ids, curves)
-        df = metadata_rows(shard.configs, [found[i]["epochs_run"] for i in ids],
-                           [found[i]["diverged"] for i in ids], curves, wf, cf)
+        df = metadata_rows(shard.configs, [t.epochs_run for t in nets], [t.diverged for t in nets], curves, wf, cf)
         if self.plan.snapshots:  # the log-spaced epochs reached, and the final weights at epochs_run
-            snaps = [{**{e: s for e, s in found[i]["snaps"].items() if e <= found[i]["epochs_run"]},
-                      int(found[i]["epochs_run"]): found[i]["w"]} for i in ids]
+            snaps = [{**{e: s for e, s in t.snapshots.items() if e <= t.epochs_run}, int(t.epochs_run): t.weights}
+                     for t in nets]
             df["snapshots_file"] = write_snapshots(self.out, snapshots_path(shard.family, shard.shard_id), ids,
                                                    snaps)[0]
         for col, value in provenance.network_columns(device).items():  # where and how these were trained
@@ -394,7 +361,7 @@ class Build:
                 continue
             problem = self.marker_problem(s)
             if problem is not None:
-                print(f"warning: not labelling shard {s.shard_id}: {problem}; re-run the build", file=sys.stderr)
+                logger().warning(f"warning: not labelling shard {s.shard_id}: {problem}; re-run the build")
                 continue
             df = store.read_table(self.out / self._part_path(s.shard_id))
             wf, cf = df["weights_file"].iloc[0], df["curves_file"].iloc[0]
@@ -421,13 +388,15 @@ class Build:
             return False
         return True
 
-    def package(self, *, partial: bool = False, extra_info: dict | None = None) -> pd.DataFrame:
-        """Merge finished shards into the release (metadata, card, zoo.json, manifest).
+    def package(self, *, partial: bool = False, extra_info: dict | None = None,
+                picture: release.PictureWriter | None = None) -> pd.DataFrame:
+        """Merge finished shards into the release (metadata, card, zoo.json, manifest; the card's picture drawn
+        by ``picture``, e.g. :func:`zoo.figures.write_phase_picture`).
 
         Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
         unless ``partial``: then only the finished shards are released and ``zoo.json`` / the card say so."""
-        if (self.state / "claims").is_dir():  # litter of workers killed while claiming
-            claims.remove_orphan_temp_files(self.state / "claims")
+        if (self.out / layout.CLAIMS_DIR).is_dir():  # litter of workers killed while claiming
+            claims.remove_orphan_temp_files(self.out / layout.CLAIMS_DIR)
         publish.recover(self.out)  # a packaging killed in its switch is finished first
         problems = {s.shard_id: self.marker_problem(s) for s in self.plan.shards}
         missing = [sid for sid, p in problems.items() if p is not None]
@@ -463,15 +432,7 @@ class Build:
         df = pd.concat(parts, ignore_index=True)
         if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
             raise ZooError(f"duplicate networks in the build: {df.loc[df['net_id'].duplicated(), 'net_id'].tolist()[:5]}")
-        # a partial release must not carry files of unfinished shards (temp files of live writers are left alone)
-        keep = set(df["weights_file"]) | set(df["curves_file"])
-        if "snapshots_file" in df:
-            keep |= {f for rel in df["snapshots_file"].dropna().unique() for f in (rel, snapshots_table_path(rel))}
-        for sub in ("weights", "curves", "snapshots"):
-            for p in sorted((self.out / sub).rglob("*")) if (self.out / sub).exists() else []:
-                rel = p.relative_to(self.out)
-                if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
-                    p.unlink(missing_ok=True)
+        release.remove_unlisted_shard_files(self.out, df)  # a partial release: no files of unfinished shards
         info = {"preset": self.plan.preset, "overrides": self.plan.overrides, "built_from": self.plan.describe(),
                 "epoch_rules": self.plan.epoch_rules(), "code_version": __version__,
                 "label_version": labels.LABEL_VERSION, "partial": bool(missing),
@@ -482,12 +443,12 @@ class Build:
                     provenance.environment("cpu"), (claims.read_record(self._done_file(s.shard_id)).get("provenance")
                                                     for s in self.plan.shards if problems[s.shard_id] is None), df),
                 "parts_sha256": digest, **(extra_info or {})}
-        release.finalize_release(self.out, df, info, verified=verified)
+        release.finalize_release(self.out, df, info, verified=verified, picture=picture)
         self.unchanged = False
         for s in self.plan.shards:  # leftovers of workers killed after finishing their shard
             if problems[s.shard_id] is None:
-                shutil.rmtree(self.state / "work" / s.shard_id, ignore_errors=True)
-                self._clear_stale_claim(s.shard_id)
+                shutil.rmtree(self.out / layout.work_dir(s.shard_id), ignore_errors=True)
+                claims.clear_stale(self.out / layout.claim_path(s.shard_id), ttl=self.settings.claim_ttl_s)
         return df
 
 

@@ -46,9 +46,6 @@ def _template_text() -> str:
         return (Path(__file__).resolve().parents[1] / "dataset_cards" / "template.md").read_text()
 
 
-from .layout import LICENSE_PATH, PICTURE_PATH  # noqa: E402,F401 - re-exported (defined in zoo.layout)
-
-
 def _dtype(series: pd.Series) -> str:
     kind = series.dtype.kind
     if kind == "b":

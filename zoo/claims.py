@@ -12,8 +12,11 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
+from .errors import BuildLockedError
+from .log import logger
 from .manifest import file_mode
 from .settings import Settings
 from .settings import current as current_settings
@@ -101,6 +104,52 @@ class Claim:
         self._thread.join(timeout=5)
         if self.held():
             self.path.unlink(missing_ok=True)
+
+
+def claim(path: Path, shard_id: str, ttl: float) -> Claim:
+    """Claim shard ``shard_id`` at ``path`` for this process: a new claim file, or the takeover of a stale one
+    (:func:`take_over`). :class:`BuildLockedError` while a live worker holds it."""
+    token = uuid.uuid4().hex
+    me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": token})
+    for _ in range(3):
+        if create_exclusive(path, me):
+            return Claim(path, token, ttl=ttl)
+        holder = read_record(path)
+        if not is_stale(path, holder, ttl=ttl):
+            raise BuildLockedError(f"shard {shard_id} is claimed by {holder or 'another worker'} ({path}); "
+                                   "it is taken over once that worker is dead or its heartbeat is older than "
+                                   f"{ttl:.0f} s")
+        take_over(path, holder, me, ttl)
+    raise BuildLockedError(f"could not claim shard {shard_id}")
+
+
+def take_over(path: Path, holder: dict, me: str, ttl: float) -> None:
+    """Remove the stale claim ``holder`` at ``path``, under the takeover lock (one taker at a time)."""
+    lock = path.with_name(path.name + ".takeover")
+    if not create_exclusive(lock, me):
+        try:
+            if time.time() - lock.stat().st_mtime > 60:  # a taker died within the takeover itself
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        raise BuildLockedError(f"another worker is taking over the stale claim {path}")
+    try:
+        if read_record(path) == holder and is_stale(path, holder, ttl=ttl):
+            logger().warning(f"warning: removing the stale claim {path} of {holder or 'an unknown worker'}")
+            path.unlink(missing_ok=True)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def clear_stale(path: Path, ttl: float) -> None:
+    """Remove a stale claim on a finished shard (its worker died after the done marker was written)."""
+    if path.exists():
+        holder = read_record(path)
+        if is_stale(path, holder, ttl=ttl):
+            try:
+                take_over(path, holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), ttl)
+            except BuildLockedError:
+                pass
 
 
 def is_stale(path: Path, holder: dict, ttl: float | None = None) -> bool:

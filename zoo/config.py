@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from .model import ModelConfig
 from .task import TaskSpec
 
+_MODEL = ModelConfig()  # the model's defaults: one home (zoo.model)
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -19,12 +21,12 @@ class NetConfig:
     delay_ms: int
     epochs: int
     post_ms: int = 0
-    tau_ms: float = 10.0
+    tau_ms: float = _MODEL.tau_ms
     response_ms: int = 50
     nomemory: bool = False
-    n_units: int = 100
-    noise_std: float = 1e-3
-    init_state_std: float = 0.1
+    n_units: int = _MODEL.n_units
+    noise_std: float = _MODEL.noise_std
+    init_state_std: float = _MODEL.init_state_std
     momentum: float = 0.9
     weight_decay: float = 1e-7
     diverge_loss: float | None = None  # stop (and mark diverged) once the loss exceeds this

@@ -95,10 +95,6 @@ class BuildLockedError(ZooError, RuntimeError):
     """Another worker holds the claim on a shard."""
 
 
-class VerificationError(ZooError, RuntimeError):
-    """A retrained network does not match the released one."""
-
-
 def check_choice(name: str, value, choices: Iterable, hint: str = ""):
     """Return ``value`` if it is one of ``choices``; otherwise raise :class:`InvalidChoiceError`."""
     choices = list(choices)

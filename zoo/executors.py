@@ -11,18 +11,33 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 from .build import Build
-from .errors import ZooError
+from .devices import parse_device, resolve_device
+from .errors import ZooError, check_choice
+from .log import logger
 from .sharding import Shard
-from .train import parse_device, resolve_device
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"
+
+
+#: where shards can run (``zoo build --executor``)
+EXECUTORS = ("local", "ray")
+
+
+def execute(build: Build, shards: Sequence[Shard], *, executor: str = "local", address: str | None = None,
+            **options) -> dict[str, str]:
+    """Run ``shards`` of ``build`` on ``executor`` (:data:`EXECUTORS`): :func:`run_local`, or :func:`run_ray` on
+    the Ray cluster at ``address``; ``options`` are theirs (device, batch_size, label, progress, on_shard).
+    Returns ``{shard_id: 'done' | 'built' | 'locked'}``."""
+    check_choice("executor", executor, EXECUTORS)
+    if executor == "ray":
+        return run_ray(build, shards, address=address, **options)
+    return run_local(build, shards, **options)
 
 
 def run_local(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
@@ -241,7 +256,7 @@ def _run_ray_tasks(ray, build, shards, *, device, batch_size, label, progress, o
     if errors:
         shown_err = "; ".join(f"{sid}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
                               for sid, e in list(errors.items())[:5])
-        print(f"{len(errors)} shard(s) failed on the Ray cluster", file=sys.stderr)
+        logger().warning(f"{len(errors)} shard(s) failed on the Ray cluster")
         raise ZooError(f"{len(errors)} shard(s) failed on the Ray cluster after {max_retries} retries: {shown_err}. "
                        "Finished shards are kept; re-run the same command to resume")
     return {s.shard_id: states[s.shard_id] for s in shards}

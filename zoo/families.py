@@ -36,12 +36,13 @@ _FAST_CONFIGS = (dataclasses.is_dataclass(NetConfig) and not hasattr(NetConfig, 
 # value checks (shared by preset files and CLI-style overrides)
 
 
-def _is_number(x) -> bool:
+def is_number(x) -> bool:
+    """True for a real number that is not a bool."""
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def _check_lr(x, where: str = "") -> float:
-    if not _is_number(x) or not math.isfinite(float(x)) or float(x) <= 0:
+    if not is_number(x) or not math.isfinite(float(x)) or float(x) <= 0:
         raise InvalidChoiceError("learning rate", x, hint=f"must be a finite number > 0{where}")
     return float(x)
 
@@ -52,9 +53,9 @@ def check_count(x, name: str, where: str = "") -> int:
     return int(x)
 
 
-def _check_ms(x, name: str, *, positive: bool = False, rule: str = "", where: str = "") -> int:
+def check_ms(x, name: str, *, positive: bool = False, rule: str = "", where: str = "") -> int:
     """A duration in ms that is a non-negative (or positive) multiple of dt = 5 ms, returned as an int."""
-    ok = _is_number(x) and math.isfinite(float(x)) and float(x) == int(x) and int(x) % _DT == 0
+    ok = is_number(x) and math.isfinite(float(x)) and float(x) == int(x) and int(x) % _DT == 0
     ok = ok and (int(x) > 0 if positive else int(x) >= 0)
     if not ok:
         kind = "positive" if positive else "non-negative"
@@ -63,7 +64,8 @@ def _check_ms(x, name: str, *, positive: bool = False, rule: str = "", where: st
     return int(x)
 
 
-def _as_list(x) -> list:
+def as_list(x) -> list:
+    """``x`` as a list: an iterable's items, or ``[x]`` for a scalar, a string or a mapping."""
     if isinstance(x, (str, bytes, Mapping)):
         return [x]
     if isinstance(x, Iterable):
@@ -111,6 +113,51 @@ def _pow10(e: float) -> float:
 
 
 @dataclass(frozen=True)
+class Overrides:
+    """What a build changes in its preset (``zoo build --family --lr --delay --seeds --epochs``), as one checked
+    value: ``family`` keeps that family's blocks; ``lrs`` replace the learning rates; ``delays`` (ms) replace
+    the delays, and for the nomemory family the response lengths; ``seeds`` N gives seeds 0..N-1 (a sequence
+    gives those seeds); ``epochs`` N replaces the epoch rule. ``None`` keeps the preset's value; the values
+    themselves are checked against each family's grid when applied (:meth:`FamilyGrid.apply`)."""
+
+    family: str | None = None
+    lrs: tuple[float, ...] | None = None
+    delays: tuple[int, ...] | None = None
+    seeds: int | tuple[int, ...] | None = None
+    epochs: int | None = None
+
+    def __post_init__(self):
+        if self.family is not None:
+            check_choice("family", self.family, FAMILIES)
+        for name in ("lrs", "delays"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(as_list(getattr(self, name))))
+        if self.seeds is not None:
+            if isinstance(self.seeds, numbers.Integral) or not isinstance(self.seeds, Iterable):
+                object.__setattr__(self, "seeds", check_count(self.seeds, "seeds", " (number of seeds)"))
+            else:
+                object.__setattr__(self, "seeds", tuple(self.seeds))
+        if self.epochs is not None:
+            object.__setattr__(self, "epochs", check_count(self.epochs, "epochs"))
+
+    @property
+    def changes_grid(self) -> bool:
+        """True if the networks of a family change (anything but ``family``)."""
+        return any(v is not None for v in (self.lrs, self.delays, self.seeds, self.epochs))
+
+    def to_dict(self) -> dict:
+        """The stored form (``plan.json``, ``zoo plan --json``): only what is set, sequences as lists."""
+        d = {"family": self.family, "lrs": self.lrs or None, "delays": self.delays or None, "seeds": self.seeds,
+             "epochs": self.epochs}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Overrides:
+        """The value of a stored form (:meth:`to_dict`)."""
+        return cls(**{k: d.get(k) for k in ("family", "lrs", "delays", "seeds", "epochs")})
+
+
+@dataclass(frozen=True)
 class EpochRule:
     """The reference scripts' epoch count: ``int(max(min, scale / lr))`` = ``max(min, int(scale / lr))``
     (float64 division, truncated; e.g. ``int(numpy.maximum(1e3, 3e4 * 1e-3 / lr))``)."""
@@ -120,7 +167,7 @@ class EpochRule:
 
     def __post_init__(self):
         object.__setattr__(self, "min", check_count(self.min, "epoch rule min"))
-        if not _is_number(self.scale) or not float(self.scale) > 0 or not math.isfinite(float(self.scale)):
+        if not is_number(self.scale) or not float(self.scale) > 0 or not math.isfinite(float(self.scale)):
             raise InvalidChoiceError("epoch rule scale", self.scale, hint="must be a finite number > 0")
         object.__setattr__(self, "scale", float(self.scale))
 
@@ -158,13 +205,13 @@ class FamilyGrid:
         check_choice("family", self.family, FAMILIES)
         where = f" (family {self.family})"
         s = object.__setattr__
-        s(self, "lrs", _unique(tuple(_check_lr(x, where) for x in _as_list(self.lrs)), "learning rate", where))
+        s(self, "lrs", _unique(tuple(_check_lr(x, where) for x in as_list(self.lrs)), "learning rate", where))
         rule = self._grid_rule()
         d_rule, r_rule = ("", rule) if self.nomemory else (rule, "")
-        s(self, "delays_ms", _unique(tuple(_check_ms(x, "delay_ms", rule=d_rule, where=where)
-                                           for x in _as_list(self.delays_ms)), "delay_ms", where))
-        s(self, "response_ms", _unique(tuple(_check_ms(x, "response_ms", positive=True, rule=r_rule, where=where)
-                                             for x in _as_list(self.response_ms)), "response_ms", where))
+        s(self, "delays_ms", _unique(tuple(check_ms(x, "delay_ms", rule=d_rule, where=where)
+                                           for x in as_list(self.delays_ms)), "delay_ms", where))
+        s(self, "response_ms", _unique(tuple(check_ms(x, "response_ms", positive=True, rule=r_rule, where=where)
+                                             for x in as_list(self.response_ms)), "response_ms", where))
         seeds = tuple(self.seeds)
         for x in seeds:
             if not isinstance(x, numbers.Integral) or isinstance(x, bool) or x < 0:
@@ -174,14 +221,14 @@ class FamilyGrid:
             s(self, "epochs", check_count(self.epochs, "epochs", where))
         elif self.epoch_rule is None:
             raise InvalidChoiceError("epochs", None, hint=f"give a number of epochs or an epoch rule{where}")
-        s(self, "post_ms", _check_ms(self.post_ms, "post_ms", where=where))
-        if not _is_number(self.tau_ms) or not float(self.tau_ms) > 0:
+        s(self, "post_ms", check_ms(self.post_ms, "post_ms", where=where))
+        if not is_number(self.tau_ms) or not float(self.tau_ms) > 0:
             raise InvalidChoiceError("tau_ms", self.tau_ms, hint=f"must be a number > 0{where}")
         s(self, "tau_ms", float(self.tau_ms))
         if not isinstance(self.nomemory, bool):
             raise InvalidChoiceError("nomemory", self.nomemory, [True, False])
         if self.diverge_loss is not None:
-            if not _is_number(self.diverge_loss) or not float(self.diverge_loss) > 0:
+            if not is_number(self.diverge_loss) or not float(self.diverge_loss) > 0:
                 raise InvalidChoiceError("diverge_loss", self.diverge_loss, hint=f"must be a number > 0{where}")
             s(self, "diverge_loss", float(self.diverge_loss))
         if self.nomemory and self.delays_ms != (0,):
@@ -209,21 +256,17 @@ class FamilyGrid:
             return self.epochs
         return self.epoch_rule(lr)
 
-    def override(self, *, lrs=None, delays=None, seeds=None, epochs=None) -> FamilyGrid:
-        """A copy with CLI-style overrides: ``lrs`` (numbers) replace the learning rates, ``delays`` (ms)
-        replace the delays (the response lengths for nomemory), ``seeds`` N gives seeds 0..N-1 (a sequence
-        gives those seeds), ``epochs`` N replaces the epoch rule. ``None`` keeps the family's value."""
+    def apply(self, o: Overrides) -> FamilyGrid:
+        """A copy with the grid changes of ``o`` (:class:`Overrides`; its ``family`` is the caller's business)."""
         changes = {}
-        if lrs is not None:
-            changes["lrs"] = tuple(_as_list(lrs))
-        if delays is not None:
-            changes["response_ms" if self.nomemory else "delays_ms"] = tuple(_as_list(delays))
-        if seeds is not None:
-            if isinstance(seeds, numbers.Integral) or not isinstance(seeds, Iterable):
-                seeds = range(check_count(seeds, "seeds", " (number of seeds)"))
-            changes["seeds"] = tuple(seeds)
-        if epochs is not None:
-            changes["epochs"] = check_count(epochs, "epochs")
+        if o.lrs is not None:
+            changes["lrs"] = o.lrs
+        if o.delays is not None:
+            changes["response_ms" if self.nomemory else "delays_ms"] = o.delays
+        if o.seeds is not None:
+            changes["seeds"] = tuple(range(o.seeds)) if isinstance(o.seeds, int) else o.seeds
+        if o.epochs is not None:
+            changes["epochs"] = o.epochs
         return dataclasses.replace(self, **changes) if changes else self
 
     def configs(self) -> list[NetConfig]:

@@ -1,7 +1,7 @@
 """Figures of a zoo (matplotlib): phase diagrams, scaling of critical delays, psd_ratio histograms and example
 trajectories. ``make_figures`` (and ``zoo figures``) writes every figure it can and skips the others with a
 reason (a zoo without a mechanism, too few delays for a fit, ...). Families that the paper pools into one
-panel (its "no post" = nopost + nopost-narrow, :data:`zoo.analysis.phases.PANELS`) get the pooled panel too.
+panel (its "no post" = nopost + nopost-narrow, :data:`zoo.analysis.outcomes.PANELS`) get the pooled panel too.
 
 The plot functions return :class:`matplotlib.figure.Figure` objects made without pyplot, under a local
 ``rc_context``: importing or calling this module never changes the user's backend or rcParams (in a notebook,
@@ -32,7 +32,10 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from .analysis import phases, theory
+from . import labels
+from .analysis import outcomes, phases, theory
+from .log import logger
+from .manifest import atomic_path
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73",
              "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
@@ -79,18 +82,18 @@ def _meta(obj) -> pd.DataFrame:
 
 
 def _family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str]:
-    rows, name = phases.family_rows(df, family)
+    rows, name = outcomes.family_rows(df, family)
     return rows, name or ""
 
 
 def panel_title(name: str) -> str:
     """``no-post`` -> ``no post (pooled: nopost + nopost-narrow)``; a family's name as it is."""
-    if name in phases.PANELS:
-        return f"{name.replace('-', ' ')} (pooled: {' + '.join(phases.PANELS[name])})"
+    if name in outcomes.PANELS:
+        return f"{name.replace('-', ' ')} (pooled: {' + '.join(outcomes.PANELS[name])})"
     return name
 
 
-def theory_through(fit: phases.ScalingFit, mechanism: str, delays_ms) -> dict[float, np.ndarray]:
+def theory_through(fit: outcomes.ScalingFit, mechanism: str, delays_ms) -> dict[float, np.ndarray]:
     """The theory's slopes for ``mechanism`` (each end of its beta range) through the used points of ``fit``:
     ``{beta: lr(delays_ms)}`` with ``log lr = c - beta log D`` and ``c`` fitted (mean residual) to the points."""
     col = "d0_ms" if fit.kind == "critical_delay" else "midpoint_ms"
@@ -124,7 +127,7 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
 # ---------------------------------------------------------------- phase diagram
 @_styled
 def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool = True,
-                       method: str = phases.DEFAULT_METHOD) -> Figure:
+                       method: str = outcomes.DEFAULT_METHOD) -> Figure:
     """2 x 2 panels: the fraction of each outcome per (learning rate, delay) cell of one family or pooled
     panel, learning rate on a log axis, delay in ms, with both fitted boundaries (``method``) as curves. With
     ``show_theory``, the theory's slopes are drawn through the measured boundaries, intercept fitted
@@ -133,7 +136,7 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
     if not len(df) or "outcome" not in df.columns or df["outcome"].isna().all():
         raise FigureSkipped("no labelled networks")
     x, xlabel = _x_column(df)
-    table = phases.phase_diagram(df.drop(columns="family", errors="ignore"), x=x)
+    table = outcomes.phase_diagram(df.drop(columns="family", errors="ignore"), x=x)
     xs = np.sort(table[x].unique())
     lrs = np.sort(table["lr"].unique())
     xe, ye = _edges(xs, log=False), _edges(lrs, log=True)
@@ -151,7 +154,7 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
             if show_theory:
                 lines[mech] = theory_through(fit, mech, D)
     mesh = None
-    for ax, outcome in zip(axes.flat, ("slow_point", "limit_cycle", "no_learning", "unstable"), strict=True):
+    for ax, outcome in zip(axes.flat, labels.OUTCOME_DISPLAY_ORDER, strict=True):
         grid = table.pivot(index="lr", columns=x, values=outcome).reindex(index=lrs, columns=xs).to_numpy()
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(grid), cmap="cividis", vmin=0, vmax=1, shading="flat")
         ax.set_yscale("log")
@@ -189,8 +192,28 @@ def plot_phase_diagram(metadata, family: str | None = None, *, show_theory: bool
 
 # ---------------------------------------------------------------- scaling
 @_styled
+def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
+    """Render the zoo's phase diagram (the paper's pooled panel when the zoo fills one, e.g. no-post = nopost +
+    nopost-narrow, else its largest family) as a PNG at ``path``; False (and no file) when the zoo has nothing
+    to draw (unlabelled). The card's picture: pass it as ``picture=`` to packaging (``zoo.release``)."""
+    path = Path(path)
+    fams = metadata["family"].value_counts() if "family" in metadata and len(metadata) else None
+    try:
+        if fams is None:
+            raise FigureSkipped("empty zoo")
+        fig = plot_phase_diagram(metadata, (outcomes.panels_of(fams.index) or [str(fams.index[0])])[0])
+    except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
+        logger().info(f"note: no phase diagram picture for the card ({why})")
+        path.unlink(missing_ok=True)
+        return False
+    with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return True
+
+
+
 def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
-                 fits: Sequence[phases.ScalingFit] | None = None, method: str = phases.DEFAULT_METHOD) -> Figure:
+                 fits: Sequence[outcomes.ScalingFit] | None = None, method: str = outcomes.DEFAULT_METHOD) -> Figure:
     """Critical delay (not-learned onset) and slow-point boundary vs learning rate (log-log), with the
     fitted power laws (beta and its interval in the legend, fitted with ``method``) and the theory's slopes
     through the same points (intercept fitted). For the joint fit, each rate's boundary carries its own 95 %
@@ -202,7 +225,7 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
     if fits is None:
         flat = df.drop(columns="family", errors="ignore")  # one family or one pooled panel, named by `family`
         fits = [phases.scaling_exponent(flat, family or None, kind=k, n_boot=n_boot, method=method)
-                for k in phases.KINDS]
+                for k in outcomes.KINDS]
     usable = [f for f in fits if f.ok]
     if not usable:
         raise FigureSkipped("; ".join(f.summary() for f in fits))
@@ -265,14 +288,14 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
 def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Figure:
     """Histogram of the reference spectral index per mechanism, with the 0.5 threshold."""
     df, family = _family_rows(_meta(metadata), family)
-    h = phases.psd_ratio_histogram(df.drop(columns="family", errors="ignore"), bins=bins)
+    h = outcomes.psd_ratio_histogram(df.drop(columns="family", errors="ignore"), bins=bins)
     total = int(h[["limit_cycle", "slow_point"]].to_numpy().sum())
     if total == 0:
         raise FigureSkipped("no learned network with a psd_ratio")
     fig = _figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     width = h["bin_hi"] - h["bin_lo"]
-    for mech in ("slow_point", "limit_cycle"):
+    for mech in labels.MECHANISM_DISPLAY_ORDER:
         n = int(h[mech].sum())
         ax.bar(h["bin_lo"], h[mech], width=width, align="edge", color=OUTCOME_COLORS[mech], alpha=0.85,
                edgecolor="white", linewidth=0.5, label=f"{OUTCOME_TITLES[mech]} (n = {n})")
@@ -291,7 +314,7 @@ def pick_examples(metadata, family: str | None = None) -> dict[str, str]:
     for a limit cycle, highest for a slow point), then the smallest net_id."""
     df, _ = _family_rows(_meta(metadata), family)
     out = {}
-    for mech in ("slow_point", "limit_cycle"):
+    for mech in labels.MECHANISM_DISPLAY_ORDER:
         rows = df[df["mechanism"] == mech] if "mechanism" in df.columns else df.iloc[:0]
         if not len(rows):
             continue
@@ -370,7 +393,7 @@ def plot_trajectories(zoo, family: str | None = None, *, extend: int = 9) -> tup
     """Example trajectories of a slow-point and a limit-cycle network of ``zoo`` (one column each). Returns
     the figure and the mechanisms that the zoo lacks."""
     examples = pick_examples(zoo.metadata, family)
-    missing = [m for m in ("slow_point", "limit_cycle") if m not in examples]
+    missing = [m for m in labels.MECHANISM_DISPLAY_ORDER if m not in examples]
     if not examples:
         raise FigureSkipped("no learned network (neither mechanism present)")
     n = len(examples)
@@ -399,7 +422,7 @@ def _save(fig: Figure, out: Path, stem: str, formats: Sequence[str], report: Fig
 
 
 def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str | None = None,
-                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = phases.DEFAULT_METHOD,
+                 formats: Sequence[str] = ("png", "pdf"), n_boot: int = 200, method: str = outcomes.DEFAULT_METHOD,
                  log: Callable[[str], None] | None = print) -> FigureReport:
     """Write every figure that ``source`` (a :class:`zoo.api.Zoo`, a release folder, a Hub id, None for the
     bundled sample, or a metadata table: a DataFrame or a ``.parquet`` file) allows into ``out``:
@@ -412,7 +435,7 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
     one line per written file and per skipped figure."""
     from .api import Zoo, load_zoo
 
-    phases._check_method(method)
+    outcomes.check_method(method)
     zoo = None
     if isinstance(source, pd.DataFrame):
         meta = source
@@ -423,9 +446,9 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
         meta = zoo.metadata
     all_fams = sorted(meta["family"].dropna().unique().tolist()) if len(meta) else []
     if family is None:
-        names = all_fams + phases.panels_of(all_fams)
+        names = all_fams + outcomes.panels_of(all_fams)
     else:
-        phases.family_rows(meta, family)  # a clear error for a family or panel that is not here
+        outcomes.family_rows(meta, family)  # a clear error for a family or panel that is not here
         names = [family]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,16 +458,16 @@ def make_figures(source=None, out: str | os.PathLike = "figures", *, family: str
         report.skipped["all"] = "the zoo selection is empty"
         say("skipped all figures: the zoo selection is empty")
         return report
-    suffix = "" if method == phases.DEFAULT_METHOD else f"_{method}"
+    suffix = "" if method == outcomes.DEFAULT_METHOD else f"_{method}"
     for name in names:
-        members = [f for f in phases.PANELS.get(name, (name,)) if f in all_fams]
+        members = [f for f in outcomes.PANELS.get(name, (name,)) if f in all_fams]
         sub = meta[meta["family"].isin(members)]
         jobs = {
             f"phase_diagram_{name}{suffix}": lambda s=sub, f=name: plot_phase_diagram(s, f, method=method),
             f"scaling_{name}{suffix}": lambda s=sub, f=name: plot_scaling(s, f, n_boot=n_boot, method=method),
             f"psd_ratio_{name}": lambda s=sub, f=name: plot_psd_ratio(s, f),
         }
-        if name not in phases.PANELS:  # examples are per family
+        if name not in outcomes.PANELS:  # examples are per family
             if zoo is None:
                 report.skipped[f"trajectories_{name}"] = "a metadata table holds no weights"
                 say(f"skipped trajectories_{name}: a metadata table holds no weights")

@@ -17,13 +17,13 @@ from collections.abc import Iterable
 
 from .config import NetConfig
 from .errors import check_choice
-from .families import FAMILIES, EpochRule, FamilyGrid, grid_configs, logspace
+from .families import FAMILIES, EpochRule, FamilyGrid, Overrides, grid_configs, logspace
 from .preset_files import Preset, family_config, family_grid, list_presets, load_preset, preset_names
 from .sharding import Shard, shards
 
 __all__ = [
-    "DEFAULT_PRESET", "FAMILIES", "EpochRule", "FamilyGrid", "Preset", "Shard", "epoch_rules", "family_config",
-    "family_grid", "grid_summary", "list_presets", "load_preset", "logspace", "make_grid", "preset_grids",
+    "DEFAULT_PRESET", "FAMILIES", "EpochRule", "FamilyGrid", "Overrides", "Preset", "Shard", "epoch_rules", "family_config",
+    "family_grid", "grid_summary", "list_presets", "load_preset", "logspace", "make_grid", "grid_of", "preset_grids",
     "resolve_preset", "shards",
 ]
 
@@ -71,17 +71,15 @@ def epoch_rules(grids: Iterable[FamilyGrid]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def preset_grids(preset: str | Preset | None = None, *, family: str | None = None, lrs=None, delays=None,
-                 seeds=None, epochs=None) -> list[FamilyGrid]:
-    """The family grids of ``preset`` after the overrides of :func:`make_grid` (no expansion).
-    ``preset`` None: see :func:`resolve_preset`."""
-    preset = resolve_preset(preset, family)
+def preset_grids(preset: str | Preset | None = None, overrides: Overrides = Overrides()) -> list[FamilyGrid]:
+    """The family grids of ``preset`` after ``overrides`` (no expansion). ``preset`` None: see
+    :func:`resolve_preset`."""
+    preset = resolve_preset(preset, overrides.family)
     p = preset if isinstance(preset, Preset) else load_preset(preset)
     grids = list(p.families)
-    if family is not None:
-        check_choice("family", family, FAMILIES)
-        grids = [g for g in grids if g.family == family] or [family_grid(family)]
-    return [g.override(lrs=lrs, delays=delays, seeds=seeds, epochs=epochs) for g in grids]
+    if overrides.family is not None:
+        grids = [g for g in grids if g.family == overrides.family] or [family_grid(overrides.family)]
+    return [g.apply(overrides) for g in grids]
 
 
 def make_grid(preset: str | Preset | None = None, *, family: str | None = None, lrs=None, delays=None,
@@ -98,9 +96,13 @@ def make_grid(preset: str | Preset | None = None, *, family: str | None = None, 
     Raises :class:`InvalidChoiceError` for unknown names, off-grid durations, bad values and (without
     overrides) blocks of a preset that overlap.
     """
-    grids = preset_grids(preset, family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs)
+    return grid_of(preset, Overrides(family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs))
+
+
+def grid_of(preset: str | Preset | None, overrides: Overrides) -> list[NetConfig]:
+    """:func:`make_grid` with its overrides as one value."""
     # overrides can make blocks of one family overlap: the grid is the set of networks, keep the first
-    return grid_configs(grids, dedupe=any(v is not None for v in (lrs, delays, seeds, epochs)))
+    return grid_configs(preset_grids(preset, overrides), dedupe=overrides.changes_grid)
 
 
 def grid_summary(configs: Iterable[NetConfig]) -> dict:

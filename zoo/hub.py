@@ -2,8 +2,7 @@
 
 A release on the Hub is a dataset repository holding the files of a local release folder (docs/format.md).
 The source behind ``load_zoo("ORG/NAME@rev")`` is :class:`zoo.hub_source.HubSource`; repo ids, settings read
-at call time (endpoint, cache, offline mode, token) and error messages are :mod:`zoo.hub_env`. Their public
-names are importable from here too.
+at call time (endpoint, cache, offline mode, token) and error messages are :mod:`zoo.hub_env`.
 """
 
 from __future__ import annotations
@@ -18,17 +17,14 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from .errors import InvalidChoiceError, SourceNotFoundError, TokenMissingError, ZooError
 from .hub_env import (
-    _LIBRARY,
+    LIBRARY_NAME,
     REPO_TYPE,
-    _hub_errors,
     find_token,
-    hub_cache_dir,
     hub_endpoint,
-    is_offline,
-    looks_like_repo_id,
+    hub_errors,
     parse_repo_id,
 )
-from .hub_source import OPEN_FILES, HubSource
+from .hub_source import HubSource
 from .layout import (
     CARD_PATH,
     DIAGNOSTICS_PATH,
@@ -36,7 +32,6 @@ from .layout import (
     MANIFEST_PATH,
     METADATA_PATH,
     PUBLISH_JOURNAL,
-    SHARD_DIRS,
     SNAPSHOTS_DIR,
     is_private_part,
     is_shard,
@@ -52,13 +47,6 @@ from .manifest import (
     write_manifest,
 )
 from .publish import check_output_folder
-
-__all__ = [
-    "REPO_TYPE", "INFO_PATH", "METADATA_PATH", "SHARD_DIRS", "OPEN_FILES", "HubSource", "parse_repo_id",
-    "looks_like_repo_id", "release_files", "push", "pull", "files_for_networks", "select_networks",
-    "hub_endpoint", "hub_cache_dir", "is_offline", "find_token",
-]
-
 
 _PREUPLOAD_BATCH = 256  # files per preupload_lfs_files call of a push
 _MAX_CARD = 16 * 1024 * 1024
@@ -231,7 +219,7 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
         raise TokenMissingError("pushing needs a Hugging Face token with write access: log in with "
                                 "`hf auth login`, or set HF_TOKEN, or pass token=")
     endpoint = hub_endpoint()
-    api = HfApi(endpoint=endpoint, token=tok, library_name=_LIBRARY)
+    api = HfApi(endpoint=endpoint, token=tok, library_name=LIBRARY_NAME)
     message = commit_message or (f"zoo release {revision}" if revision else "zoo release")
     adds = []
     for rel in files:
@@ -243,7 +231,7 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
             adds.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)))
     adds += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(extra.items())]
     files = files + sorted(extra)
-    with _hub_errors(rid, revision, endpoint, pushing=True):
+    with hub_errors(rid, revision, endpoint, pushing=True):
         api.create_repo(rid, repo_type=REPO_TYPE, private=private, exist_ok=True)
         if revision:
             tags = {t.name for t in api.list_repo_refs(rid, repo_type=REPO_TYPE).tags}

@@ -24,12 +24,13 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
 
 from .errors import InvalidChoiceError, NotCachedError, SourceNotFoundError, TokenMissingError, ZooError
 from .layout import MANIFEST_PATH
 
 REPO_TYPE = "dataset"
-_LIBRARY = "rnn-stm-zoo"  # library_name of every huggingface_hub request
+LIBRARY_NAME = "rnn-stm-zoo"  # library_name of every huggingface_hub request
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^(?P<repo>{_NAME}/{_NAME})(?:@(?P<rev>[^\s@]+))?$")
@@ -70,7 +71,8 @@ def looks_like_repo_id(text: str) -> bool:
     return True
 
 
-def _label(repo_id: str, revision: str | None) -> str:
+def repo_label(repo_id: str, revision: str | None) -> str:
+    """``ORG/NAME@REV`` (or ``ORG/NAME`` without a revision), as messages name a release."""
     return f"{repo_id}@{revision}" if revision else repo_id
 
 
@@ -86,6 +88,7 @@ def is_offline() -> bool:
 
 
 def hub_endpoint() -> str:
+    """The Hub's address (``HF_ENDPOINT`` as set now, else huggingface_hub's)."""
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
@@ -99,6 +102,12 @@ def hub_cache_dir() -> Path:
     """The huggingface_hub cache folder (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
     p = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(_hf_home(), "hub")
     return Path(os.path.expandvars(os.path.expanduser(p)))
+
+
+def cached_blobs(repo_id: str) -> set[str]:
+    """The blobs of the Hub dataset ``repo_id`` in the huggingface_hub cache now (its own folder naming)."""
+    blobs = hub_cache_dir() / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE) / "blobs"
+    return {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
 
 
 def find_token(token: str | None = None) -> str | None:
@@ -122,10 +131,10 @@ _NET_MODULES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
 
 
 @contextlib.contextmanager
-def _hub_errors(repo_id: str, revision: str | None, endpoint: str, filename: str | None = None,
+def hub_errors(repo_id: str, revision: str | None, endpoint: str, filename: str | None = None,
                 pushing: bool = False) -> Iterator[None]:
     """Turn huggingface_hub and network exceptions into short :class:`ZooError` subclasses."""
-    label = _label(repo_id, revision)
+    label = repo_label(repo_id, revision)
     what = f"{filename} of {label}" if filename else label
     try:
         yield

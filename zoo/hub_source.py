@@ -20,15 +20,15 @@ from huggingface_hub import hf_hub_download, snapshot_download, try_to_load_from
 
 from .errors import ChecksumMismatchError, InvalidChoiceError, NotCachedError, SourceNotFoundError, ZooError
 from .hub_env import (
-    _LIBRARY,
+    LIBRARY_NAME,
     REPO_TYPE,
-    _hub_errors,
-    _label,
     find_token,
     hub_cache_dir,
     hub_endpoint,
+    hub_errors,
     is_offline,
     parse_repo_id,
+    repo_label,
 )
 from .layout import CARD_PATH, INFO_PATH, MANIFEST_PATH, METADATA_PATH
 from .manifest import data_entries, parse_manifest, release_file, verify_file
@@ -71,7 +71,7 @@ class HubSource(Source):
     # -- the Source interface -------------------------------------------------------------------------
     @property
     def label(self) -> str:
-        return _label(self.repo_id, self.revision)
+        return repo_label(self.repo_id, self.revision)
 
     @property
     def description(self) -> str:
@@ -139,10 +139,10 @@ class HubSource(Source):
                     f"mode is on (HF_HUB_OFFLINE or local_files_only): run `zoo pull {self.label}` once online, "
                     "or unset HF_HUB_OFFLINE")
         else:
-            with _hub_errors(self.repo_id, self.revision, self.endpoint, MANIFEST_PATH):
+            with hub_errors(self.repo_id, self.revision, self.endpoint, MANIFEST_PATH):
                 p = hf_hub_download(self.repo_id, MANIFEST_PATH, repo_type=REPO_TYPE, revision=rev,
                                     cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
-                                    library_name=_LIBRARY)
+                                    library_name=LIBRARY_NAME)
         path = Path(p)
         commit = path.parent.name
         if path.parent.parent.name != "snapshots" or not re.fullmatch(r"[0-9a-f]{40}", commit):
@@ -167,15 +167,15 @@ class HubSource(Source):
     def _download(self, rels: list[str]) -> dict[str, Path]:
         """Download ``rels`` with huggingface_hub's own parallel download (``snapshot_download`` of exactly
         these files, pinned to the commit; its progress bars unless HF_HUB_DISABLE_PROGRESS_BARS)."""
-        with _hub_errors(self.repo_id, self.revision, self.endpoint, rels[0] if len(rels) == 1 else None):
+        with hub_errors(self.repo_id, self.revision, self.endpoint, rels[0] if len(rels) == 1 else None):
             if len(rels) == 1:  # one file: no listing request
                 p = hf_hub_download(self.repo_id, rels[0], repo_type=REPO_TYPE, revision=self.commit,
                                     cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
-                                    library_name=_LIBRARY)
+                                    library_name=LIBRARY_NAME)
                 return {rels[0]: Path(p)}
             root = Path(snapshot_download(self.repo_id, repo_type=REPO_TYPE, revision=self.commit,
                                           cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
-                                          library_name=_LIBRARY, allow_patterns=[glob.escape(r) for r in rels],
+                                          library_name=LIBRARY_NAME, allow_patterns=[glob.escape(r) for r in rels],
                                           max_workers=_DOWNLOAD_WORKERS))
         missing = [r for r in rels if not (root / r).is_file()]
         if missing:
@@ -216,7 +216,7 @@ class HubSource(Source):
         with contextlib.suppress(Exception):
             return Path(hf_hub_download(self.repo_id, CARD_PATH, repo_type=REPO_TYPE, revision=self.commit,
                                         cache_dir=self.cache_dir, endpoint=self.endpoint, token=self._token(),
-                                        library_name=_LIBRARY))
+                                        library_name=LIBRARY_NAME))
         return None
 
     def _evict(self, path: Path) -> None:

@@ -45,6 +45,8 @@ LABEL_VERSION = "1"
 OUTCOMES = ("no_learning", "unstable", "limit_cycle", "slow_point")
 MECHANISMS = ("limit_cycle", "slow_point")
 OUTCOME_DISPLAY_ORDER = ("slow_point", "limit_cycle", "no_learning", "unstable")  # solutions first, as the figures
+#: the mechanisms in the figures' order
+MECHANISM_DISPLAY_ORDER = tuple(o for o in OUTCOME_DISPLAY_ORDER if o in MECHANISMS)
 
 LEARNED_THRESHOLD = 0.8  # acc and rel must exceed this (first learned epoch, final performance)
 COLLAPSE_THRESHOLD = 0.6  # epochs below / above this are counted for stability

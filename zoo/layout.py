@@ -13,7 +13,8 @@ A release (docs/format.md) is a folder, or a Hub dataset repository holding the 
     curves/<family>/<shard>.parquet         their per-epoch curves
     snapshots/<family>/<shard>.safetensors  (optional) weights at log-spaced epochs, and <shard>.parquet, their table
 
-A build folder also holds ``.build/`` (its state); hidden paths (``.build/``, ``.tmp-*``, ``.cache/``) and
+A build folder also holds ``.build/`` (its state: ``plan.json``, ``claims/<shard>``, ``work/<shard>/`` chunks in
+progress, ``done/<shard>.json`` markers, ``parts/<shard>.parquet`` metadata rows); hidden paths (``.build/``, ``.tmp-*``, ``.cache/``) and
 ``__pycache__`` are never part of a release.
 """
 
@@ -34,6 +35,31 @@ SHARD_DIRS = (WEIGHTS_DIR, CURVES_DIR, SNAPSHOTS_DIR)
 EXPLORER_DIR = "explorer/"
 STATE_DIR = ".build"  # a build's state: claims, done markers, metadata parts, work in progress
 PUBLISH_JOURNAL = ".zoo-publish.json"  # the staged files of a rewrite being switched in (zoo.publish)
+
+
+# a build's state (under STATE_DIR): its plan, the shard claims, chunks in progress, done markers, metadata parts
+PLAN_PATH = f"{STATE_DIR}/plan.json"
+CLAIMS_DIR = f"{STATE_DIR}/claims"
+
+
+def claim_path(shard_id: str) -> str:
+    """The claim file of a shard being built (:mod:`zoo.claims`)."""
+    return f"{CLAIMS_DIR}/{shard_id}"
+
+
+def work_dir(shard_id: str) -> str:
+    """The finished chunks of a shard being trained."""
+    return f"{STATE_DIR}/work/{shard_id}"
+
+
+def done_path(shard_id: str) -> str:
+    """The done marker of a finished shard."""
+    return f"{STATE_DIR}/done/{shard_id}.json"
+
+
+def part_path(shard_id: str) -> str:
+    """The metadata rows of a finished shard."""
+    return f"{STATE_DIR}/parts/{shard_id}.parquet"
 
 
 def weights_path(family: str, shard_id: str) -> str:

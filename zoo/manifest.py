@@ -151,6 +151,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def cache_entry_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path`, for readers' disposable copies in the user cache (:mod:`zoo.cache`): no fsync
+    and no fault points, so reading a zoo never runs the crash tests' hooks (a lost entry is rebuilt)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -363,6 +377,6 @@ class VerifiedStamps:
         if not self._new or self.path is None:
             return
         data = {**self._load(), **self._new}  # merge with what other processes recorded meanwhile
-        with contextlib.suppress(OSError):
-            atomic_write_text(self.path, json.dumps(data, separators=(",", ":")))
+        with contextlib.suppress(OSError), cache_entry_path(self.path) as tmp:
+            tmp.write_text(json.dumps(data, separators=(",", ":")))
         self._data, self._new = data, {}

@@ -14,7 +14,7 @@ import torch
 from . import labels
 from .config import NetConfig
 from .model import PARAM_NAMES
-from .train import CURVES
+from .task import CURVES
 
 
 def metadata_rows(configs: Sequence[NetConfig], epochs_run, diverged, curves: dict[str, Sequence[np.ndarray]],

@@ -5,6 +5,7 @@ the overrides and the shard size, so every worker of a build (and a resumed buil
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -14,11 +15,12 @@ from pathlib import Path
 from . import grids
 from .config import NetConfig
 from .errors import InvalidChoiceError
-from .train import CURVES
+from .model import ModelConfig, param_shapes
+from .task import CURVES
 from .trajectories import SNAPSHOT_MODES, snapshot_epochs
 
 # size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression
-_BYTES_PER_NETWORK = 4 * (100 * 2 + 100 + 100 * 100 + 100 + 2 * 100 + 2)
+_BYTES_PER_NETWORK = 4 * sum(math.prod(s) for s in param_shapes(ModelConfig()).values())
 _BYTES_PER_CURVE_EPOCH = 4 * len(CURVES)
 _WEIGHTS_FILE_OVERHEAD = 1024  # safetensors header (+ ~40 bytes per net_id, counted per network)
 _WEIGHTS_HEADER_PER_NETWORK = 40
@@ -32,10 +34,15 @@ class BuildPlan:
     """A deterministic list of networks cut into shards; depends only on the preset and overrides."""
 
     preset: str
-    overrides: dict
+    changes: grids.Overrides  # what the build changes in its preset
     shard_size: int
     shards: tuple[grids.Shard, ...]
     snapshots: str | None = None  # ``log``: also store weights at log-spaced epochs (zoo.trajectories)
+
+    @property
+    def overrides(self) -> dict:
+        """:attr:`changes` in their stored form (``plan.json``, ``zoo plan --json``)."""
+        return self.changes.to_dict()
 
     @property
     def configs(self) -> list[NetConfig]:
@@ -74,8 +81,10 @@ class BuildPlan:
             parts.append(f"only family {o['family']}")
         if "lrs" in o:
             parts.append(f"lrs {o['lrs']}")
-        if "delays" in o:
-            parts.append(f"delays {o['delays']} ms")
+        if "delays" in o:  # --delay sets the response length of the nomemory family
+            nomemory = {c.nomemory for c in self.configs}
+            parts.append(f"response lengths {o['delays']} ms" if nomemory == {True} else
+                         f"delays {o['delays']} ms" + (" (response lengths for nomemory)" if True in nomemory else ""))
         if "seeds" in o:
             parts.append(f"seeds 0..{o['seeds'] - 1}" if isinstance(o["seeds"], int) else f"seeds {o['seeds']}")
         if "epochs" in o:
@@ -84,10 +93,7 @@ class BuildPlan:
 
     def epoch_rules(self) -> list[str]:
         """Which epoch rule each family of the plan trains with, and whether it is the paper's."""
-        o = self.overrides
-        return grids.epoch_rules(grids.preset_grids(self.preset, family=o.get("family"), lrs=o.get("lrs"),
-                                                    delays=o.get("delays"), seeds=o.get("seeds"),
-                                                    epochs=o.get("epochs")))
+        return grids.epoch_rules(grids.preset_grids(self.preset, self.changes))
 
     def fingerprint(self) -> dict:
         d = {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
@@ -132,21 +138,24 @@ def plan_build(preset: str | None = None, *, family: str | None = None, lrs: Seq
     p = grids.load_preset(grids.resolve_preset(preset, family))
     if family == p.name:  # the family's own definition: naming the family again restricts nothing
         family = None
-    configs = grids.make_grid(p, family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs)
+    return plan_of(p, grids.Overrides(family=family, lrs=lrs, delays=delays, seeds=seeds, epochs=epochs),
+                   shard_size, snapshots)
+
+
+def plan_of(preset: str | grids.Preset, changes: grids.Overrides, shard_size: int | None = None,
+            snapshots: str | None = None) -> BuildPlan:
+    """:func:`plan_build` with the overrides as one value (a preset, not None)."""
+    p = preset if isinstance(preset, grids.Preset) else grids.load_preset(preset)
+    configs = grids.grid_of(p, changes)
     size = shard_size or p.shard_size
-    overrides = {k: v for k, v in dict(family=family, lrs=list(lrs) if lrs else None,
-                                       delays=list(delays) if delays else None, seeds=seeds,
-                                       epochs=epochs).items() if v is not None}
     if snapshots is not None and snapshots not in SNAPSHOT_MODES:
         raise InvalidChoiceError("snapshots", snapshots, SNAPSHOT_MODES, hint="or none (the default)")
-    return BuildPlan(p.name, overrides, size, tuple(grids.shards(configs, size)), snapshots or None)
+    return BuildPlan(p.name, changes, size, tuple(grids.shards(configs, size)), snapshots or None)
 
 
 def plan_from_dict(d: dict) -> BuildPlan:
-    o = d.get("overrides", {})
-    return plan_build(d["preset"], family=o.get("family"), lrs=o.get("lrs"), delays=o.get("delays"),
-                      seeds=o.get("seeds"), epochs=o.get("epochs"), shard_size=d["shard_size"],
-                      snapshots=d.get("snapshots"))
+    """The plan stored in a build folder's ``plan.json``."""
+    return plan_of(d["preset"], grids.Overrides.from_dict(d.get("overrides", {})), d["shard_size"], d.get("snapshots"))
 
 
 def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:

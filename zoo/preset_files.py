@@ -35,11 +35,12 @@ from .families import (
     FAMILIES,
     EpochRule,
     FamilyGrid,
-    _as_list,
-    _check_ms,
-    _is_number,
+    Overrides,
+    as_list,
     check_count,
+    check_ms,
     grid_configs,
+    is_number,
     logspace,
 )
 
@@ -116,7 +117,7 @@ def _parse_lrs(v, where: str) -> tuple:
     if isinstance(v, Mapping):
         _check_keys(v, ("logspace", "take"), "learning-rate rule", where)
         spec = v.get("logspace")
-        if not isinstance(spec, list) or len(spec) != 3 or not all(_is_number(x) for x in spec):
+        if not isinstance(spec, list) or len(spec) != 3 or not all(is_number(x) for x in spec):
             raise InvalidChoiceError("learning-rate rule", dict(v),
                                      hint=f"expected {{logspace = [start, stop, num]}} (exponents of 10){where}")
         values = logspace(spec[0], spec[1], spec[2])
@@ -126,7 +127,7 @@ def _parse_lrs(v, where: str) -> tuple:
                 raise InvalidChoiceError("learning-rate rule take", take, hint=f"at most {len(values)}{where}")
             values = values[:take]
         return values
-    return tuple(_as_list(v))
+    return tuple(as_list(v))
 
 
 def _parse_ms(v, name: str, where: str) -> tuple[tuple, int | None]:
@@ -135,13 +136,13 @@ def _parse_ms(v, name: str, where: str) -> tuple[tuple, int | None]:
     if isinstance(v, Mapping):
         _check_keys(v, ("first", "last", "step"), f"{name} range", where)
         try:
-            first, last, step = (_check_ms(v[k], f"{name} range {k}", where=where) for k in ("first", "last", "step"))
+            first, last, step = (check_ms(v[k], f"{name} range {k}", where=where) for k in ("first", "last", "step"))
         except KeyError as e:
             raise InvalidChoiceError(f"{name} range", dict(v), hint=f"expected {{first, last, step}}{where}") from e
         if step == 0 or last < first:
             raise InvalidChoiceError(f"{name} range", dict(v), hint=f"needs step > 0 and last >= first{where}")
         return tuple(range(first, last + 1, step)), step
-    return tuple(_as_list(v)), None
+    return tuple(as_list(v)), None
 
 
 def _parse_epochs(v, where: str) -> dict:
@@ -243,6 +244,6 @@ def family_config(family: str, *, seed: int, lr: float, delay_ms: int = 0, respo
     readout, divergence rule, epochs from its rule unless ``epochs`` is given). Prefer it to ``NetConfig(...)``,
     whose field defaults are those of nopost (no post period, tau = 10 ms, sigmoid readout)."""
     g = family_grid(family)
-    return g.override(lrs=[lr], delays=[response_ms if g.nomemory and response_ms is not None else delay_ms],
-                      seeds=[seed], epochs=epochs).configs()[0]
+    delay = response_ms if g.nomemory and response_ms is not None else delay_ms
+    return g.apply(Overrides(lrs=[lr], delays=[delay], seeds=[seed], epochs=epochs)).configs()[0]
 

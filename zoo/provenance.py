@@ -101,7 +101,7 @@ def _tf32(device: torch.device) -> bool:
 
 def environment(device: str | torch.device = "cpu") -> dict:
     """The process's build environment (see the module doc)."""
-    from .train import resolve_device
+    from .devices import resolve_device
 
     dev = resolve_device(device)
     return {
@@ -116,7 +116,7 @@ def environment(device: str | torch.device = "cpu") -> dict:
 
 def network_columns(device: str | torch.device = "cpu") -> dict:
     """The per-network provenance columns for networks trained here on ``device``."""
-    from .train import resolve_device
+    from .devices import resolve_device
 
     dev = resolve_device(device)
     k = _kernels(dev)
@@ -154,7 +154,7 @@ def summarize(packaged: Mapping, shard_envs: Iterable[Mapping | None], metadata=
 def expectation(metadata, info: Mapping, device: str | torch.device = "cpu") -> tuple[str, str]:
     """``("bitwise" | "close" | "mixed", why)``: what retraining the networks of ``metadata`` on ``device``
     here can reproduce, from their recorded provenance (rules: :func:`zoo.trajectories.expected_reproducibility`)."""
-    from .train import resolve_device
+    from .devices import resolve_device
     dev = resolve_device(device)
     rows = metadata.to_dict("records") if len(metadata) else [{}]
     verdicts = Counter(expected_reproducibility(r, info, dev) for r in rows)

@@ -347,10 +347,12 @@ def _curve_only_labels(df: pd.DataFrame, acc, rel) -> pd.DataFrame:
 
 def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike, *, label: bool = True,
                      device: str | torch.device = "cpu", shard_size: int = 512,
-                     progress: Callable[[str, int], None] | None = None) -> ImportReport:
+                     progress: Callable[[str, int], None] | None = None,
+                     picture: release.PictureWriter | None = None) -> ImportReport:
     """Import the reference release of ``family`` from ``src`` (its results folder, or the folder holding it)
     into a new release folder ``out``. Returns an :class:`ImportReport`; problems are also written to
-    ``zoo.json`` (``import_problems``). ``progress(shard_id, n_networks)`` is called after each shard. A
+    ``zoo.json`` (``import_problems``). ``progress(shard_id, n_networks)`` is called after each shard; ``picture`` draws the
+    card's picture (:func:`zoo.figures.write_phase_picture`). A
     non-empty ``out`` that holds no release or build of this package is refused."""
     publish.check_output_folder(out)
     grid = grids.family_grid(family)
@@ -430,5 +432,5 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         },
         "import_problems": report.problems,
     }
-    release.finalize_release(out, meta, info, verified=written)
+    release.finalize_release(out, meta, info, verified=written, picture=picture)
     return report

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from . import labels, publish
 from .card import license_text, render_card
+from .devices import resolve_device
 from .layout import (
     CARD_PATH,
     DIAGNOSTICS_PATH,
@@ -21,17 +22,23 @@ from .layout import (
     LICENSE_PATH,
     METADATA_PATH,
     PICTURE_PATH,
+    SHARD_DIRS,
     snapshots_table_path,
 )
-from .manifest import atomic_path
 from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
-from .train import resolve_device
+from .weightspace import with_split
+
+#: draws the card's picture at a path from the metadata; False (and no file) when there is nothing to draw.
+#: Packaging takes one as an argument (``zoo.figures.write_phase_picture``), so it never needs matplotlib.
+PictureWriter = Callable[[Path, pd.DataFrame], bool]
 
 
 def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: dict,
-                     verified: dict[str, str] | None = None) -> dict[str, str]:
-    """Write the metadata table, zoo.json, the LICENSE, the phase diagram picture and the dataset card, then
+                     verified: dict[str, str] | None = None, *,
+                     picture: PictureWriter | None = None) -> dict[str, str]:
+    """Write the metadata table, zoo.json, the LICENSE, the card's picture (drawn by ``picture``; none without
+    it) and the dataset card, then
     the manifest of the whole release (the card is not in it: see zoo.manifest), switched in at once for
     readers (:func:`zoo.publish.publish`).
 
@@ -40,10 +47,7 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
     rewrite is refused naming it. No other file in the folder is adopted."""
     folder = Path(folder)
     metadata = metadata.sort_values("net_id", kind="stable").reset_index(drop=True)
-    if "split" not in metadata.columns and "seed" in metadata.columns:  # train/validation/test, by seed
-        from .weightspace import split_column
-
-        metadata["split"] = split_column(metadata).to_numpy()
+    metadata = with_split(metadata)  # train/validation/test, by seed
     keep: dict[str, str | None] = dict.fromkeys(shard_files(metadata))
     keep.update({rel: d for rel, d in (verified or {}).items() if rel in keep})
     with publish.Staging(folder) as staged:
@@ -54,11 +58,22 @@ def finalize_release(folder: str | os.PathLike, metadata: pd.DataFrame, info: di
         info = {"format_version": FORMAT_VERSION, **info, "n_networks": int(len(metadata))}
         staged.write_text(INFO_PATH, json.dumps(info, indent=2, sort_keys=True) + "\n")
         staged.write_text(LICENSE_PATH, license_text())
-        picture = PICTURE_PATH if write_phase_picture(staged.path(PICTURE_PATH), metadata) else None
-        if picture is None:
+        drawn = picture is not None and picture(staged.path(PICTURE_PATH), metadata)
+        if not drawn:
             staged.remove(PICTURE_PATH)
-        staged.write_text(CARD_PATH, render_card(metadata, info, picture))
+        staged.write_text(CARD_PATH, render_card(metadata, info, PICTURE_PATH if drawn else None))
         return publish.publish(staged, keep)
+
+
+def remove_unlisted_shard_files(folder: str | os.PathLike, metadata: pd.DataFrame) -> None:
+    """Delete the weight, curve and snapshot files in ``folder`` that ``metadata`` does not name (a partial
+    release carries no files of unfinished shards); hidden files (temp files of live writers) are left alone."""
+    folder, keep = Path(folder), set(shard_files(metadata))
+    for sub in SHARD_DIRS:
+        for p in sorted((folder / sub).rglob("*")) if (folder / sub).exists() else []:
+            rel = p.relative_to(folder)
+            if p.is_file() and not any(x.startswith(".") for x in rel.parts) and rel.as_posix() not in keep:
+                p.unlink(missing_ok=True)
 
 
 def shard_files(metadata: pd.DataFrame) -> list[str]:
@@ -72,29 +87,7 @@ def shard_files(metadata: pd.DataFrame) -> list[str]:
     return sorted(files)
 
 
-def write_phase_picture(path: str | os.PathLike, metadata: pd.DataFrame) -> bool:
-    """Render the zoo's phase diagram (the paper's pooled panel when the zoo fills one, e.g. no-post = nopost +
-    nopost-narrow, else its largest family) as a PNG at ``path``; False (and no file) when the zoo has nothing
-    to draw (unlabelled)."""
-    from .analysis.outcomes import panels_of
-    from .figures import FigureSkipped, plot_phase_diagram
-
-    path = Path(path)
-    fams = metadata["family"].value_counts() if "family" in metadata and len(metadata) else None
-    try:
-        if fams is None:
-            raise FigureSkipped("empty zoo")
-        fig = plot_phase_diagram(metadata, (panels_of(fams.index) or [str(fams.index[0])])[0])
-    except (FigureSkipped, ValueError, KeyError) as why:  # the card then has no picture
-        print(f"note: no phase diagram picture for the card ({why})", file=sys.stderr)
-        path.unlink(missing_ok=True)
-        return False
-    with atomic_path(path) as tmp:  # a pyplot-free figure (zoo.figures): nothing to close
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return True
-
-
-def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
+def relabel_release(folder: str | os.PathLike, device="cpu", *, picture: PictureWriter | None = None) -> pd.DataFrame:
     """Recompute every label of a packaged release from its weights and curves (no retraining). Every file
     read is checked against the manifest first: a damaged release is refused, never relabelled."""
     from . import store
@@ -116,5 +109,5 @@ def relabel_release(folder: str | os.PathLike, device="cpu") -> pd.DataFrame:
     info["label_version"] = labels.LABEL_VERSION
     info.pop("n_networks", None)
     info.pop("format_version", None)
-    finalize_release(folder, new, info, verified=src.manifest)
+    finalize_release(folder, new, info, verified=src.manifest, picture=picture)
     return new

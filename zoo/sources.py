@@ -90,7 +90,8 @@ class Source(ABC):
 VERIFY_MODES = ("auto", "full", "none")
 
 
-def _verify_mode(verify) -> str:
+def verify_mode(verify) -> str:
+    """``verify`` as one of :data:`VERIFY_MODES` (True = "auto", False = "none")."""
     mode = {True: "auto", False: "none", None: "auto"}.get(verify, verify)
     if mode not in VERIFY_MODES:
         raise InvalidChoiceError("verify", verify, [True, False, *VERIFY_MODES])
@@ -123,7 +124,7 @@ class LocalSource(Source):
             if (self.folder / STATE_DIR).exists():
                 hint = f"; it holds an unfinished build: run `zoo package {self.folder}`"
             raise SourceNotFoundError(f"{self.folder} is not a zoo release (no {layout.METADATA_PATH}){hint}")
-        self.verify = _verify_mode(verify)
+        self.verify = verify_mode(verify)
         self._open()
 
     def _open(self) -> None:

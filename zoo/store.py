@@ -21,22 +21,13 @@ import torch
 from safetensors.torch import save_file
 
 from .errors import CorruptFileError
-from .layout import (  # noqa: F401 - the release's paths (defined in zoo.layout), re-exported for readers of store
-    CARD_PATH,
-    DIAGNOSTICS_PATH,
-    INFO_PATH,
-    LICENSE_PATH,
-    METADATA_PATH,
-    PICTURE_PATH,
-    curves_path,
-    weights_path,
-)
-from .manifest import atomic_path, open_regular
+from .layout import INFO_PATH
+from .manifest import atomic_path, cache_entry_path, open_regular
 from .model import PARAM_NAMES
+from .task import CURVES
 
 FORMAT_VERSION = "rnn-stm-zoo/1"
 HEADER_KEY = "rnn-stm-zoo"
-CURVE_NAMES = ("loss", "accuracy", "reliability", "grad_norm")
 
 
 # ---------------------------------------------------------------- weights
@@ -140,6 +131,15 @@ def read_header(path: str | os.PathLike, f=None) -> tuple[dict, int]:
     return header, 8 + n
 
 
+def read_parts(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """(validated header, raw tensor bytes) of a safetensors shard (:func:`read_header`), to compare files: their
+    headers parsed, since the safetensors writer stores its metadata map in random key order."""
+    with open_regular(path) as f:
+        header, offset = read_header(path, f)
+        f.seek(offset)
+        return header, f.read()
+
+
 def _header_ids(path, header: dict) -> list[str] | None:
     meta = header.get("__metadata__") or {}
     key = HEADER_KEY if HEADER_KEY in meta else "net_ids" if "net_ids" in meta else None  # or separate keys
@@ -149,7 +149,6 @@ def _header_ids(path, header: dict) -> list[str] | None:
         raw = json.loads(meta[key])
         raw = raw.get("net_ids") if key == HEADER_KEY else raw
     except (ValueError, AttributeError):
-        raw = 0
         return None
     if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
         raise _bad(path, "net_ids", "not a list of strings")
@@ -211,7 +210,7 @@ def read_weight_ids(path: str | os.PathLike) -> list[str]:
 # ---------------------------------------------------------------- curves
 def write_curves(path: str | os.PathLike, net_ids: Sequence[str], curves: dict[str, Sequence[np.ndarray]]) -> None:
     cols = {"net_id": pa.array(list(net_ids), pa.string())}
-    for c in CURVE_NAMES:
+    for c in CURVES:
         cols[c] = pa.array([np.asarray(v, dtype=np.float32) for v in curves[c]], pa.list_(pa.float32()))
     with atomic_path(path) as tmp:
         pq.write_table(pa.table(cols), tmp, compression="zstd")
@@ -248,11 +247,11 @@ def _is_float_list(t) -> bool:
 def read_curves(path: str | os.PathLike, net_ids: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """``{net_id: {curve name: (epochs_run,) float32}}`` for the given networks (all if None)."""
     table = _read_parquet(path, {"net_id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
-                                 **dict.fromkeys(CURVE_NAMES, _is_float_list)})
+                                 **dict.fromkeys(CURVES, _is_float_list)})
     ids = table.column("net_id").to_pylist()
     want = set(ids if net_ids is None else net_ids)
-    cols = {c: table.column(c) for c in CURVE_NAMES}
-    return {nid: {c: np.asarray(cols[c][i].values.to_numpy(zero_copy_only=False)) for c in CURVE_NAMES}
+    cols = {c: table.column(c) for c in CURVES}
+    return {nid: {c: np.asarray(cols[c][i].values.to_numpy(zero_copy_only=False)) for c in CURVES}
             for i, nid in enumerate(ids) if nid in want}
 
 
@@ -281,7 +280,7 @@ def read_table_cached(path: str | os.PathLike, cache_path: str | os.PathLike | N
         try:
             if not cache_path.exists():
                 table = _parquet(path, data)
-                with atomic_path(cache_path) as tmp:
+                with cache_entry_path(cache_path) as tmp:
                     feather.write_feather(table, str(tmp), compression="uncompressed")
                 prefix = cache_path.name.rsplit("-", 1)[0]
                 for old in cache_path.parent.glob(f"{prefix}-*{cache_path.suffix}"):

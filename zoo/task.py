@@ -19,6 +19,8 @@ DT_MS = 5.0
 CUE_STEPS = 6
 REACTION_STEPS = 10
 N_COPIES = 64
+#: the per-epoch training curves of every network, in their stored order
+CURVES = ("loss", "accuracy", "reliability", "grad_norm")
 
 
 def ms_to_steps(ms, name: str = "duration", dt_ms: float = DT_MS):

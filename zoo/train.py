@@ -21,17 +21,18 @@ import torch
 
 from . import kernels, rng
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .loss import element_weights, weighted_mse, weighted_mse_grad
-from .model import PARAM_NAMES, init_state_dict
-from .task import accuracy_reliability
+from .model import PARAM_NAMES, ModelConfig, init_state_dict
+from .task import CURVES, TaskSpec, accuracy_reliability
 
-CURVES = ("loss", "accuracy", "reliability", "grad_norm")
-#: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (128 x 100
-#: each) and ~8 (128 x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
-_BYTES_PER_NET_STEP = 2 * 128 * 100 * 4 + 8 * 128 * 2 * 4
+_B, _N, _OUT = TaskSpec().batch_size, ModelConfig().n_units, ModelConfig().n_out  # 128 trials, 100 units, 2
+#: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (B x N each)
+#: and ~8 (B x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
+_BYTES_PER_NET_STEP = 2 * _B * _N * 4 + 8 * _B * _OUT * 4
 #: bytes per network independent of the trial length: per-step buffers (pre, g, h, ping-pong states, ...)
-_BYTES_PER_NET = 8 * 128 * 100 * 4
+_BYTES_PER_NET = 8 * _B * _N * 4
 
 
 @dataclass
@@ -51,28 +52,6 @@ class TrainResult:
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         return {name: w[i] for name, w in self.weights.items()}
-
-
-def parse_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> cuda if available, else cpu; anything else as ``torch.device`` (not checked to exist)."""
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidChoiceError("device", device, hint="use cpu, cuda, cuda:N or auto") from None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """:func:`parse_device`, and the device must exist in this process (else a clear error listing those that do)."""
-    dev = parse_device(device)
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or (dev.index is not None and dev.index >= n):
-            valid = ["cpu", "auto", *(["cuda", *(f"cuda:{i}" for i in range(n))] if n else [])]
-            raise InvalidChoiceError("device", str(device), valid,
-                                     hint=f"torch {torch.__version__} sees {n} CUDA device(s) here")
-    return dev
 
 
 def default_batch_size(device: torch.device, n_steps: int, fraction: float = 0.85) -> int:

@@ -10,7 +10,7 @@ Epoch ``e`` means the weights after ``e`` SGD steps: 0 is the initial weights, `
 used by stored snapshots (``zoo build --snapshots log``, :func:`read_snapshots`).
 
 Bitwise or close: a CPU-built release retrains bitwise on a CPU with the C kernels (GCC build, own matrix
-products; see ``zoo.verify``). :func:`expected_reproducibility` says what the release's provenance allows
+products; see ``zoo.verify``). :func:`zoo.provenance.expected_reproducibility` says what the release's provenance allows
 (it reads the build device / kernels where the release records them), and a retrain that reaches the final
 epoch always measures the largest |difference| of the final weights against the released ones.
 """
@@ -29,14 +29,13 @@ import torch
 
 from . import labels, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .layout import snapshots_table_path
 from .model import PARAM_NAMES
-from .provenance import expected_reproducibility, local_bitwise_capable  # noqa: F401 - re-exported
-from .train import CURVES, resolve_device, train_networks
-
-#: per-network and release-level keys that may record where a network was trained (issue 13's provenance;
-#: the first one present wins); a release without any of them is taken as a CPU build with the C kernels
+from .provenance import expected_reproducibility
+from .task import CURVES
+from .train import train_networks
 
 
 def log_epochs(final: int) -> list[int]:

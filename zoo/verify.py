@@ -4,7 +4,7 @@ seed with :func:`zoo.train.train_networks`, and compare with what the release ho
 Compared per network: the final weights (bitwise by default; ``atol`` allows a documented tolerance, and the
 largest absolute difference is always reported), the per-epoch curves (``loss``, ``accuracy``,
 ``reliability``, ``grad_norm``: same length, values within ``atol``), the run info (``epochs_run``,
-``diverged``) and the labels (recomputed with :func:`zoo.build.label_frame` from the retrained weights and
+``diverged``) and the labels (recomputed with :func:`zoo.metadata.label_frame` from the retrained weights and
 curves: ``outcome``, ``mechanism``, ``learned``, ``stable``, ``first_learned_epoch`` equal, ``psd_ratio``
 within ``psd_atol``). Labels are compared only when the release was labelled with the current
 ``LABEL_VERSION`` (otherwise they are reported as skipped: relabel the release first).
@@ -32,10 +32,12 @@ import torch
 from . import labels as _labels
 from . import layout, store
 from .config import NetConfig
+from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .metadata import label_frame
 from .model import PARAM_NAMES
-from .train import CURVES, resolve_device, train_networks
+from .task import CURVES
+from .train import train_networks
 
 #: label columns compared exactly
 LABEL_COLUMNS = ("outcome", "mechanism", "learned", "stable", "first_learned_epoch")
@@ -229,14 +231,6 @@ def expected_result(source: str | os.PathLike | None, *, net_ids: Sequence[str] 
 
 
 # ---------------------------------------------------------------- two releases
-def _safetensors_parts(path: os.PathLike) -> tuple[dict, bytes]:
-    """(parsed header, raw tensor bytes) of a safetensors file. The header is compared parsed because the
-    safetensors writer stores its metadata map in random key order (so file bytes differ between processes)."""
-    data = Path(path).read_bytes()
-    n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]), data[8 + n:]
-
-
 def compare_releases(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
     """Differences between two release folders, [] if they hold the same networks: equal metadata tables
     (every row and column), the same weight files with bitwise equal tensors and the same header, and equal
@@ -259,7 +253,7 @@ def compare_releases(a: str | os.PathLike, b: str | os.PathLike) -> list[str]:
             continue
         for rel in fa:
             if sub == "weights":
-                if _safetensors_parts(a / rel) != _safetensors_parts(b / rel):
+                if store.read_parts(a / rel) != store.read_parts(b / rel):
                     out.append(f"{rel}: weights differ")
             else:
                 ca, cb = store.read_curves(a / rel), store.read_curves(b / rel)

@@ -1,10 +1,12 @@
 """Weight-space learning: the zoo's networks as a dataset of weights, with targets from their metadata.
 
-- :func:`split_of_seed` / :func:`split_column`: a deterministic train / validation / test split, a pure
-  function of the network seed (80 / 10 / 10 by a hash of the seed). A network's initial weights are a
-  function of its seed alone (the same for every learning rate and delay), so networks that share initial
-  weights always land in the same split. Releases record it in the ``split`` metadata column; for older
-  releases it is computed on the fly.
+- :func:`split_of_seed` / :func:`split_column` / :func:`with_split`: a deterministic train / validation /
+  test split by seed (80 / 10 / 10 by a hash of the seed; seeds 0, 1 and 2 go one to each split, so a zoo of
+  seeds 0..n-1 with n >= 3 has all three). A network's initial weights are a function of its seed alone (the
+  same for every learning rate and delay), so networks that share initial weights always land in the same
+  split. Any other zoo of three or more seeds whose hash leaves a split empty gets it filled (see
+  :func:`split_column`). Releases record it in the ``split`` metadata column; for older releases it is
+  computed on the fly, from the whole release.
 - :class:`WeightDataset`: a ``torch.utils.data.Dataset`` over any zoo selection: flattened parameter vectors
   (:func:`flatten`, 10,602 floats for N = 100) or per-tensor dicts, with targets such as ``mechanism``,
   ``outcome``, ``lr``, ``delay_ms``; optional augmentation by permuting the hidden units
@@ -34,21 +36,50 @@ FORMATS = ("flat", "dict")
 _VOCAB = {"mechanism": labels.MECHANISMS, "outcome": labels.OUTCOMES, "split": SPLITS}
 
 
+#: the first seeds, one to each split: every zoo of seeds 0..n-1 (n >= 3) has train, validation and test
+FIRST_SEEDS = dict(enumerate(SPLITS))
+
+
 # ---------------------------------------------------------------- splits
+def _hash_u(seed: int) -> float:
+    return (splitmix64_int(int(seed) * GOLDEN + SPLIT_SALT) >> 11) / float(1 << 53)  # uniform in [0, 1)
+
+
 def split_of_seed(seed: int) -> str:
-    """``train``, ``validation`` or ``test``: the split of every network with this seed (80 / 10 / 10)."""
-    u = (splitmix64_int(int(seed) * GOLDEN + SPLIT_SALT) >> 11) / float(1 << 53)  # uniform in [0, 1)
+    """``train``, ``validation`` or ``test``: the split of every network with this seed (80 / 10 / 10 by a hash
+    of the seed; seeds 0, 1, 2 are train, validation, test)."""
+    if int(seed) in FIRST_SEEDS:
+        return FIRST_SEEDS[int(seed)]
     edges = np.cumsum(SPLIT_FRACTIONS)
-    return SPLITS[int(np.searchsorted(edges, u, side="right"))]
+    return SPLITS[int(np.searchsorted(edges, _hash_u(seed), side="right"))]
+
+
+def splits_of_seeds(seeds) -> dict[int, str]:
+    """The split of each of a zoo's seeds: :func:`split_of_seed`, except that with three or more seeds no split
+    stays empty (an empty split takes, from the split with the most seeds, the seed of highest hash)."""
+    of = {int(x): split_of_seed(int(x)) for x in pd.unique(np.asarray(seeds, dtype=np.int64))}
+    if len(of) >= len(SPLITS):
+        for empty in (s for s in SPLITS if s not in of.values()):
+            largest = max(SPLITS, key=lambda s: sum(v == s for v in of.values()))
+            of[max((x for x, v in of.items() if v == largest), key=_hash_u)] = empty
+    return of
 
 
 def split_column(metadata: pd.DataFrame) -> pd.Series:
-    """The ``split`` of each row: the recorded column if the release has it, else computed from ``seed``."""
+    """The ``split`` of each row: the recorded column if the release has it, else computed from the seeds
+    (:func:`splits_of_seeds`; pass the whole release, not a selection)."""
     if "split" in metadata.columns:
         return metadata["split"]
     seeds = metadata["seed"].astype("int64")
-    of = {int(x): split_of_seed(int(x)) for x in pd.unique(seeds)}
+    of = splits_of_seeds(seeds)
     return pd.Series([of[int(x)] for x in seeds], index=metadata.index, name="split", dtype=object)
+
+
+def with_split(metadata: pd.DataFrame) -> pd.DataFrame:
+    """``metadata`` with its ``split`` column: as recorded, else computed (:func:`split_column`)."""
+    if "split" in metadata.columns or "seed" not in metadata.columns:
+        return metadata
+    return metadata.assign(split=split_column(metadata).to_numpy())
 
 
 # ---------------------------------------------------------------- weights as vectors
@@ -60,7 +91,7 @@ def flatten(state: dict[str, torch.Tensor]) -> torch.Tensor:
                       for n in PARAM_NAMES], dim=-1)
 
 
-def unflatten(vec: torch.Tensor, n_units: int = 100) -> dict[str, torch.Tensor]:
+def unflatten(vec: torch.Tensor, n_units: int = ModelConfig.n_units) -> dict[str, torch.Tensor]:
     """Inverse of :func:`flatten` for (D,) or (K, D)."""
     shapes = param_shapes(ModelConfig(n_units=n_units))
     lead, out, i = vec.shape[:-1], {}, 0
@@ -149,7 +180,7 @@ class WeightDataset(torch.utils.data.Dataset):
             sub = zoo.filter(net_id=list(meta["net_id"]))  # keeps the zoo's order, which is meta's
             assert list(sub.metadata["net_id"]) == list(meta["net_id"])
             self.weights = sub.weights()
-        self.n_units = int(self.weights["W_rec.weight"].shape[-1]) if len(meta) else 100
+        self.n_units = int(self.weights["W_rec.weight"].shape[-1]) if len(meta) else ModelConfig.n_units
 
     def __len__(self) -> int:
         return len(self.metadata)

@@ -19,6 +19,7 @@
   :mod:`zoo.analysis.diagnostics_config` (the settings).
 """
 
+from ..task import DT_MS, ms_to_steps, steps_to_ms
 from .calibration import (
     Design,
     Truth,
@@ -47,37 +48,36 @@ from .dynamics import (
 from .fixed_points import FixedPoints, find_fixed_points, jacobian, speed, step_map
 from .joint import joint_exponent
 from .limit_cycles import DYN_STATES, analyse_tail, autonomous_trajectories
-from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
-from .phases import (
+from .outcomes import (
     CI_METHODS,
     DEFAULT_METHOD,
     METHODS,
     PANELS,
-    FitError,
     ScalingFit,
-    critical_delays,
     family_rows,
-    fit_critical_delay,
-    fit_slow_point_midpoint,
-    logistic_curve,
     loglog_regression,
-    onset_curve,
     panels_of,
     phase_diagram,
     psd_ratio_histogram,
+)
+from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
+from .phases import (
+    FitError,
+    critical_delays,
+    fit_critical_delay,
+    fit_slow_point_midpoint,
+    logistic_curve,
+    onset_curve,
     scaling_exponent,
     slow_point_boundaries,
 )
 from .theory import (
-    DT_MS,
     RESPONSE_STEPS,
     THEORY_BETA,
     critical_delay_steps,
     critical_lr,
     eta_c_limit_cycle,
     eta_c_slow_point,
-    ms_to_steps,
-    steps_to_ms,
 )
 
 __all__ = [

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from .outcomes import KINDS, ScalingFit, _Cells, _cells, _check_ci, _metadata, _one_family
-from .theory import DT_MS
+from ..task import DT_MS
+from .outcomes import KINDS, CellCounts, ScalingFit, as_metadata, cell_counts, check_ci, family_rows
 
 _EPS = 1e-9
 
@@ -194,7 +194,7 @@ def _per_rate(shape: _Shape, p, u, D, n, k, level: float) -> tuple[np.ndarray, n
     return est, lo, hi
 
 
-def _rates_table(cells: _Cells, kind: str, shape: _Shape, p, u, level: float) -> pd.DataFrame:
+def _rates_table(cells: CellCounts, kind: str, shape: _Shape, p, u, level: float) -> pd.DataFrame:
     frac, n = cells.fractions()
     k = cells.k.sum(-1)
     est, lo, hi = _per_rate(shape, p, u, cells.delays, n, k, level)
@@ -225,9 +225,9 @@ def joint_exponent(metadata, family: str | None = None, *, kind: str = "critical
     beta is NaN."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    _check_ci("joint", ci)
-    df, fam = _one_family(_metadata(metadata), family)
-    cells = _cells(df, kind, "all" if kind == "critical_delay" else "learned", x)
+    check_ci("joint", ci)
+    df, fam = family_rows(as_metadata(metadata), family)
+    cells = cell_counts(df, kind, "all" if kind == "critical_delay" else "learned", x)
     nan2 = (np.nan, np.nan)
     col = "d0" if kind == "critical_delay" else "midpoint"
     empty = pd.DataFrame(columns=["lr", "n_delays", "n_networks", "max_fraction", f"{col}_ms", f"{col}_lo_ms",

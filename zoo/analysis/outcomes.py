@@ -28,9 +28,9 @@ CI_METHODS = {"joint": ("bootstrap", "profile", "none"), "package": ("bootstrap"
 PANELS = {"no-post": ("nopost", "nopost-narrow")}
 
 
-
 # ---------------------------------------------------------------- tables
-def _metadata(obj) -> pd.DataFrame:
+def as_metadata(obj) -> pd.DataFrame:
+    """The metadata table of ``obj`` (a ``Zoo`` or the table itself)."""
     df = getattr(obj, "metadata", obj)
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a metadata DataFrame or a Zoo, got {type(obj).__name__}")
@@ -66,7 +66,6 @@ def family_rows(df: pd.DataFrame, family: str | None) -> tuple[pd.DataFrame, str
     return df, fams[0] if fams else None
 
 
-_one_family = family_rows
 
 
 def phase_diagram(metadata, family: str | None = None, *, x: str = "delay_ms") -> pd.DataFrame:
@@ -77,9 +76,9 @@ def phase_diagram(metadata, family: str | None = None, *, x: str = "delay_ms") -
     and ``not_learned`` (fractions) and ``unlabelled`` (fraction with no outcome). Sorted by family, lr
     (descending), delay. ``family`` restricts to one family; by default all families are kept.
     """
-    df = _metadata(metadata)
+    df = as_metadata(metadata)
     if family is not None:
-        df, _ = _one_family(df, family)
+        df, _ = family_rows(df, family)
     keys = [k for k in ("family", "lr", x) if k in df.columns]
     if x not in df.columns or "lr" not in df.columns:
         raise KeyError(f"the metadata needs the columns 'lr' and {x!r}")
@@ -106,9 +105,9 @@ def psd_ratio_histogram(metadata, family: str | None = None, *, bins: int | np.n
     One row per bin: ``bin_lo``, ``bin_hi``, ``bin_center`` and the counts ``limit_cycle``, ``slow_point``
     (by the stored label, so with the default 0.5 threshold on a bin edge the two never share a bin).
     """
-    df = _metadata(metadata)
+    df = as_metadata(metadata)
     if family is not None:
-        df, _ = _one_family(df, family)
+        df, _ = family_rows(df, family)
     edges = np.histogram_bin_edges([], bins=bins, range=value_range)
     out = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2})
     for m in labels.MECHANISMS:
@@ -122,7 +121,7 @@ def psd_ratio_histogram(metadata, family: str | None = None, *, bins: int | np.n
 
 
 @dataclass
-class _Cells:
+class CellCounts:
     """Counts per (lr, delay, seed): ``k`` events among ``n`` networks."""
 
     lrs: np.ndarray  # (R,) descending
@@ -139,7 +138,8 @@ class _Cells:
             return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan), n
 
 
-def _cells(df: pd.DataFrame, kind: str, among: str, x: str) -> _Cells:
+def cell_counts(df: pd.DataFrame, kind: str, among: str, x: str) -> CellCounts:
+    """The event counts of ``kind`` per (lr, ``x``, seed) cell, among ``"all"`` or the ``"learned"`` networks."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if among not in ("all", "learned"):
@@ -162,18 +162,19 @@ def _cells(df: pd.DataFrame, kind: str, among: str, x: str) -> _Cells:
     idx = (li[member], di[member], si[member])
     np.add.at(n, idx, 1.0)
     np.add.at(k, idx, event[member].astype(float))
-    return _Cells(lrs, delays, seeds, n, k)
+    return CellCounts(lrs, delays, seeds, n, k)
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
+    """Raise :class:`InvalidChoiceError` unless ``method`` is one of :data:`METHODS`."""
     if method not in METHODS:
         raise InvalidChoiceError("method", method, METHODS)
 
 
-def _check_ci(method: str, ci: str) -> None:
+def check_ci(method: str, ci: str) -> None:
+    """Raise :class:`InvalidChoiceError` unless ``ci`` is an interval method of ``method``."""
     if ci not in CI_METHODS[method]:
         raise InvalidChoiceError(f"ci of method {method!r}", ci, CI_METHODS[method])
-
 
 
 # ---------------------------------------------------------------- regression

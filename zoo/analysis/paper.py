@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .outcomes import ScalingFit, _cells, _metadata, _one_family, r_squared
-from .theory import DT_MS
+from ..task import DT_MS
+from .outcomes import ScalingFit, as_metadata, cell_counts, family_rows, r_squared
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ def paper_rates(metadata, family: str | None = None, *, kind: str = "critical_de
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``value_ms`` (D0), ``value_steps``,
     ``param`` (a or k, per second), ``used`` (enters the exponent fit), ``reason`` (why not)."""
-    df, panel = _one_family(_metadata(metadata), family)
+    df, panel = family_rows(as_metadata(metadata), family)
     st = settings or settings_for(panel)
-    cells = _cells(df, kind, "all", x)
+    cells = cell_counts(df, kind, "all", x)
     frac, n = cells.fractions()
     rows = []
     for i, lr in enumerate(cells.lrs):
@@ -136,7 +136,7 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     """The exponent as the figure scripts compute it: ``curve_fit`` of ``log(lr) = B log(D0) + c`` over the
     used rates; ``beta = -B`` with ``+- sqrt(pcov[0, 0])`` (one standard error) as its interval and
     ``r2`` as ``scipy.stats.linregress`` gives it (:func:`.outcomes.r_squared`)."""
-    df, panel = _one_family(_metadata(metadata), family)
+    df, panel = family_rows(as_metadata(metadata), family)
     rates = paper_rates(df, panel, kind=kind, settings=settings or settings_for(panel), x=x)
     col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
     table = rates.rename(columns={"value_ms": col, "value_steps": col.replace("_ms", "_steps")})

@@ -52,31 +52,23 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from ..task import DT_MS
 from .joint import joint_exponent
-from .outcomes import (  # noqa: F401 - the tables and vocabularies, re-exported
-    CI_METHODS,
+from .outcomes import (
     DEFAULT_METHOD,
     KINDS,
-    METHODS,
-    NOT_LEARNED,
-    PANELS,
+    CellCounts,
     ScalingFit,
-    _Cells,
-    _cells,
-    _check_ci,
-    _check_method,
-    _metadata,
-    _one_family,
+    as_metadata,
+    cell_counts,
+    check_ci,
+    check_method,
     family_rows,
     loglog_regression,
-    panels_of,
-    phase_diagram,
-    psd_ratio_histogram,
     r_squared,
     t_quantile,
 )
 from .paper import paper_exponent, paper_rates
-from .theory import DT_MS
 
 MIN_FRACTION = 0.1  # rates whose largest fraction is below this are not fitted
 
@@ -239,7 +231,7 @@ def fit_slow_point_midpoint(delays, fractions, weights=None, *, polish: bool = T
 
 
 # ---------------------------------------------------------------- per-rate tables
-def _fit_rates(cells: _Cells, kind: str, min_fraction: float, seed_weights=None,
+def _fit_rates(cells: CellCounts, kind: str, min_fraction: float, seed_weights=None,
                table: bool = True, polish: bool = True) -> pd.DataFrame | tuple[np.ndarray, np.ndarray]:
     """Fit every rate of ``cells``: a per-rate table, or (with ``table=False``, for the bootstrap) the arrays
     ``(value_ms, used)``."""
@@ -298,14 +290,14 @@ def critical_delays(metadata, family: str | None = None, *, min_fraction: float 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``d0_ms``, ``d0_steps``,
     ``rate_per_ms`` (a; ``param``, a per second, for the paper's fit), ``used`` (enters the regression; for
     the joint fit: bounded by the sampled delays), ``reason`` (why not)."""
-    _check_method(method)
+    check_method(method)
     if method == "joint":
         return joint_exponent(metadata, family, kind="critical_delay", ci="none", x=x).rates
-    df, _ = _one_family(_metadata(metadata), family)
+    df, _ = family_rows(as_metadata(metadata), family)
     if method == "paper":
         t = paper_rates(df, family, kind="critical_delay", x=x)
         return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
-    t = _fit_rates(_cells(df, "critical_delay", "all", x), "critical_delay", min_fraction)
+    t = _fit_rates(cell_counts(df, "critical_delay", "all", x), "critical_delay", min_fraction)
     return t.rename(columns={"value_ms": "d0_ms", "value_steps": "d0_steps"})
 
 
@@ -320,14 +312,14 @@ def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``midpoint_ms``, ``midpoint_steps``,
     ``width_ms``, ``amplitude`` (``param``, k per second, for the paper's fit), ``used``, ``reason``."""
-    _check_method(method)
+    check_method(method)
     if method == "joint":
         return joint_exponent(metadata, family, kind="slow_point", ci="none", x=x).rates
-    df, _ = _one_family(_metadata(metadata), family)
+    df, _ = family_rows(as_metadata(metadata), family)
     if method == "paper":
         t = paper_rates(df, family, kind="slow_point", x=x)
         return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
-    t = _fit_rates(_cells(df, "slow_point", among, x), "slow_point", min_fraction)
+    t = _fit_rates(cell_counts(df, "slow_point", among, x), "slow_point", min_fraction)
     return t.rename(columns={"value_ms": "midpoint_ms", "value_steps": "midpoint_steps"})
 
 
@@ -345,18 +337,18 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
     ``ci``, ``n_boot``, ``level``, ``min_fraction`` and ``among`` do not apply). The joint fit is the
     default because it alone is calibrated on small zoos (docs/method.md, "Calibration").
     Never raises on degenerate data: ``ScalingFit.reason`` says why beta is NaN."""
-    _check_method(method)
+    check_method(method)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if method == "paper":
         return paper_exponent(metadata, family, kind=kind, x=x)
     if method == "joint":
         return joint_exponent(metadata, family, kind=kind, ci=ci, n_boot=n_boot, level=level, seed=seed, x=x)
-    _check_ci(method, ci)
+    check_ci(method, ci)
     if ci == "none":
         ci = "regression"
-    df, fam = _one_family(_metadata(metadata), family)
-    cells = _cells(df, kind, among, x)
+    df, fam = family_rows(as_metadata(metadata), family)
+    cells = cell_counts(df, kind, among, x)
     rates = _fit_rates(cells, kind, min_fraction)
     col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
     table = rates.rename(columns={"value_ms": col, "value_steps": col.replace("_ms", "_steps")})

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..labels import MECHANISMS
-from ..task import DT_MS, REACTION_STEPS, ms_to_steps, steps_to_ms  # noqa: F401 - re-exported (one home: task)
+from ..task import REACTION_STEPS
 
 RESPONSE_STEPS = REACTION_STEPS  #: T_r, the reaction window (10 steps = 50 ms)
 #: exponent beta of eta_c ~ T^-beta for a fixed response length

@@ -4,7 +4,7 @@ This module creates the typer ``app`` and registers the commands, in the order `
 the commands live by group in :mod:`zoo.cli.build_commands` (plan, build, train, label, package, presets,
 import-reference, kernels), :mod:`zoo.cli.read_commands` (info, ls, figures, diagnose, verify) and
 :mod:`zoo.cli.hub_commands` (push, pull), :mod:`zoo.cli.explore_commands` (explore), their shared options in :mod:`zoo.cli.options` and the way they
-report (consoles, one-line errors, tables) in :mod:`zoo.cli.report`, whose ``console`` every command prints
+report (consoles, the one error handler, tables) in :mod:`zoo.cli.report`, whose ``console`` every command prints
 with.
 """
 
@@ -30,7 +30,8 @@ from .report import outcome_table, print_outcomes
 __all__ = ["app", "main", "outcome_table", "print_outcomes", "run"]
 
 app = typer.Typer(help="Build, package, publish and load the RNN short-term-memory model zoo.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=report.FriendlyErrors)
 
 
 def _version(value: bool):
@@ -40,8 +41,11 @@ def _version(value: bool):
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False):
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+         debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False):
     """rnn-stm-zoo command line."""
+    ctx.meta[report.DEBUG_KEY] = debug
 
 
 app.command()(build_commands.build)

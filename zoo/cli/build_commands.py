@@ -33,13 +33,21 @@ def _size_fact(est: dict) -> str:
     return f"{format_bytes(est['total'])} ({', '.join(parts)}; before compression)"
 
 
+def _card_picture():
+    """The card's picture (the phase diagram), drawn with matplotlib at packaging."""
+    from ..figures import write_phase_picture
+
+    return write_phase_picture
+
+
 def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool, force: bool = False):
     from ..build import Build
     from ..errors import InvalidChoiceError
+    from ..executors import EXECUTORS, execute
     from ..plan import format_bytes, free_bytes
 
     # every option is checked before the build folder is touched: a rejected command leaves nothing behind
-    check_choice("executor", executor, ("local", "ray"))
+    check_choice("executor", executor, EXECUTORS)
     if batch_size is not None and batch_size < 1:
         raise InvalidChoiceError("--batch-size", batch_size, hint="give a positive number of networks")
     shards = plan.select(shard)
@@ -51,7 +59,7 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         import torch
 
         from .. import kernels
-        from ..train import resolve_device
+        from ..devices import resolve_device
 
         where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
     report.print_facts(f"[bold]{plan.describe()}[/]", [
@@ -75,23 +83,14 @@ def _train(out: Path, plan, shard, device, batch_size, executor, address, label:
         def progress(n):
             prog.advance(task, n)
 
-        if executor == "ray":
-            from ..executors import run_ray
-
-            states = run_ray(b, shards, device=device, batch_size=batch_size, address=address, label=label,
-                             progress=progress, on_shard=on_shard)
-        else:
-            from ..executors import run_local
-
-            states = run_local(b, shards, device=device, batch_size=batch_size, label=label, progress=progress,
-                               on_shard=on_shard)
+        states = execute(b, shards, executor=executor, address=address, device=device, batch_size=batch_size,
+                         label=label, progress=progress, on_shard=on_shard)
     locked = [k for k, v in states.items() if v == "locked"]
     if locked:
         report.console.print(f"[yellow]{len(locked)} shard(s) are being built by another worker:[/] {', '.join(locked[:10])}")
     return b
 
 
-@report.friendly
 def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option(help="release folder")] = Path("zoo-release"),
           device: Device = "cpu", batch_size: BatchSize = None,
@@ -106,7 +105,7 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     if shard is not None:
         report.console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
-    df = b.package()
+    df = b.package(picture=_card_picture())
     report.print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
     if b.unchanged:
         report.console.print(f"nothing to do: the release in [bold]{out}[/] is complete and up to date")
@@ -114,7 +113,6 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
         report.console.print(f"release written to [bold]{out}[/]")
 
 
-@report.friendly
 def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, out: Annotated[Path, typer.Option()] = Path("zoo-release"), device: Device = "cpu",
           batch_size: BatchSize = None, shard: Annotated[str | None, typer.Option()] = None,
@@ -126,40 +124,36 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
     _train(out, plan, shard, device, batch_size, executor, address, label=False, force=force)
 
 
-@report.friendly
 def label(source: Annotated[Path, typer.Argument(help="a build folder or a packaged release")],
           device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
     """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
     from ..build import Build
-    from ..layout import STATE_DIR
+    from ..layout import METADATA_PATH, PLAN_PATH
     from ..release import relabel_release
-    from ..store import METADATA_PATH
 
-    if (source / STATE_DIR / "plan.json").exists() and not (source / METADATA_PATH).exists():
+    if (source / PLAN_PATH).exists() and not (source / METADATA_PATH).exists():
         n = Build(source).label_shards(device, force=force)
         report.console.print(f"labelled {n} shard(s)")
     elif (source / METADATA_PATH).exists():
-        df = relabel_release(source, device)
+        df = relabel_release(source, device, picture=_card_picture())
         report.print_outcomes(df, f"relabelled {len(df)} networks")
     else:
         raise ZooError(f"{source} is neither a build folder nor a zoo release")
 
 
-@report.friendly
 def package(out: Annotated[Path, typer.Argument(help="the build folder")],
             partial: Annotated[bool, typer.Option(help="package even if some shards are missing")] = False):
     """Merge finished shards into the release (metadata, dataset card, manifest)."""
     from ..build import Build
 
     b = Build(out)
-    df = b.package(partial=partial)
+    df = b.package(partial=partial, picture=_card_picture())
     report.print_outcomes(df, f"{len(df)} networks packaged")
     if b.unchanged:
         report.console.print(f"nothing to do: the release in {out} is complete and up to date")
 
 
 
-@report.friendly
 def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
           epochs: Epochs = None, shard_size: Annotated[int | None, typer.Option(help="networks per shard")] = None,
           out: Annotated[Path | None, typer.Option(help="also report free disk space there")] = None,
@@ -196,7 +190,6 @@ def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
         report.print_power(s["power"])
 
 
-@report.friendly
 def presets():
     """List the sweep presets."""
     from ..grids import grid_summary, list_presets, load_preset
@@ -211,7 +204,6 @@ def presets():
     report.console.print(t)
 
 
-@report.friendly
 def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' results folder (lr*_delay_*/process_*/), or its parent")],
                       family: Annotated[str, typer.Option(help="the family these networks belong to")],
                       out: Annotated[Path, typer.Option(help="new release folder")],
@@ -221,7 +213,7 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
     """Import the authors' original per-network files into a release (their label kept as reference_outcome)."""
     from ..reference import import_reference
 
-    rep = import_reference(src, family, out, label=label, device=device,
+    rep = import_reference(src, family, out, label=label, device=device, picture=_card_picture(),
                            progress=lambda sid, n: report.console.print(f"  {sid}: {n} networks"))
     report.console.print(rep.summary(), soft_wrap=True)
     if rep.problems:  # one block per problem, the folder's full relative path on its own line (never cut)
@@ -235,7 +227,6 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
     report.console.print(f"reference labels: {rep.reference_outcomes}; ours: {rep.outcomes}")
 
 
-@report.friendly
 def kernels(device: Device = "cpu",
             require_c: Annotated[bool, typer.Option("--require-c", help="exit 2 if the C kernels cannot be built")] = False,
             as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
@@ -243,8 +234,8 @@ def kernels(device: Device = "cpu",
     backend trains on DEVICE, with its compiler, matrix products and cache folder."""
     import json
 
+    from ..devices import resolve_device
     from ..kernels import kernels_report
-    from ..train import resolve_device
 
     rep = kernels_report(resolve_device(device))
     if as_json:
@@ -265,7 +256,6 @@ def kernels(device: Device = "cpu",
         raise typer.Exit(2)
 
 
-@report.friendly
 def settings(fmt: OutFormat = "table"):
     """The package's settings (every ZOO_* environment variable): value, default, where it came from."""
     import pandas as pd

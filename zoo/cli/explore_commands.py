@@ -13,7 +13,6 @@ from . import report
 from .options import Lr
 
 
-@report.friendly
 def explore(source: Annotated[str | None, typer.Argument(help="release folder, ORG/NAME or ORG/NAME@REV, or a "
                                                               "metadata .parquet table (cells only); default: the bundled sample")] = None,
             out: Annotated[Path, typer.Option("--out", "-o", help="folder to write (open its index.html)")] = Path("explorer"),

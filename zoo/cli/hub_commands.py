@@ -14,7 +14,6 @@ from . import report
 from .options import Delay, Family, Force, Lr
 
 
-@report.friendly
 def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
          repo: Annotated[str, typer.Option("--repo", help="Hub dataset ORG/NAME")],
          revision: Annotated[str | None, typer.Option(help="tag the upload (e.g. v1.0)")] = None,
@@ -48,7 +47,6 @@ def push(folder: Annotated[Path, typer.Argument(help="a release folder")],
                              + (f", tagged {revision}" if revision else ""))
 
 
-@report.friendly
 def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")], family: Family = None,
          delay: Delay = None, lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
          outcome: Annotated[str | None, typer.Option()] = None,
@@ -58,7 +56,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
          snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False,
          force: Force = False):
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
-    from .. import hub
+    from .. import hub, hub_env, hub_source
     from ..api import select
     from ..plan import format_bytes
 
@@ -66,10 +64,9 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
         from ..publish import check_output_folder
 
         check_output_folder(out, force)  # before anything is downloaded
-    rid, _ = hub.parse_repo_id(repo)
-    blobs = hub.hub_cache_dir() / f"datasets--{rid.replace('/', '--')}" / "blobs"
-    before = {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
-    src = hub.HubSource(repo, revision)
+    rid, _ = hub_env.parse_repo_id(repo)
+    before = hub_env.cached_blobs(rid)
+    src = hub_source.HubSource(repo, revision)
     meta = src.read_metadata()
     filters = dict(family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
                    seed=seed or None)
@@ -79,7 +76,7 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
         if not ids:
             raise ZooError(f"no network of {src.label} matches the filters")
     manifest = src.read_manifest()
-    files = sorted([r for r in manifest if not r.startswith(hub.SHARD_DIRS)]
+    files = sorted([r for r in manifest if not r.startswith(layout.SHARD_DIRS)]
                    + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [layout.MANIFEST_PATH]
     path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots, force=force)
     sizes = {f: (src.root / f).stat().st_size for f in files}

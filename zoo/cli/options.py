@@ -11,7 +11,8 @@ Preset = Annotated[str | None, typer.Option("--preset", "-p", help="sweep preset
                                              "paper definition of --family, else `sample`")]
 Family = Annotated[str | None, typer.Option(help="restrict to one family")]
 Lr = Annotated[list[float] | None, typer.Option("--lr", help="learning rate (repeatable)")]
-Delay = Annotated[list[int] | None, typer.Option("--delay", help="delay in ms (repeatable)")]
+Delay = Annotated[list[int] | None, typer.Option("--delay", help="delay in ms (repeatable); for the nomemory family, "
+                                                                   "the response length in ms")]
 Seeds = Annotated[int | None, typer.Option(help="seeds 0..N-1")]
 Epochs = Annotated[int | None, typer.Option(help="replace the family's epoch rule")]
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:1 or auto")]

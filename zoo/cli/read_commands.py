@@ -18,7 +18,6 @@ from . import report
 from .options import Delay, Device, Family, Lr, OutFormat
 
 
-@report.friendly
 def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
            sample: Annotated[int, typer.Option(help="networks to retrain (0 = all)")] = 4,
            seed: Annotated[int, typer.Option(help="seed of the random choice")] = 0,
@@ -51,7 +50,6 @@ def verify(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME
         raise typer.Exit(1)
 
 
-@report.friendly
 def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
          fmt: OutFormat = "table"):
     """Counts by family, outcome and delay, and the build provenance."""
@@ -86,7 +84,6 @@ def info(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@
         report.console.print(f"[bold]{label}:[/] {escape(value)}", soft_wrap=True, highlight=False)
 
 
-@report.friendly
 def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family = None, delay: Delay = None,
         lr: Lr = None, mechanism: Annotated[str | None, typer.Option()] = None,
         outcome: Annotated[str | None, typer.Option()] = None, seed: Annotated[list[int] | None, typer.Option()] = None,
@@ -108,7 +105,6 @@ def ls_(source: Annotated[str | None, typer.Argument()] = None, family: Family =
                         for _, r in shown.iterrows()])
 
 
-@report.friendly
 def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[@REV] or a metadata table (.parquet: "
                                                               "no trajectories); default: the bundled sample")] = None,
             family: Family = None,
@@ -120,7 +116,7 @@ def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[
                                                      "robust fit) or paper (the authors' figure scripts)")] = "joint"):
     """Phase diagrams, critical-delay scaling, psd_ratio histograms and example trajectories, per family and per
     pooled panel (no-post = nopost + nopost-narrow, as in the paper); --family takes a family or a panel."""
-    from ..analysis.phases import METHODS
+    from ..analysis.outcomes import METHODS
     from ..figures import make_figures
 
     check_choice("method", method, METHODS)
@@ -129,7 +125,6 @@ def figures(source: Annotated[str | None, typer.Argument(help="folder, ORG/NAME[
     report.console.print(f"{len(rep.written)} file(s) written to {out}; {len(rep.skipped)} figure(s) skipped")
 
 
-@report.friendly
 def diagnose(source: Annotated[str | None, typer.Argument(help="folder or ORG/NAME[@REV]; default: the bundled sample")] = None,
              family: Family = None, delay: Delay = None, lr: Lr = None,
              learned: Annotated[bool | None, typer.Option("--learned/--all-outcomes", help="only learned networks")] = None,

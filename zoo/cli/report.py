@@ -1,4 +1,4 @@
-"""How the ``zoo`` commands report: the consoles they print with, one-line errors (:func:`friendly`), the
+"""How the ``zoo`` commands report: the consoles they print with, one-line errors (:class:`FriendlyErrors`, the app's one handler), the
 training progress bar, tables that fit the terminal, outcome tables and machine-readable (CSV/JSON) output.
 
 Tables never wrap a net id or a number: such cells are ``no_wrap``, and on a terminal too narrow for every
@@ -7,7 +7,6 @@ outcome table, its learning-rate columns are split over several tables (:func:`p
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from ..errors import ZooError
 from ..labels import OUTCOME_DISPLAY_ORDER as CELL_ORDER
@@ -58,22 +58,24 @@ def describe_error(err: BaseException) -> str | None:
     return None
 
 
-def friendly(fn):
-    """Report ZooError, operating-system errors (a full disk, a read-only folder) and oversized requests as
-    one clear line and exit 2, instead of a traceback."""
+#: ``zoo --debug``: errors show their traceback (kept in the click context's ``meta``)
+DEBUG_KEY = "zoo.debug"
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+
+class FriendlyErrors(TyperGroup):
+    """The ``zoo`` app's one error handler: ZooError, operating-system errors (a full disk, a read-only folder)
+    and oversized requests of any command become one clear line and exit 2, instead of a traceback
+    (``zoo --debug COMMAND`` shows it); any other error is a bug and keeps its traceback."""
+
+    def invoke(self, ctx):
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except (ZooError, OSError, MemoryError, UnicodeError) as err:
             line = describe_error(err)
-            if line is None:
+            if line is None or ctx.meta.get(DEBUG_KEY):
                 raise
             err_console.print(f"[bold red]error:[/] {escape(_line(line))}", soft_wrap=True)  # one unwrapped line
             raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def training_progress() -> Progress:

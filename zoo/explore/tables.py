@@ -46,7 +46,7 @@ def check_labelled(df: pd.DataFrame, what: str) -> None:
                             "build, then `zoo package`, before exploring it")
 
 
-def _sig(values, digits: int = 4) -> list:
+def rounded(values, digits: int = 4) -> list:
     """Floats rounded to ``digits`` significant digits (NaN/inf -> None), for compact JSON."""
     out = []
     for v in np.asarray(values, dtype=float).tolist():
@@ -64,7 +64,7 @@ def networks_columns(df: pd.DataFrame) -> dict:
     out = df["outcome"].map({o: i for i, o in enumerate(outcomes)}).fillna(-1).astype(int)
 
     def col(name, digits=4):
-        return _sig(df[name], digits) if name in df.columns else [None] * len(df)
+        return rounded(df[name], digits) if name in df.columns else [None] * len(df)
 
     return {
         "families": fams, "lrs": lrs, "outcomes": outcomes,
@@ -94,10 +94,10 @@ def _fit_json(fit: analysis.ScalingFit | None, why: str = "") -> dict:
     for _, r in rates.iterrows() if len(rates) else []:
         # per-rate intervals, where a method gives them (the joint fit: d0_lo_ms, d0_hi_ms, ...)
         lo, hi = r.get(col.replace("_ms", "_lo_ms"), np.nan), r.get(col.replace("_ms", "_hi_ms"), np.nan)
-        rows.append({"lr": float(r["lr"]), "value": _sig([r.get(col, np.nan)])[0], "used": bool(r.get("used", False)),
-                     "lo": _sig([lo])[0], "hi": _sig([hi])[0], "reason": str(r.get("reason", "") or "")})
-    return {"ok": fit.ok, "summary": fit.summary(), "beta": _sig([fit.beta])[0],
-            "intercept": _sig([fit.intercept], 8)[0], "ci": _sig(list(fit.ci)), "rates": rows}
+        rows.append({"lr": float(r["lr"]), "value": rounded([r.get(col, np.nan)])[0], "used": bool(r.get("used", False)),
+                     "lo": rounded([lo])[0], "hi": rounded([hi])[0], "reason": str(r.get("reason", "") or "")})
+    return {"ok": fit.ok, "summary": fit.summary(), "beta": rounded([fit.beta])[0],
+            "intercept": rounded([fit.intercept], 8)[0], "ci": rounded(list(fit.ci)), "rates": rows}
 
 
 def panel_fits(df: pd.DataFrame, name: str, *, n_boot: int) -> dict:
@@ -106,7 +106,7 @@ def panel_fits(df: pd.DataFrame, name: str, *, n_boot: int) -> dict:
     out = {}
     for method in analysis.METHODS:
         out[method] = {}
-        for kind in analysis.phases.KINDS:
+        for kind in analysis.outcomes.KINDS:
             try:
                 fit = analysis.scaling_exponent(df, name, kind=kind, method=method, n_boot=n_boot)
                 out[method][kind] = _fit_json(fit)

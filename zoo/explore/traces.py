@@ -19,7 +19,7 @@ from .. import labels, store
 from ..analysis.diagnostics_config import torch_threads
 from ..config import NetConfig
 from ..simulate import extended_inputs, nominal_steps, simulate_stacked
-from .tables import _sig
+from .tables import rounded
 
 #: points per series at most (curves and trajectories are thinned to this)
 DEFAULT_MAX_POINTS = 150
@@ -42,8 +42,8 @@ def curve_panel(curves: dict[str, np.ndarray], first_learned: int | None, max_po
     n = len(curves["loss"])
     keep = (int(first_learned),) if first_learned is not None and first_learned >= 0 else ()
     idx = thin(n, max_points, keep)
-    return {"epoch": idx.tolist(), "loss": _sig(curves["loss"][idx], 3),
-            "accuracy": _sig(curves["accuracy"][idx], 3), "reliability": _sig(curves["reliability"][idx], 3),
+    return {"epoch": idx.tolist(), "loss": rounded(curves["loss"][idx], 3),
+            "accuracy": rounded(curves["accuracy"][idx], 3), "reliability": rounded(curves["reliability"][idx], 3),
             "first_learned_epoch": keep[0] if keep else None}
 
 
@@ -84,9 +84,9 @@ def simulation_panel(outputs: np.ndarray, rates: np.ndarray, task, max_points: i
         "cue_ms": [0, task.cue_steps * dt],
         "delay_ms": [task.cue_steps * dt, task.reaction_start * dt],
         "reaction_ms": [task.reaction_start * dt, (task.reaction_start + task.reaction_steps) * dt],
-        "outputs": [[_sig(outputs[idx, k, c], 3) for c in (0, 1)] for k in (0, 1)],
-        "pc": [[_sig(proj[k, idx, c], 3) for c in (0, 1)] for k in (0, 1)],
-        "explained": _sig(explained, 3),
+        "outputs": [[rounded(outputs[idx, k, c], 3) for c in (0, 1)] for k in (0, 1)],
+        "pc": [[rounded(proj[k, idx, c], 3) for c in (0, 1)] for k in (0, 1)],
+        "explained": rounded(explained, 3),
     }
 
 
