@@ -21,7 +21,6 @@ from .errors import ZooError, check_choice
 from .log import logger
 from .sharding import Shard
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"
 
 
