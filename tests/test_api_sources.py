@@ -44,7 +44,7 @@ class OnlyInterface(Source):
 
 def test_the_interface():
     assert INTERFACE == {"kind", "commit", "generation", "label", "description", "manifest", "read_manifest",
-                         "read_info", "read_metadata", "local_paths", "local_path"}
+                         "read_info", "read_metadata", "read_tables", "local_paths", "local_path"}
     assert inspect.isabstract(Source)
     for cls in (LocalSource, hub_source.HubSource, OnlyInterface):
         assert issubclass(cls, Source) and not inspect.isabstract(cls), cls

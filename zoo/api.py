@@ -352,11 +352,7 @@ def load_zoo(source: str | os.PathLike | None = None, *, revision: str | None = 
     """
     src = open_source(source, revision=revision, local_files_only=local_files_only, cache_dir=cache_dir,
                       verify=verify)
-    for _ in range(3):  # the table and zoo.json of one release generation (a writer may switch in a new one)
-        generation = src.generation
-        meta, info = src.read_metadata(), src.read_info()
-        if src.generation == generation:
-            break
+    meta, info = src.read_tables()  # of one version, even while a writer switches in a new one
     meta = with_split(meta)  # releases before the split column: from the seeds
     selected = select(meta, **filters)
     zoo = Zoo(src, selected, info)

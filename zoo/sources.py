@@ -76,6 +76,10 @@ class Source(ABC):
     def read_metadata(self) -> pd.DataFrame:
         """The metadata table, one row per network (verified)."""
 
+    def read_tables(self) -> tuple[pd.DataFrame, dict]:
+        """The metadata table and ``zoo.json``, both of one version of the release."""
+        return self.read_metadata(), self.read_info()
+
     @abstractmethod
     def local_paths(self, rel_paths: Iterable[str]) -> dict[str, Path]:
         """Local paths of release files (relative paths), each checked against the manifest; a Hub source
@@ -182,6 +186,12 @@ class LocalSource(Source):
         path, data, digest = self._verified_bytes(rel)
         cache_file = release_cache_dir(self.key) / f"metadata-{digest[:16]}.arrow" if digest and self.key else None
         return check_metadata(store.read_table_cached(path, cache_file, data), self.folder / rel)
+
+    def read_tables(self) -> tuple[pd.DataFrame, dict]:
+        # A writer switches in a new version under the folder's exclusive lock (zoo.publish): while this holds the
+        # shared one, the two files cannot come from two versions (a retry alone could, with switches between them).
+        with publish.folder_lock(self.folder, shared=True):
+            return self.read_metadata(), self.read_info()
 
     def _verified_bytes(self, rel: str, retry: bool = True) -> tuple[Path, bytes, str | None]:
         """A small file's path, its bytes and their sha256 (checked against the manifest unless verify="none";
