@@ -146,11 +146,16 @@ def test_the_card_is_read_safely_by_push(rel):
 
 
 # -- 2. labelling and packaging never bless damaged or foreign data -----------------------------------------
-def test_label_refuses_a_damaged_shard_and_keeps_the_manifest(rel):
-    shard = rel / shard_of(rel)
+def flip_a_byte(shard):
+    """Damage one byte of a weight shard (inside its tensor data); returns the shard's path."""
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0x01
     shard.write_bytes(bytes(data))
+    return shard
+
+
+def test_label_refuses_a_damaged_shard_and_keeps_the_manifest(rel):
+    shard = flip_a_byte(rel / shard_of(rel))
     before = (rel / layout.MANIFEST_PATH).read_bytes()
     r = cli("label", rel)
     one_line_error(r, "checksum mismatch", shard.name)
@@ -172,10 +177,7 @@ def test_label_never_adopts_a_stray_file(rel):
 def test_diagnose_write_keeps_other_files_checked(rel):
     from zoo.analysis.dynamics import write_diagnostics
 
-    shard = rel / shard_of(rel)
-    data = bytearray(shard.read_bytes())
-    data[-5] ^= 0x01
-    shard.write_bytes(bytes(data))
+    shard = flip_a_byte(rel / shard_of(rel))
     df = pd.DataFrame({"net_id": store.read_table(rel / layout.METADATA_PATH)["net_id"], "x": 1.0})
     with pytest.raises(ChecksumMismatchError, match=shard.name):
         write_diagnostics(rel, df)
