@@ -158,6 +158,45 @@ def test_python_dash_m_zoo_runs_the_cli():
     assert res.returncode == 0 and res.stdout.startswith("zoo "), res.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("code, status, err, thread", [(None, 0, "", False), (3, 3, "", True),
+                                                       ("bad value", 1, "bad value", False)])
+def test_exit_now_runs_exit_handlers_and_flushes(code, status, err, thread):
+    """The command line's quick exit: the status of sys.exit, atexit handlers run, buffered output kept, and a
+    running non-daemon thread still finishes."""
+    import subprocess
+    import sys
+
+    script = ("import atexit, sys, threading, time\n"
+              "import zoo.cli as c\n"
+              "atexit.register(lambda: print('atexit ran'))\n"
+              + ("threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n" if thread else "")
+              + "sys.stdout.write('#' * 200000)\n"
+              f"c.exit_now({code!r})\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == status, res.stderr
+    assert res.stdout.count("#") == 200000 and "atexit ran" in res.stdout
+    assert ("thread done" in res.stdout) == thread
+    assert res.stderr.strip() == err
+
+
+@pytest.mark.slow
+def test_exit_now_without_other_threads_skips_the_teardown():
+    import subprocess
+    import sys
+
+    # an object whose finaliser would print at an ordinary interpreter teardown: the quick exit skips it
+    script = ("import zoo.cli as c\n"
+              "class Late:\n"
+              "    def __del__(self):\n"
+              "        print('torn down')\n"
+              "keep = Late()\n"
+              "print('done')\n"
+              "c.exit_now(0)\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["done"], (res.stdout, res.stderr)
+
+
 def test_ls_and_info_machine_readable_and_uncut(smoke_zoo):
     import io
     import json
