@@ -196,13 +196,13 @@ class HubSource(Source):
         missing = [r for r in rels if r not in paths]
         if missing:
             if self.offline:
-                raise self._not_cached(missing)
+                raise _not_cached(self.label, self.commit, self.cache_dir, missing)
             paths.update(self._files.download(missing, self.label))
         todo = {r: paths[r] for r in rels if r != MANIFEST_PATH and r not in self._verified}
         bad = self._files.check(todo, self._manifest)
         self._verified.update(r for r in todo if r not in bad)
         if bad:
-            raise self._mismatch(list(bad.values()))
+            raise _mismatch(self.label, self.commit, list(bad.values()))
         return {r: paths[r] for r in rels}
 
     def card_path(self) -> Path | None:
@@ -215,23 +215,22 @@ class HubSource(Source):
             return self._files.download_one(CARD_PATH)
         return None
 
-    # -- errors ---------------------------------------------------------------------------------------
-    def _not_cached(self, missing: list[str]) -> NotCachedError:
-        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        err = NotCachedError(
-            f"{len(missing)} file(s) of Hub dataset {self.label} (commit {self.commit[:12]}) are not in the local "
-            f"Hugging Face cache ({self.cache_dir}) and offline mode is on: {shown}. Fetch them once online with "
-            f"`zoo pull {self.label}` (with the same filters), or run "
-            "once without HF_HUB_OFFLINE / local_files_only")
-        err.missing = list(missing)
-        return err
 
-    def _mismatch(self, bad: list[ChecksumMismatchError]) -> ChecksumMismatchError:
-        first = bad[0]
-        rel = first.path
-        more = f" ({len(bad)} files mismatched: {', '.join(e.path for e in bad)})" if len(bad) > 1 else ""
-        return ChecksumMismatchError(
-            rel, first.expected, first.actual,
-            f"the copy of {rel} from Hub dataset {self.label} (commit {self.commit[:12]}) does not match the "
-            f"release manifest and was removed from the cache{more}. Retry to download it again; if it fails "
-            "again the file on the Hub is corrupt: report it to the release maintainers")
+def _not_cached(label: str, commit: str, cache_dir: Path, missing: list[str]) -> NotCachedError:
+    shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+    err = NotCachedError(
+        f"{len(missing)} file(s) of Hub dataset {label} (commit {commit[:12]}) are not in the local "
+        f"Hugging Face cache ({cache_dir}) and offline mode is on: {shown}. Fetch them once online with "
+        f"`zoo pull {label}` (with the same filters), or run once without HF_HUB_OFFLINE / local_files_only")
+    err.missing = list(missing)
+    return err
+
+
+def _mismatch(label: str, commit: str, bad: list[ChecksumMismatchError]) -> ChecksumMismatchError:
+    first = bad[0]
+    more = f" ({len(bad)} files mismatched: {', '.join(e.path for e in bad)})" if len(bad) > 1 else ""
+    return ChecksumMismatchError(
+        first.path, first.expected, first.actual,
+        f"the copy of {first.path} from Hub dataset {label} (commit {commit[:12]}) does not match the "
+        f"release manifest and was removed from the cache{more}. Retry to download it again; if it fails "
+        "again the file on the Hub is corrupt: report it to the release maintainers")
