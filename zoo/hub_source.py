@@ -102,9 +102,11 @@ class _CommitFiles:
         """Check ``paths`` against ``manifest`` (a cache blob named by its sha256 is not hashed again); every
         mismatching copy is evicted: returns their errors by path."""
         bad: dict[str, ChecksumMismatchError] = {}
-        repo_dir = self.root.parent.parent  # the snapshot's links point into its blobs/ folder
         for rel, p in paths.items():
-            release_file(repo_dir, Path(p).relative_to(repo_dir).as_posix())  # a regular file of this repo's cache
+            # a regular file inside the cache: the snapshot's link goes to the repo's blob, which may itself link
+            # to huggingface_hub's cache-wide store of Xet files (<cache>/blobs/)
+            in_cache = Path(os.path.relpath(os.path.abspath(p), self.cache_dir.absolute())).as_posix()
+            release_file(self.cache_dir, in_cache)
             try:
                 verify_file(p, manifest[rel], what=rel, trust_blob_name=True)
             except ChecksumMismatchError as e:
@@ -113,12 +115,14 @@ class _CommitFiles:
         return bad
 
     def evict(self, path: Path) -> None:
-        """Remove a bad file from the cache: the snapshot entry and the blob it points to."""
-        blob = path.resolve() if path.is_symlink() else None
-        path.unlink(missing_ok=True)
+        """Remove a bad file from the cache: the snapshot entry and every link and blob it leads to there."""
         cache = self.cache_dir.resolve()
-        if blob is not None and blob.is_file() and cache in blob.parents:
-            blob.unlink(missing_ok=True)
+        while True:
+            target = path.parent / os.readlink(path) if path.is_symlink() else None
+            path.unlink(missing_ok=True)
+            if target is None or cache not in Path(os.path.abspath(target)).resolve().parents:
+                return
+            path = Path(os.path.abspath(target))
 
 
 class HubSource(Source):
