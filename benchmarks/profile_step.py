@@ -2,9 +2,10 @@
 
     python benchmarks/profile_step.py --delay 200 --k 16 --threads 1 [--kernels c|torch] [--path passes|steps]
 
-``--path passes`` (default with the C backend) times the phases of ``zoo.train._train_batch`` as they run:
-the C forward pass, the loss and metrics, the C backward pass, the SGD update; then it repeats the two C passes
-with matrix products that do nothing to split them into matrix products and everything else (noise, tanh, updates, readout).
+``--path passes`` (default with the C backend) times the phases of the batched trainer
+(``zoo.train.train_networks``) as they run: the C forward pass, the loss and metrics, the C backward pass, the
+SGD update; then it repeats the two C passes with matrix products that do nothing to split them into matrix
+products and everything else (noise, tanh, updates, readout).
 ``--path steps`` replays the step-by-step path (batched torch matmuls + one elementwise kernel call per step,
 as used by the torch backend and on CUDA) and times each piece. Times are thread CPU time (robust to other
 load on the machine) and wall time.
@@ -23,7 +24,7 @@ import torch  # noqa: E402
 
 from zoo import kernels  # noqa: E402
 from zoo.config import NetConfig  # noqa: E402
-from zoo.train import _Batch, _Readout  # noqa: E402
+from zoo.train import NetworkBatch, Readout  # noqa: E402
 
 
 class Timer:
@@ -48,12 +49,12 @@ class _Phase:
 
 def setup(args):
     cfgs = [NetConfig("nopost", seed=s, lr=0.01, delay_ms=args.delay, epochs=args.epochs) for s in range(args.k)]
-    b = _Batch(cfgs, torch.device("cpu"), torch.float32, None)
+    b = NetworkBatch(cfgs, torch.device("cpu"), torch.float32, None)
     task, mc = b.task, b.mc
     T, B, N, K = task.n_steps, task.batch_size, mc.n_units, len(cfgs)
     ch = task.correct_channel()
     ctx = dict(b=b, task=task, mc=mc, T=T, B=B, N=N, K=K, C=task.cue_steps, a=mc.alpha, ch=ch,
-               readout=_Readout(task, mc.readout == "sigmoid", torch.device("cpu"), torch.float32),
+               readout=Readout(task, mc.readout == "sigmoid", torch.device("cpu"), torch.float32),
                ok=torch.ones(K, dtype=torch.bool), u_cue=torch.nn.functional.one_hot(ch, 2).float(),
                R=torch.empty((K, T + 1, B, N)), Z=torch.empty((K, T, B, N)), L=torch.empty((K, T, B, 2)))
     return ctx

@@ -80,7 +80,7 @@ def forward_source(precision: str, bb: int) -> ASTSource:
                 w_ks=N * N, dc_ks=B * N, bias_ks=N, wo_ks=NO * N, bo_ks=NO, r_ks=(T + 1) * B * N, z_ks=T * B * N,
                 l_ks=T * B * NO, ctr0=3 << 40, T=T, C=C, B=B, N=N, sigma=0.05, alpha=0.5, init_std=0.1)
     meta = kt.launch_meta(B, N, NO, bb)
-    return _source(kt._forward_kernel, args, dict(meta, EVEN_N=N % 2 == 0, PRECISION=precision))
+    return _source(kt.forward_kernel, args, dict(meta, EVEN_N=N % 2 == 0, PRECISION=precision))
 
 
 def backward_source(precision: str, bb: int, fused: bool) -> ASTSource:
@@ -90,7 +90,7 @@ def backward_source(precision: str, bb: int, fused: bool) -> ASTSource:
                 gw_ks=nb * N * N, gwo_ks=nb * NO * N, gwi_ks=nb * NI * N, T=T, C=C, B=B, N=N, alpha=0.5)
     meta = kt.launch_meta(B, N, NO, bb)
     ni = NI if fused else 1
-    return _source(kt._backward_kernel, args, dict(meta, NI=ni, IP=max(2, triton.next_power_of_2(ni)),
+    return _source(kt.backward_kernel, args, dict(meta, NI=ni, IP=max(2, triton.next_power_of_2(ni)),
                                                    PRECISION=precision, FUSED=fused))
 
 
@@ -161,7 +161,7 @@ def variants() -> list[dict]:
 def parse_option(text: str) -> dict:
     """``precision,bb,warps,grads[,maxnreg]``, e.g. ``ieee,32,8,gemm,128``."""
     f = text.split(",")
-    return kt._opt(f[0], int(f[1]), int(f[2]), f[3], int(f[4]) if len(f) > 4 and f[4] else None)
+    return kt.launch_option(f[0], int(f[1]), int(f[2]), f[3], int(f[4]) if len(f) > 4 and f[4] else None)
 
 
 @triton.jit

@@ -64,6 +64,21 @@ def zoo_settings(monkeypatch):
     return change
 
 
+# -- zoo_log: the records of the package's logger ---------------------------------------------------------
+@pytest.fixture
+def zoo_log(caplog):
+    """``caplog`` that also sees the package's logger (:mod:`zoo.log`), which does not propagate to the root
+    logger that caplog watches: ``zoo_log.records`` / ``zoo_log.text``."""
+    from zoo.log import logger
+
+    log = logger()
+    log.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        log.removeHandler(caplog.handler)
+
+
 # -- hub_server: a local Hub-compatible server (olah) for the Hub tests ------------------------------------
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_server import HubServer, find_olah_cli  # noqa: E402

@@ -365,6 +365,32 @@ def test_corrupt_file_on_the_hub(release, hub_server, tmp_path):
         src.local_paths([bad])
 
 
+def test_files_in_the_cache_wide_blob_store(published, hub_server):
+    """huggingface_hub keeps the real Hub's Xet files in one store for the whole cache (<cache>/blobs/ab/<hash>),
+    which a repo's blob links to: such files are read, and a bad one is evicted with every link to it."""
+    repo_id, _ = published
+    good, bad = _shard(100), _shard(200)
+    paths = hub_source.HubSource(f"{repo_id}@v1.0").local_paths([good, bad])
+    data = {rel: paths[rel].read_bytes() for rel in (good, bad)}
+    cache = hub_env.hub_cache_dir()
+    store = {}
+    for rel in (good, bad):  # the layout huggingface_hub makes for a Xet file
+        blob = paths[rel].resolve()  # <repo>/blobs/<etag>
+        xet_hash = hashlib.sha256(rel.encode()).hexdigest()
+        store[rel] = cache / "blobs" / xet_hash[:2] / xet_hash
+        store[rel].parent.mkdir(parents=True, exist_ok=True)
+        blob.rename(store[rel])
+        blob.symlink_to(os.path.relpath(store[rel], blob.parent))
+    off = hub_source.HubSource(f"{repo_id}@v1.0", local_files_only=True)
+    assert off.local_path(good).read_bytes() == data[good]
+    links = [paths[bad], paths[bad].parent / os.readlink(paths[bad])]
+    store[bad].write_bytes(b"x" + data[bad][1:])
+    with pytest.raises(ChecksumMismatchError):
+        off.local_paths([bad])
+    assert not any(p.exists() or p.is_symlink() for p in (*links, store[bad]))  # nothing bad left to trust
+    assert store[good].read_bytes() == data[good]
+
+
 def test_pull_partial_release(published, release, hub_server, tmp_path):
     repo_id, commit = published
     meta = pd.read_parquet(release[0] / "metadata" / "networks.parquet")

@@ -5,7 +5,6 @@ formulas (noise included), fidelity to autograd, batch invariance, and the fallb
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +149,7 @@ def test_training_batch_invariant_and_close_to_torch():
 
 @pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 @needs_triton
-def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
+def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch, zoo_log):
     """A kernel that disagrees with the torch formulas is never used: the check says why, training warns once
     and runs the torch formulas."""
     from zoo.kernels import triton_kernels as kt
@@ -167,11 +166,10 @@ def test_wrong_kernel_is_caught_and_torch_runs(monkeypatch):
     why = kernels.triton_check(DEV)
     assert why is not None and "states differ" in why
     cfg = NetConfig("nopost", seed=1, lr=0.1, delay_ms=0, epochs=1)
-    with kernels.use_backend("triton"), warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
+    with kernels.use_backend("triton"):
         res = train_networks([cfg], device=DEV)
     assert res.extra["kernels"] == "torch"
-    assert sum("triton backend not used" in str(x.message) for x in w) == 1
+    assert sum("triton backend not used" in r.getMessage() for r in zoo_log.records) == 1
 
 
 @pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
@@ -215,12 +213,15 @@ def test_block_rows_validated(zoo_settings):
 @pytest.mark.slow  # Triton's interpreter: seconds to a minute per test on a CPU
 def test_unavailable_on_cpu_without_interpreter_falls_back():
     """Asked for on CPU tensors without Triton's interpreter (or with ZOO_TRITON=0): a warning, then torch."""
-    code = ("import warnings, torch\n"
+    code = ("import logging, torch\n"
             "from zoo import kernels\n"
-            "with warnings.catch_warnings(record=True) as w:\n"
-            "    warnings.simplefilter('always')\n"
-            "    print(kernels.backend_for(torch.empty(1)))\n"
-            "print(any('triton backend not used' in str(x.message) for x in w))\n")
+            "from zoo.log import logger\n"
+            "w = []\n"
+            "h = logging.Handler()\n"
+            "h.emit = w.append\n"
+            "logger().addHandler(h)\n"
+            "print(kernels.backend_for(torch.empty(1)))\n"
+            "print(any('triton backend not used' in x.getMessage() for x in w))\n")
     for extra in ({}, {"ZOO_TRITON": "0"}):
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env.update(ZOO_KERNELS="triton", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT), **extra)
@@ -263,13 +264,13 @@ def test_noise_counter_is_a_scalar_argument():
     call) and is not specialised on it: epoch 0 (counter 0) and later epochs share one compiled variant."""
     from zoo.kernels import triton_kernels as kt
 
-    fn = getattr(kt._forward_kernel, "fn", kt._forward_kernel)
+    fn = getattr(kt.forward_kernel, "fn", kt.forward_kernel)
     import inspect
 
     params = inspect.signature(fn).parameters
     assert "ctr0" in params and "CTR" not in params
-    if hasattr(kt._forward_kernel, "params"):  # the JIT's view (compiled mode)
-        p = next(p for p in kt._forward_kernel.params if p.name == "ctr0")
+    if hasattr(kt.forward_kernel, "params"):  # the JIT's view (compiled mode)
+        p = next(p for p in kt.forward_kernel.params if p.name == "ctr0")
         assert p.do_not_specialize and p.annotation_type == "i64"
     p = _problem(K=1, T=4)
     a = _passes("triton", p, sigma=1.0, init_std=1.0, epoch=0)

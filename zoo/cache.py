@@ -5,7 +5,8 @@
 as the compiled C kernels. A release's entries live in ``<root>/releases/<sha256 of its manifest>[:16]/``:
 the verified-file stamps (:class:`zoo.manifest.VerifiedStamps`, one file per release folder) and the
 uncompressed copy of its metadata table. Everything there is safe to delete; when the folder is unwritable
-the readers simply work without it.
+the readers simply work without it. Files fetched from the Hub are not here: they stay in huggingface_hub's
+own cache (:func:`zoo.hub_env.hub_cache_dir`).
 """
 
 from __future__ import annotations

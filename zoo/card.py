@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from string import Template
 
 import pandas as pd
+
+from .package_data import data_folder
 
 FILES_SECTION = """\
 | path | contents |
@@ -38,12 +39,7 @@ def _count_table(s: pd.Series) -> str:
 
 
 def _template_text() -> str:
-    try:
-        return resources.files("zoo.dataset_cards").joinpath("template.md").read_text()
-    except ModuleNotFoundError:  # running from a checkout that was not pip-installed
-        from pathlib import Path
-
-        return (Path(__file__).resolve().parents[1] / "dataset_cards" / "template.md").read_text()
+    return data_folder("dataset_cards").joinpath("template.md").read_text(encoding="utf-8")
 
 
 def _dtype(series: pd.Series) -> str:
@@ -77,12 +73,7 @@ def features_yaml(metadata: pd.DataFrame) -> str:
 
 
 def license_text() -> str:
-    try:
-        return resources.files("zoo.dataset_cards").joinpath("license.md").read_text()
-    except ModuleNotFoundError:
-        from pathlib import Path
-
-        return (Path(__file__).resolve().parents[1] / "dataset_cards" / "license.md").read_text()
+    return data_folder("dataset_cards").joinpath("license.md").read_text(encoding="utf-8")
 
 
 def _provenance_text(info: dict) -> str:

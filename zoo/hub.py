@@ -11,15 +11,18 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
 
 from .errors import InvalidChoiceError, SourceNotFoundError, TokenMissingError, ZooError
 from .hub_env import (
     LIBRARY_NAME,
     REPO_TYPE,
     find_token,
+    hub_cache_dir,
     hub_endpoint,
     hub_errors,
     parse_repo_id,
@@ -93,6 +96,20 @@ def files_for_networks(metadata, net_ids: Iterable[str] | None = None, snapshots
 
 
 # -- pull --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pulled:
+    """What :func:`fetch` got: the folder, the commit, the networks selected and the files (sizes, and which
+    of them were not in the huggingface_hub cache before)."""
+
+    path: Path  # the release folder written (``out``), else the cache snapshot
+    label: str
+    commit: str
+    networks: int
+    networks_total: int
+    sizes: dict[str, int]  # every file of the (partial) release, manifest last -> bytes
+    downloaded: frozenset[str]
+
+
 def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | None = None,
          net_ids: Iterable[str] | None = None, cache_dir: str | os.PathLike | None = None,
          token: str | None = None, local_files_only: bool | None = None, snapshots: bool = False,
@@ -105,23 +122,56 @@ def pull(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | 
     its own manifest, ``zoo.json`` with ``partial`` and the source repo/commit) and returns it; otherwise
     returns the cache snapshot folder. A non-empty ``out`` that holds no release is refused unless ``force``.
     """
+    return fetch(repo_id, revision=revision, out=out, net_ids=net_ids, cache_dir=cache_dir, token=token,
+                 local_files_only=local_files_only, snapshots=snapshots, force=force).path
+
+
+def fetch(repo_id: str, *, revision: str | None = None, out: str | os.PathLike | None = None,
+          net_ids: Iterable[str] | None = None, filters: dict | None = None,
+          cache_dir: str | os.PathLike | None = None, token: str | None = None,
+          local_files_only: bool | None = None, snapshots: bool = False, force: bool = False) -> Pulled:
+    """:func:`pull`, with the networks also selected by ``filters`` (:func:`zoo.api.select`'s), and a report of
+    what it got (``zoo pull`` prints it)."""
     if out is not None:
         check_output_folder(out, force)
-    src = HubSource(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
+    before = set(_cached_blobs(cache, parse_repo_id(repo_id)[0]).values())
+    src = HubSource(repo_id, revision, cache_dir=cache, local_files_only=local_files_only, token=token)
     manifest = src.read_manifest()
-    core = [r for r in manifest if not is_shard(r)]
     meta = src.read_metadata()
-    if net_ids is None:
+    selected = None if net_ids is None else list(select_networks(meta, net_ids)["net_id"])
+    if filters and any(v is not None for v in filters.values()):
+        from .api import select
+
+        chosen = select(meta if selected is None else select_networks(meta, selected), **filters)
+        if chosen.empty:
+            raise ZooError(f"no network of {src.label} matches the filters")
+        selected = list(chosen["net_id"])
+    if selected is None:
         shards = [r for r in manifest if is_shard(r) and (snapshots or not r.startswith(SNAPSHOTS_DIR))]
-        selected = None
     else:
-        selected = list(select_networks(meta, net_ids)["net_id"])
         shards = files_for_networks(meta, selected, snapshots=snapshots)
-    paths = src.local_paths(core + shards)
+    paths = src.local_paths([r for r in manifest if not is_shard(r)] + shards)
     card = src.card_path()  # documentation: fetched for the reader, never checked
-    if out is None:
-        return src.root
-    return _materialise(src, paths, selected, len(meta), Path(out), card)
+    path = src.root if out is None else _materialise(src, paths, selected, len(meta), Path(out), card)
+    files = [*sorted(paths), MANIFEST_PATH]
+    blobs = _cached_blobs(cache, src.repo_id)
+    n_selected = len(meta) if selected is None else len(selected)
+    return Pulled(path=path, label=src.label, commit=src.commit, networks=n_selected, networks_total=len(meta),
+                  sizes={f: (src.root / f).stat().st_size for f in files},
+                  downloaded=frozenset(f for f in files if blobs.get((src.commit, f)) not in before))
+
+
+def _cached_blobs(cache_dir: Path, repo_id: str) -> dict[tuple[str, str], Path]:
+    """(commit, path in the repo) -> blob, of the Hub dataset ``repo_id`` in the huggingface_hub cache now
+    (its own scan, :func:`huggingface_hub.scan_cache_dir`)."""
+    try:
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return {}
+    return {(rev.commit_hash, f.file_path.relative_to(rev.snapshot_path).as_posix()): f.blob_path
+            for repo in info.repos if repo.repo_id == repo_id and repo.repo_type == REPO_TYPE
+            for rev in repo.revisions for f in rev.files}
 
 
 def _filter_table(src_path: Path, dest: Path, net_ids: list[str]) -> None:

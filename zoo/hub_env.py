@@ -1,16 +1,22 @@
 """The Hub connection: repo ids, the settings read at call time, and huggingface_hub errors as zoo errors.
 
-The Hub settings (``HF_ENDPOINT``, ``HF_HOME`` / ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``) are read from
-the environment at call time, not when huggingface_hub was imported, and passed to it explicitly. Shared by
-the Hub source (:mod:`zoo.hub_source`) and push/pull (:mod:`zoo.hub`).
+The Hub settings (``HF_ENDPOINT``, ``HF_HOME`` / ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``) are worked
+out by huggingface_hub's own code against the environment at call time (:func:`hub_settings`), not when
+huggingface_hub was imported, and passed to it explicitly. The Hub's files live in huggingface_hub's cache
+(:func:`hub_cache_dir`); the package's own reader cache is :mod:`zoo.cache`. Shared by the Hub source
+(:mod:`zoo.hub_source`) and push/pull (:mod:`zoo.hub`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
 import re
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
@@ -24,7 +30,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.file_download import repo_folder_name
 
 from .errors import InvalidChoiceError, NotCachedError, SourceNotFoundError, TokenMissingError, ZooError
 from .layout import MANIFEST_PATH
@@ -77,52 +82,67 @@ def repo_label(repo_id: str, revision: str | None) -> str:
 
 
 # -- settings read at call time ----------------------------------------------------------------------------
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+@dataclass(frozen=True)
+class HubSettings:
+    """huggingface_hub's settings for the environment of now (its own rules: ``HF_ENDPOINT``, ``HF_HOME``,
+    ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN_PATH`` and their legacy names and defaults)."""
+
+    endpoint: str
+    cache_dir: Path
+    offline: bool
+    token_path: Path
+
+
+def hub_settings() -> HubSettings:
+    """The Hub settings as huggingface_hub would read them if it were imported now.
+
+    huggingface_hub reads its environment variables once, when it is imported (a documented choice), while
+    users and tests set them later: a fresh copy of ``huggingface_hub.constants`` is evaluated against the
+    current environment, so the library's own rules decide, never a copy of them here.
+    """
+    return _settings_for(tuple(sorted(os.environ.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _settings_for(environment: tuple) -> HubSettings:  # one evaluation per distinct environment
+    spec = importlib.util.find_spec(constants.__name__)
+    fresh = importlib.util.module_from_spec(spec)  # not put in sys.modules: the library keeps its own
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notices about deprecated variables were shown at its import
+        spec.loader.exec_module(fresh)
+    return HubSettings(endpoint=fresh.ENDPOINT.rstrip("/"), cache_dir=Path(fresh.HF_HUB_CACHE),
+                       offline=bool(fresh.HF_HUB_OFFLINE), token_path=Path(fresh.HF_TOKEN_PATH))
 
 
 def is_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, or as huggingface_hub saw it at import."""
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    return _truthy(env) or bool(constants.HF_HUB_OFFLINE)
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, or as huggingface_hub saw it at import (it
+    then refuses every request)."""
+    return hub_settings().offline or bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_endpoint() -> str:
-    """The Hub's address (``HF_ENDPOINT`` as set now, else huggingface_hub's)."""
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def _hf_home() -> str:
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                           "huggingface")
-    return os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME") or default))
+    """The Hub's address (``HF_ENDPOINT`` as set now)."""
+    return hub_settings().endpoint
 
 
 def hub_cache_dir() -> Path:
-    """The huggingface_hub cache folder (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
-    p = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(_hf_home(), "hub")
-    return Path(os.path.expandvars(os.path.expanduser(p)))
-
-
-def cached_blobs(repo_id: str) -> set[str]:
-    """The blobs of the Hub dataset ``repo_id`` in the huggingface_hub cache now (its own folder naming)."""
-    blobs = hub_cache_dir() / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE) / "blobs"
-    return {b.name for b in blobs.iterdir()} if blobs.is_dir() else set()
+    """The huggingface_hub cache folder (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, as set now)."""
+    return hub_settings().cache_dir
 
 
 def find_token(token: str | None = None) -> str | None:
     """``token``, else huggingface_hub's usual places: ``HF_TOKEN``, then the token file of ``hf auth login``."""
     if token:
         return token
-    token_path = os.path.expandvars(os.path.expanduser(
-        os.environ.get("HF_TOKEN_PATH") or os.path.join(_hf_home(), "token")))
+    token_path = hub_settings().token_path
     if os.path.abspath(token_path) == os.path.abspath(constants.HF_TOKEN_PATH):
         return huggingface_hub.get_token()  # same places it knows, plus OIDC, refreshed logins, Colab secrets
+    # HF_TOKEN_PATH or HF_HOME changed since the import: get_token would read the file of then
     env = (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
     if env:
         return env
     with contextlib.suppress(OSError):
-        return Path(token_path).read_text().strip() or None
+        return token_path.read_text().strip() or None
     return None
 
 

@@ -1,8 +1,8 @@
 """The preset files: named grids read from TOML into :class:`Preset` objects (:func:`load_preset`,
 :func:`list_presets`), and the paper's definition of each family (:func:`family_grid`, :func:`family_config`).
 
-Presets are TOML files shipped as the package data ``zoo.presets`` (the folder ``build/presets`` of the
-repository). A preset has a ``description``, a ``shard_size`` (networks per build shard) and one or more
+Presets are the TOML files of the repository's ``build/presets/`` (installed as the package data
+``zoo.presets``; found by :func:`zoo.package_data.data_folder`). A preset has a ``description``, a ``shard_size`` (networks per build shard) and one or more
 ``[[family]]`` blocks::
 
     [[family]]
@@ -26,8 +26,6 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
-from pathlib import Path
 
 from .config import NetConfig
 from .errors import InvalidChoiceError, check_choice
@@ -43,6 +41,7 @@ from .families import (
     is_number,
     logspace,
 )
+from .package_data import data_folder
 
 try:  # Python >= 3.11
     import tomllib
@@ -77,21 +76,10 @@ class Preset:
 # preset files
 
 
-def _presets_root():
-    """The folder of the preset files: the installed package ``zoo.presets``, else the source tree."""
-    try:
-        root = resources.files("zoo.presets")
-        if root.joinpath("paper.toml").is_file():
-            return root
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "build" / "presets"
-
-
 @lru_cache(maxsize=1)
 def _raw_presets() -> dict[str, dict]:
     out = {}
-    for entry in sorted(_presets_root().iterdir(), key=lambda e: e.name):
+    for entry in sorted(data_folder("presets").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".toml") or not entry.is_file():
             continue
         name = entry.name[: -len(".toml")]

@@ -30,9 +30,14 @@ from .task import CURVES, TaskSpec, accuracy_reliability
 _B, _N, _OUT = TaskSpec().batch_size, ModelConfig().n_units, ModelConfig().n_out  # 128 trials, 100 units, 2
 #: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (B x N each)
 #: and ~8 (B x 2) readout-sized tensors (logits, outputs, errors, gradients, metric temporaries)
-_BYTES_PER_NET_STEP = 2 * _B * _N * 4 + 8 * _B * _OUT * 4
+BYTES_PER_NET_STEP = 2 * _B * _N * 4 + 8 * _B * _OUT * 4
 #: bytes per network independent of the trial length: per-step buffers (pre, g, h, ping-pong states, ...)
-_BYTES_PER_NET = 8 * _B * _N * 4
+BYTES_PER_NET = 8 * _B * _N * 4
+
+
+def training_bytes_per_net(n_steps: int) -> int:
+    """The memory one network takes while training on trials of ``n_steps`` steps (float32, no slack)."""
+    return BYTES_PER_NET_STEP * (n_steps + 1) + BYTES_PER_NET
 
 
 @dataclass
@@ -57,14 +62,14 @@ class TrainResult:
 def default_batch_size(device: torch.device, n_steps: int, fraction: float = 0.85) -> int:
     """Networks per batch: 32 on CPU; on CUDA as many as ``fraction`` of the free memory holds.
 
-    The CUDA estimate counts the activations kept for the backward pass (:data:`_BYTES_PER_NET_STEP` per step)
-    plus per-network buffers, with 10% slack for the allocator's fragmentation and cuBLAS workspaces
+    The CUDA estimate counts the activations kept for the backward pass (:func:`training_bytes_per_net`), with
+    10% slack for the allocator's fragmentation and cuBLAS workspaces
     (``benchmarks/bench_gpu.py`` measures the largest batch that really fits).
     """
     if device.type != "cuda":
         return 32
     free, _ = torch.cuda.mem_get_info(device)
-    per_net = (_BYTES_PER_NET_STEP * (n_steps + 1) + _BYTES_PER_NET) * 1.1
+    per_net = training_bytes_per_net(n_steps) * 1.1
     return max(1, int(fraction * free / per_net))
 
 
@@ -152,7 +157,7 @@ class _Snapshots:
                 self.at.setdefault(e, []).append(k)
         self.taken: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in want]
 
-    def take(self, epoch: int, b: _Batch) -> None:
+    def take(self, epoch: int, b: NetworkBatch) -> None:
         ks = self.at.get(epoch)
         if not ks:
             return
@@ -166,7 +171,7 @@ class _Snapshots:
             self.taken[k][epoch] = {n: c[i] for n, c in copies.items()}
 
 
-class _Batch:
+class NetworkBatch:
     """State of K networks of one trial shape during training."""
 
     def __init__(self, configs: list[NetConfig], dev: torch.device, dtype: torch.dtype,
@@ -212,7 +217,7 @@ class _Batch:
             p.sub_(torch.mul(self.buf[n], step.view(shape), out=self._tmp[n]))
 
 
-class _Readout:
+class Readout:
     """Loss, metrics and the gradient wrt the readout logits, for K networks of one trial shape."""
 
     def __init__(self, task, sigmoid: bool, dev: torch.device, dtype: torch.dtype):
@@ -239,14 +244,14 @@ class _Readout:
 
 
 def _train_batch(configs, dev, dtype, init, progress, want=None):
-    b = _Batch(configs, dev, dtype, init)
+    b = NetworkBatch(configs, dev, dtype, init)
     snaps = _Snapshots(want) if want is not None else None
     if snaps is not None:
         snaps.take(0, b)
     task, mc = b.task, b.mc
     T, B, N, C = task.n_steps, task.batch_size, mc.n_units, task.cue_steps
     a = mc.alpha
-    readout = _Readout(task, mc.readout == "sigmoid", dev, dtype)
+    readout = Readout(task, mc.readout == "sigmoid", dev, dtype)
     ch = task.correct_channel(dev)  # (B,) input channel active during the cue = correct output channel
     onehot = torch.nn.functional.one_hot(ch, 2).to(dtype)  # (B, 2)
     Kc, E = len(configs), int(b.epochs.max())

@@ -1,5 +1,5 @@
 """The ``zoo`` commands that talk to the Hugging Face Hub: ``push`` and ``pull``, thin calls of
-:func:`zoo.hub.push` and :func:`zoo.hub.pull`."""
+:func:`zoo.hub.push` and :func:`zoo.hub.fetch`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from .. import layout
-from ..errors import ZooError
 from . import report
 from .options import Delay, Family, Force, Lr
 
@@ -56,35 +54,18 @@ def pull(repo: Annotated[str, typer.Argument(help="Hub dataset ORG/NAME[@REV]")]
          snapshots: Annotated[bool, typer.Option(help="also the stored snapshots of the selected networks")] = False,
          force: Force = False):
     """Download a release (or the shards of the networks matching the filters) into the Hub cache or --out."""
-    from .. import hub, hub_env, hub_source
-    from ..api import select
+    from .. import hub
     from ..plan import format_bytes
 
-    if out is not None:
-        from ..publish import check_output_folder
-
-        check_output_folder(out, force)  # before anything is downloaded
-    rid, _ = hub_env.parse_repo_id(repo)
-    before = hub_env.cached_blobs(rid)
-    src = hub_source.HubSource(repo, revision)
-    meta = src.read_metadata()
     filters = dict(family=family, delay=delay or None, lr=lr or None, mechanism=mechanism, outcome=outcome,
                    seed=seed or None)
-    ids = None
-    if any(v is not None for v in filters.values()):
-        ids = list(select(meta, **filters)["net_id"])
-        if not ids:
-            raise ZooError(f"no network of {src.label} matches the filters")
-    manifest = src.read_manifest()
-    files = sorted([r for r in manifest if not r.startswith(layout.SHARD_DIRS)]
-                   + hub.files_for_networks(meta, ids, snapshots=snapshots)) + [layout.MANIFEST_PATH]
-    path = hub.pull(repo, revision=revision, out=out, net_ids=ids, snapshots=snapshots, force=force)
-    sizes = {f: (src.root / f).stat().st_size for f in files}
-    new = [f for f in files if (src.root / f).resolve().name not in before]
-    n_sel = len(ids) if ids is not None else len(meta)
-    report.console.print(f"{src.label} (commit {src.commit[:12]}): {n_sel} of {len(meta)} networks, {len(files)} files, "
-                         f"{format_bytes(sum(sizes.values()))}; downloaded now: {len(new)} files, "
-                         f"{format_bytes(sum(sizes.get(f, 0) for f in new))}")
+    got = hub.fetch(repo, revision=revision, out=out, filters=filters, snapshots=snapshots, force=force)
+    files = list(got.sizes)
+    new = sum(got.sizes[f] for f in got.downloaded)
+    report.console.print(f"{got.label} (commit {got.commit[:12]}): {got.networks} of {got.networks_total} "
+                         f"networks, {len(files)} files, {format_bytes(sum(got.sizes.values()))}; downloaded now: "
+                         f"{len(got.downloaded)} files, {format_bytes(new)}")
     for f in files:
-        report.console.print(f"{sizes.get(f, 0):>14,d}  {f}" + ("" if f in new else "  (cached)"), highlight=False)
-    report.console.print(f"{'release folder' if out else 'cache snapshot'}: {path}")
+        report.console.print(f"{got.sizes[f]:>14,d}  {f}" + ("" if f in got.downloaded else "  (cached)"),
+                             highlight=False)
+    report.console.print(f"{'release folder' if out else 'cache snapshot'}: {got.path}")

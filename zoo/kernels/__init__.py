@@ -39,6 +39,8 @@ Backends (choose with the setting ``ZOO_KERNELS`` (:mod:`zoo.settings`) or :func
 - ``auto`` (default): ``c`` for float32 CPU tensors when a compiler is available, else ``torch``; on CUDA,
   ``triton`` when it passed its check, else ``torch`` (``compile`` is opt-in). Asking for ``c`` where it cannot
   run (no compiler, float64, CUDA) falls back the same way (with a warning if no compiler could build it).
+  Each fallback is reported once, as a warning record of the package's logger (:mod:`zoo.log`): the
+  results are right either way, so there is nothing for the user to change.
 
 Reproducibility: each backend is deterministic and batch-invariant on a given machine (a network's numbers do
 not depend on K, its position in the batch or the number of threads; reruns are bitwise equal; on a GPU the

@@ -23,13 +23,13 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
 from .. import cache, rng
 from .. import settings as _settings
+from ..log import logger
 from .state import STATE
 
 ABI_VERSION = 9
@@ -279,7 +279,7 @@ def c_library(warn: bool = False, settings: _settings.Settings | None = None) ->
                 st.tried = True
     if st.lib is None and warn and not st.warned:
         st.warned = True
-        warnings.warn(f"zoo.kernels: C backend unavailable, using torch ({st.error})", stacklevel=3)
+        logger().warning(f"warning: zoo.kernels: C backend unavailable, using torch ({st.error})")
     return st.lib
 
 
@@ -402,8 +402,17 @@ def backward_pass(W_rec, W_out, u_cue, cue_steps, alpha, R, Z, DL) -> dict[str, 
     err = c_library().zoo_bwd_pass_f32(ctypes.byref(a), threads())
     if err == 0:
         return out
-    warnings.warn(f"zoo.kernels: C backward pass failed ({err}); using the step-by-step path", stacklevel=3)
+    report_failure("backward", err)
     return None
+
+
+def report_failure(which: str, err: int) -> None:
+    """Log that the C ``which`` pass failed with ``err`` (once per process and error) before the step-by-step
+    path takes over."""
+    message = f"warning: zoo.kernels: C {which} pass failed ({err}); using the step-by-step path"
+    if message not in STATE.c.failures:
+        STATE.c.failures.add(message)
+        logger().warning(message)
 
 
 def normal(keys, epoch, slot, n) -> torch.Tensor:

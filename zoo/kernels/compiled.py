@@ -10,12 +10,11 @@ replay the first call's view offsets): such calls run eagerly (:func:`aliased`).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from .. import rng
 from .. import settings as _settings
+from ..log import logger
 from .state import STATE
 
 
@@ -91,7 +90,7 @@ def _failed(exc: BaseException) -> None:
     st = STATE.compiled
     st.failed = True
     st.error = f"{type(exc).__name__}: {exc}"
-    warnings.warn(f"zoo.kernels: torch.compile failed, using eager torch kernels ({st.error})", stacklevel=4)
+    logger().warning(f"warning: zoo.kernels: torch.compile failed, using eager torch kernels ({st.error})")
 
 
 def aliased(args) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import warnings
 
 import torch
 
@@ -228,7 +227,7 @@ def forward_pass(W_rec: torch.Tensor, drive_cue: torch.Tensor, bias: torch.Tenso
         err = c.forward_pass(*args[:3], cue_steps, W_out, b_out, keys, epoch, noise_std, alpha, init_std, R, Z, L)
         if err == 0:
             return
-        warnings.warn(f"zoo.kernels: C forward pass failed ({err}); using the step-by-step path", stacklevel=2)
+        c.report_failure("forward", err)
     # the compiled (CUDA) path reads the state from ping-pong buffers that do not alias R
     reference.forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, epoch, noise_std, alpha, init_std,
                            R, Z, L, step=functools.partial(noisy_tanh_step, settings=s),

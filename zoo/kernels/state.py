@@ -2,7 +2,8 @@
 
 - ``override``: the backend chosen by :func:`zoo.kernels.set_backend` / :func:`~zoo.kernels.use_backend`
   (None: the ``kernels`` setting, ``$ZOO_KERNELS``);
-- ``c``: the C library, loaded on first use (or why it could not be), :mod:`zoo.kernels.c`;
+- ``c``: the C library, loaded on first use (or why it could not be), and the failures already reported,
+  :mod:`zoo.kernels.c`;
 - ``compiled``: the ``torch.compile``'d formulas (or why compiling failed) and their cached scalar tensors,
   :mod:`zoo.kernels.compiled`;
 - ``triton``: the Triton kernels' module (or why it does not import), the result of each device's check and
@@ -29,6 +30,7 @@ class CState:
     error: str | None = None
     path: str | None = None
     warned: bool = False
+    failures: set[str] = field(default_factory=set)  # the failed passes already reported
 
 
 @dataclass

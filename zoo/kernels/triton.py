@@ -10,12 +10,11 @@ only in Triton's interpreter (``TRITON_INTERPRET=1`` set before Triton is import
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from .. import rng
 from .. import settings as _settings
+from ..log import logger
 from . import reference
 from .state import STATE
 
@@ -77,7 +76,7 @@ def triton_usable(device: torch.device | str, warn: bool = False, settings: _set
         warn = True  # kernels that fail their check are worth a warning even when nobody asked for them
     if warn and key not in st.warned:
         st.warned.add(key)
-        warnings.warn(f"zoo.kernels: triton backend not used on {key}: {why}; using torch", stacklevel=3)
+        logger().warning(f"warning: zoo.kernels: triton backend not used on {key}: {why}; using torch")
     return False
 
 

@@ -120,11 +120,12 @@ def _readout_grad(dl, wo, outs, OP: tl.constexpr):
 
 # one compiled variant for every epoch (counter 0 and 2^40 k alike) and every trial length
 @triton.jit(do_not_specialize=["ctr0", "T", "C"])
-def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
-                    w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
-                    T, C, B, N, ctr0: tl.int64, sigma, alpha, init_std,
-                    NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
-                    EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+def forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
+                   w_ks, dc_ks, bias_ks, wo_ks, bo_ks, r_ks, z_ks, l_ks,
+                   T, C, B, N, ctr0: tl.int64, sigma, alpha, init_std,
+                   NO: tl.constexpr, OP: tl.constexpr, BB: tl.constexpr, NP: tl.constexpr,
+                   EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    """Forward pass of one network's BB trials over all T steps: states R, tanh values Z and logits L."""
     k = tl.program_id(0).to(tl.int64)  # network (64-bit: K x T x B x N exceeds 2^31)
     rows = tl.program_id(1) * BB + tl.arange(0, BB)  # trials of this program
     cols = tl.arange(0, NP)
@@ -166,11 +167,11 @@ def _forward_kernel(W, DC, BIAS, WO, BO, KEYS, R, Z, L,
 
 
 @triton.jit(do_not_specialize=["T", "C"])
-def _backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
-                     w_ks, wo_ks, z_ks, dl_ks, r_ks, gb_ks, gw_ks, gwo_ks, gwi_ks,
-                     T, C, B, N, alpha,
-                     NO: tl.constexpr, OP: tl.constexpr, NI: tl.constexpr, IP: tl.constexpr,
-                     BB: tl.constexpr, NP: tl.constexpr, PRECISION: tl.constexpr, FUSED: tl.constexpr):
+def backward_kernel(W, WO, Z, DL, R, U, GB, GW, GWO, GWI,
+                    w_ks, wo_ks, z_ks, dl_ks, r_ks, gb_ks, gw_ks, gwo_ks, gwi_ks,
+                    T, C, B, N, alpha,
+                    NO: tl.constexpr, OP: tl.constexpr, NI: tl.constexpr, IP: tl.constexpr,
+                    BB: tl.constexpr, NP: tl.constexpr, PRECISION: tl.constexpr, FUSED: tl.constexpr):
     """Backward steps of one network's BB trials. FUSED: also this program's part of the W_rec, W_out and W_in
     gradients (reads R instead of writing dL/dpre over Z); else dL/dpre is written over Z for torch GEMMs."""
     k = tl.program_id(0).to(tl.int64)
@@ -267,7 +268,9 @@ def _launch_opts(settings: _settings.Settings) -> dict:
     return {"num_warps": num_warps(settings), **({"maxnreg": mr} if mr and not INTERPRETED else {})}
 
 
-def _opt(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = None) -> dict:
+def launch_option(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = None) -> dict:
+    """A launch option as :data:`LAUNCH_OPTIONS` lists them (precision, trials per program, warps, where the
+    weight gradients are summed, register cap)."""
     return {"precision": precision, "bb": bb, "warps": warps, "grads": grads, "maxnreg": maxnreg}
 
 
@@ -277,15 +280,15 @@ def _opt(precision: str, bb: int, warps: int, grads: str, maxnreg: int | None = 
 #: bytes of shared memory (``tests/test_triton_compile.py``, which also reports registers and spills; the table
 #: is in docs/benchmarks.md). 255 registers x 8 warps is exactly one SM's 64K registers.
 LAUNCH_OPTIONS = (
-    _opt("tf32x3", 16, 4, "kernel"), _opt("tf32x3", 16, 4, "gemm"), _opt("ieee", 16, 8, "kernel", 255),
-    _opt("ieee", 32, 8, "kernel", 255), _opt("ieee", 16, 8, "gemm", 255), _opt("ieee", 32, 8, "gemm", 255),
+    launch_option("tf32x3", 16, 4, "kernel"), launch_option("tf32x3", 16, 4, "gemm"), launch_option("ieee", 16, 8, "kernel", 255),
+    launch_option("ieee", 32, 8, "kernel", 255), launch_option("ieee", 16, 8, "gemm", 255), launch_option("ieee", 32, 8, "gemm", 255),
 )
 
 
 def current_option(settings: _settings.Settings | None = None) -> dict:
     """The launch option the settings select (the defaults: ``ieee``, 32 trials x 8 warps, 255 registers, GEMMs)."""
     s = settings or _settings.current()
-    return _opt(precision(False, s), block_rows(s), num_warps(s), "kernel" if fused_grads(s) else "gemm",
+    return launch_option(precision(False, s), block_rows(s), num_warps(s), "kernel" if fused_grads(s) else "gemm",
                 max_registers(s))
 
 
@@ -330,7 +333,7 @@ def forward_pass(W_rec, drive_cue, bias, cue_steps, W_out, b_out, keys, counter,
     K, T1, B, N = R.shape
     m = launch_meta(B, N, W_out.shape[1], settings=s)
     grid = (K, triton.cdiv(B, m["BB"]))
-    _forward_kernel[grid](
+    forward_kernel[grid](
         W_rec, drive_cue, bias, W_out, b_out, keys, R, Z, L,
         W_rec.stride(0), drive_cue.stride(0), bias.stride(0), W_out.stride(0), b_out.stride(0), R.stride(0),
         Z.stride(0), L.stride(0), T1 - 1, cue_steps, B, N, int(counter), float(noise_std), float(alpha),
@@ -361,7 +364,7 @@ def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0,
     else:
         gw = gwo = gwi = gb  # unused
         R = u = Z
-    _backward_kernel[(K, nb)](
+    backward_kernel[(K, nb)](
         W_rec, W_out, Z, DL, R, u, gb, gw, gwo, gwi,
         W_rec.stride(0), W_out.stride(0), Z.stride(0), DL.stride(0), R.stride(0), gb.stride(0), gw.stride(0),
         gwo.stride(0), gwi.stride(0), T, cue_steps, B, N, float(alpha), NI=n_in,
@@ -373,4 +376,4 @@ def backward_steps(W_rec, W_out, alpha, Z, DL, R=None, u_cue=None, cue_steps=0,
 
 
 #: whether the kernels were defined for Triton's interpreter (numpy, CPU tensors) instead of the GPU compiler
-INTERPRETED = not isinstance(_forward_kernel, triton.JITFunction)
+INTERPRETED = not isinstance(forward_kernel, triton.JITFunction)
