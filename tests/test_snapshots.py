@@ -42,6 +42,20 @@ def test_plan_counts_the_snapshots():
     assert r.exit_code == 0 and "snapshots" in r.output, r.output
 
 
+def test_a_snapshot_build_is_reopened_with_its_snapshots(tmp_path):
+    """`zoo label` / `zoo package` reopen a build from its plan.json: a --snapshots build keeps its snapshots
+    (before, the reopened plan lost them and was refused as another plan); folders started before plan.json
+    stored them are read from the fingerprint."""
+    plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=1, epochs=2, snapshots="log")
+    open_build(tmp_path / "z", plan)
+    assert open_build(tmp_path / "z").plan.fingerprint() == plan.fingerprint()
+    plan_file = tmp_path / "z" / ".build" / "plan.json"
+    old = json.loads(plan_file.read_text())
+    del old["snapshots"]
+    plan_file.write_text(json.dumps(old))
+    assert open_build(tmp_path / "z").plan.snapshots == "log"
+
+
 @pytest.mark.bitwise("c")
 def test_snapshot_release(snap_zoo, monkeypatch):
     z = load_zoo(snap_zoo)
