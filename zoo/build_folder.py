@@ -35,7 +35,7 @@ class BuildFolder:
 
     def __init__(self, out: str | os.PathLike, plan, settings: Settings | None = None):
         self.out = Path(out)
-        self.plan = plan
+        self.plan = plan  # only its attributes are used: this module need not import zoo.plan (it sits below it)
         self.settings = settings or current_settings()  # the claim TTL; the kernels read their own at training
         self.state = self.out / layout.STATE_DIR
 
@@ -154,7 +154,7 @@ def _start(out: Path, plan, force: bool) -> None:
     publish.check_output_folder(out, force)
     plan_file = out / layout.PLAN_PATH
     try:
-        claims.create_exclusive(plan_file, json.dumps(jsonable(plan.record()), indent=1, sort_keys=True))
+        claims.create_exclusive(plan_file, json.dumps(_jsonable(plan.record()), indent=1, sort_keys=True))
     except OSError as err:
         raise ReleaseFolderError(f"cannot start a build in {out}: {err.strerror or err} "
                                  f"({err.filename or plan_file}); choose a writable --out") from None
@@ -173,9 +173,9 @@ def read_plan_record(out: str | os.PathLike) -> dict:
 
 def same_plan(record: dict, plan) -> bool:
     """Whether the stored ``plan.json`` ``record`` describes ``plan`` (the same shards and networks)."""
-    return record.get("fingerprint") == jsonable(plan.fingerprint())
+    return record.get("fingerprint") == _jsonable(plan.fingerprint())
 
 
-def jsonable(x):
+def _jsonable(x):
     """``x`` as it reads back from JSON (tuples as lists, keys as strings)."""
     return json.loads(json.dumps(x))
