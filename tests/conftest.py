@@ -130,15 +130,11 @@ def _hub_server_env(request, monkeypatch, tmp_path_factory):
 # -- smoke_zoo: a real release built once per session with the `smoke` preset ------------------------------
 def build_release(out: Path, preset: str = "smoke", **overrides) -> Path:
     """Train, label and package a preset into ``out`` through the public library functions."""
-    from zoo.build import Build
-    from zoo.executors import run_local
+    from zoo.build import run_build
     from zoo.figures import write_phase_picture
     from zoo.plan import plan_build
 
-    plan = plan_build(preset, **overrides)
-    b = Build(out, plan)
-    run_local(b, plan.shards)
-    b.package(picture=write_phase_picture)
+    run_build(plan_build(preset, **overrides), out, picture=write_phase_picture)
     return out
 
 

@@ -131,8 +131,8 @@ def test_no_module_uses_another_modules_private_names():
 
 
 #: the modules that train, package and publish a release: they never need matplotlib or the analysis layer
-BUILD_PATH = ("zoo.build", "zoo.release", "zoo.executors", "zoo.plan", "zoo.claims", "zoo.train", "zoo.publish",
-              "zoo.card", "zoo.metadata", "zoo.reference")
+BUILD_PATH = ("zoo.build", "zoo.build_folder", "zoo.shard_build", "zoo.chunks", "zoo.release", "zoo.executors",
+              "zoo.plan", "zoo.claims", "zoo.train", "zoo.publish", "zoo.card", "zoo.metadata", "zoo.reference")
 
 
 def test_the_build_path_imports_no_figures_or_analysis():

@@ -14,14 +14,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo.build
+import zoo.shard_build
 from zoo import layout, store
-from zoo.build import Build
+from zoo.build import open_build, run_build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, MissingShardsError, ZooError
 from zoo.executors import run_local, shard_batches
 from zoo.manifest import verify_folder
 from zoo.plan import plan_build
+from zoo.release import package_shards
+from zoo.shard_build import build_shards
 from zoo.train import train_networks
 from zoo.verify import compare_releases
 
@@ -50,10 +52,7 @@ def assert_same_release(a: Path, b: Path) -> None:
 def single(tmp_path_factory) -> Path:
     """The TINY plan built by one process, in one go (the reference for sharded and resumed builds)."""
     out = tmp_path_factory.mktemp("single") / "zoo"
-    plan = plan_build("smoke", **TINY)
-    b = Build(out, plan)
-    run_local(b, plan.shards)
-    b.package()
+    run_build(plan_build("smoke", **TINY), out)
     return out
 
 
@@ -78,17 +77,17 @@ def test_plan_is_deterministic_and_shard_spec_partitions():
 
 
 def test_plan_mismatch_in_same_folder_is_a_clear_error(tmp_path):
-    Build(tmp_path / "z", plan_build("smoke", **TINY))
+    open_build(tmp_path / "z", plan_build("smoke", **TINY))
     with pytest.raises(ZooError, match="different build.*epochs"):
-        Build(tmp_path / "z", plan_build("smoke", **{**TINY, "epochs": 4}))
+        open_build(tmp_path / "z", plan_build("smoke", **{**TINY, "epochs": 4}))
     with pytest.raises(ZooError, match="different build"):
-        Build(tmp_path / "z", plan_build("smoke", **{**TINY, "shard_size": 2}))
-    Build(tmp_path / "z", plan_build("smoke", **TINY))  # the same plan again is fine
-    assert Build(tmp_path / "z").plan.fingerprint() == plan_build("smoke", **TINY).fingerprint()
+        open_build(tmp_path / "z", plan_build("smoke", **{**TINY, "shard_size": 2}))
+    open_build(tmp_path / "z", plan_build("smoke", **TINY))  # the same plan again is fine
+    assert open_build(tmp_path / "z").plan.fingerprint() == plan_build("smoke", **TINY).fingerprint()
     code, out = cli("build", *TINY_ARGS[:-2], "--shard-size", "2", "--out", str(tmp_path / "z"))
     assert code == 2 and "different build" in out
     with pytest.raises(ZooError, match="no build plan"):
-        Build(tmp_path / "empty")
+        open_build(tmp_path / "empty")
 
 
 def test_zoo_plan_json_matches_library():
@@ -122,20 +121,21 @@ def test_resume_after_partial_chunks_trains_only_the_rest(tmp_path, monkeypatch)
         trained.extend(c.net_id for c in configs)
         return train_networks(configs, **kw)
 
-    b = Build(tmp_path / "z", plan)
-    monkeypatch.setattr(zoo.build, "train_networks", lambda cfgs, **kw: counting(cfgs, crash_after=2, **kw))
+    b = open_build(tmp_path / "z", plan)
+    monkeypatch.setattr(zoo.shard_build, "train_networks", lambda cfgs, **kw: counting(cfgs, crash_after=2, **kw))
     with pytest.raises(Crash):
-        b.run_shard(shard, batch_size=1)
+        build_shards(b, [shard], batch_size=1)
     assert len(trained) == 2 and b.status() == {shard.shard_id: "partial"}
     assert not list((b.state / "claims").iterdir())  # the claim is released on the way out
 
-    monkeypatch.setattr(zoo.build, "train_networks", lambda cfgs, **kw: counting(cfgs, **kw))
+    monkeypatch.setattr(zoo.shard_build, "train_networks", lambda cfgs, **kw: counting(cfgs, **kw))
     epochs = []
-    assert Build(tmp_path / "z").run_shard(shard, batch_size=1, progress=epochs.append) == "built"
+    states = build_shards(open_build(tmp_path / "z"), [shard], batch_size=1, progress=epochs.append)
+    assert states[shard.shard_id] == "built"
     assert trained == shard.net_ids  # each network trained exactly once over both runs
     assert sum(epochs) == 9  # saved chunks count as done network-epochs
     assert b.status() == {shard.shard_id: "done"}
-    assert b.run_shard(shard) == "done" and len(trained) == 3  # a third run trains nothing
+    assert build_shards(b, [shard])[shard.shard_id] == "done" and len(trained) == 3  # a third run trains nothing
 
     ref = train_networks(shard.configs)  # batch invariance: same bits as one uninterrupted batch
     w = store.read_weights(tmp_path / "z" / layout.weights_path("nopost", shard.shard_id))
@@ -149,13 +149,13 @@ def test_package_refuses_missing_then_partial_then_complete(tmp_path, single):
     out = tmp_path / "z"
     code, text = cli("build", *TINY_ARGS, "--out", str(out), "--shard", "0/3", "--device", "auto")  # shards 0, 3
     assert code == 0, text
-    b = Build(out)
+    b = open_build(out)
     st = b.status()
     assert sorted(st.values()) == ["done", "done", "todo", "todo"]
     missing = sorted(k for k, v in st.items() if v != "done")
 
     with pytest.raises(MissingShardsError) as err:
-        b.package()
+        package_shards(b)
     assert sorted(err.value.missing) == missing
     code, text = cli("package", str(out))
     assert code == 2 and all(m in text for m in missing) and "--partial" in text
@@ -195,7 +195,7 @@ def test_shard_batches_group_consecutive_shards_of_one_shape(tmp_path):
         assert len({s.configs[0].batch_key() for s in g}) == 1  # one trial shape per batch
     assert _ids(shard_batches(plan.shards, batch_size=1, combine=True)) == [[s.shard_id] for s in plan.shards]
     with pytest.raises(ValueError, match="trial shape"):
-        Build(tmp_path / "z", plan).run_shards(plan.shards)  # delays 0 and 40 cannot share a batch
+        build_shards(open_build(tmp_path / "z", plan), plan.shards)  # delays 0 and 40 cannot share a batch
 
 
 @pytest.mark.bitwise("c")
@@ -204,16 +204,16 @@ def test_combined_shards_resume_locks_and_same_release(tmp_path, single, monkeyp
     batch; the release is bitwise the one built shard by shard."""
     plan = plan_build("smoke", **TINY)
     s0, s1, s2, s3 = plan.shards
-    b = Build(tmp_path / "z", plan)
-    assert b.run_shard(s0) == "built"
+    b = open_build(tmp_path / "z", plan)
+    assert build_shards(b, [s0])[s0.shard_id] == "built"
     batches: list[list[str]] = []
 
     def counting(configs, **kw):
         batches.append([c.net_id for c in configs])
         return train_networks(configs, **kw)
 
-    monkeypatch.setattr(zoo.build, "train_networks", counting)
-    held = b._claim(s3.shard_id)  # another worker holds s3
+    monkeypatch.setattr(zoo.shard_build, "train_networks", counting)
+    held = b.claim(s3.shard_id)  # another worker holds s3
     try:
         states = run_local(b, plan.shards, combine=True)
     finally:
@@ -222,17 +222,17 @@ def test_combined_shards_resume_locks_and_same_release(tmp_path, single, monkeyp
     assert batches == [s1.net_ids, s2.net_ids]  # s2 trained without its locked partner
     assert run_local(b, plan.shards, combine=True)[s3.shard_id] == "built"
     assert batches[-1] == s3.net_ids
-    b.package()
+    package_shards(b)
     assert_same_release(b.out, single)
 
 
 COMBINED_WORKER = """
 import sys
-from zoo.build import Build
+from zoo.build import open_build
 from zoo.plan import plan_build
 from zoo.executors import run_local
 plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3, shard_size=1)
-run_local(Build(sys.argv[1], plan), plan.shards, combine=True)
+run_local(open_build(sys.argv[1], plan), plan.shards, combine=True)
 """
 
 
@@ -247,7 +247,7 @@ def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatc
                        timeout=300)
     assert r.returncode == -9, r.stderr
     plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=3, epochs=3, shard_size=1)
-    b = Build(out, plan)
+    b = open_build(out, plan)
     assert sorted(b.status().values()) == ["partial", "todo", "todo"]
     trained: list[str] = []
 
@@ -255,7 +255,7 @@ def test_combined_batch_killed_between_shards_loses_nothing(tmp_path, monkeypatc
         trained.extend(c.net_id for c in configs)
         return train_networks(configs, **kw)
 
-    monkeypatch.setattr(zoo.build, "train_networks", counting)
+    monkeypatch.setattr(zoo.shard_build, "train_networks", counting)
     assert set(run_local(b, plan.shards, combine=True).values()) == {"built"}
     assert trained == [c.net_id for s in plan.shards[1:] for c in s.configs]
     ref = train_networks([s.configs[0] for s in plan.shards])

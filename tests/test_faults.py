@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 
-import zoo.build
+import zoo.shard_build
 from zoo import layout, store
-from zoo.build import Build
+from zoo.build import open_build
 from zoo.errors import MissingShardsError
 from zoo.executors import run_local
 from zoo.faults import BUILD_POINTS as FAULT_POINTS
 from zoo.faults import WRITE_POINTS
 from zoo.manifest import verify_folder
 from zoo.plan import plan_build
+from zoo.release import package_shards
 from zoo.settings import Settings
+from zoo.shard_build import build_shards
 from zoo.train import train_networks
 from zoo.verify import compare_releases
 
@@ -85,9 +87,9 @@ def zoo_build(out: Path, fault: str | None = None, kill_after_s: float | None = 
 def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "zoo"
     plan = plan_build("smoke", **PLAN)
-    b = Build(out, plan)
+    b = open_build(out, plan)
     run_local(b, plan.shards, batch_size=1)
-    b.package()
+    package_shards(b)
     return out
 
 
@@ -193,14 +195,14 @@ def test_kill_inside_every_write_then_resume(tmp_path, reference):
 # ---------------------------------------------------------------- damaged files on disk
 def _tiny(tmp_path, name="z", **kw):
     plan = plan_build("smoke", **{**dict(lrs=[0.1], delays=[0], seeds=2, epochs=3), **kw})
-    return plan, Build(tmp_path / name, plan)
+    return plan, open_build(tmp_path / name, plan)
 
 
 @pytest.mark.bitwise("c")
 def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     plan, b = _tiny(tmp_path)
     (shard,) = plan.shards
-    assert b.run_shard(shard) == "built"
+    assert build_shards(b, [shard])[shard.shard_id] == "built"
     wf = b.out / layout.weights_path(shard.family, shard.shard_id)
     good = wf.read_bytes()
     good_w = store.read_weights(wf)
@@ -215,12 +217,12 @@ def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
             (b.state / "done" / f"{shard.shard_id}.json").write_text("{not json")
         assert b.status() == {shard.shard_id: "corrupt"}, damage
         with pytest.raises(MissingShardsError, match="damaged" if damage != "marker" else "unreadable"):
-            b.package()
-        assert b.run_shard(shard) == "built", damage  # retrained, never used
+            package_shards(b)
+        assert build_shards(b, [shard])[shard.shard_id] == "built", damage  # retrained, never used
         assert b.status() == {shard.shard_id: "done"}
         w = store.read_weights(wf)
         assert all(bool((w[n] == good_w[n]).all()) for n in w), damage
-    b.package()
+    package_shards(b)
     verify_folder(b.out)
 
 
@@ -229,7 +231,7 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
     plan, b = _tiny(tmp_path, seeds=3)
     (shard,) = plan.shards
     trained: list[str] = []
-    real = zoo.build.train_networks
+    real = zoo.shard_build.train_networks
 
     def crash_after_two(configs, **kw):
         if len(trained) >= 2:
@@ -237,9 +239,9 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
         trained.extend(c.net_id for c in configs)
         return real(configs, **kw)
 
-    monkeypatch.setattr(zoo.build, "train_networks", crash_after_two)
+    monkeypatch.setattr(zoo.shard_build, "train_networks", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
-        b.run_shard(shard, batch_size=1)
+        build_shards(b, [shard], batch_size=1)
     chunks = sorted((b.state / "work" / shard.shard_id).glob("chunk-*.safetensors"))
     assert len(chunks) == 2
     data = chunks[0].read_bytes()
@@ -247,9 +249,9 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
     (chunks[1].with_suffix(".parquet")).write_bytes(b"")  # an empty (truncated) curves file
 
     trained.clear()
-    monkeypatch.setattr(zoo.build, "train_networks", lambda cfgs, **kw: (trained.extend(c.net_id for c in cfgs),
+    monkeypatch.setattr(zoo.shard_build, "train_networks", lambda cfgs, **kw: (trained.extend(c.net_id for c in cfgs),
                                                                          real(cfgs, **kw))[1])
-    assert b.run_shard(shard, batch_size=1) == "built"
+    assert build_shards(b, [shard], batch_size=1)[shard.shard_id] == "built"
     err = capsys.readouterr().err
     assert err.count("discarding damaged chunk") == 2 and "checksum" in err
     assert sorted(trained) == sorted(shard.net_ids)  # both damaged chunks trained again, nothing else twice
@@ -262,14 +264,15 @@ def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys)
 WORKER = """
 import sys, time
 from pathlib import Path
-from zoo.build import Build
+from zoo.build import open_build
 from zoo.plan import plan_build
+from zoo.shard_build import build_shards
 plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=2, epochs=5)
-b = Build(sys.argv[1], plan)
+b = open_build(sys.argv[1], plan)
 Path(sys.argv[2]).touch()                      # ready; start together with the other worker
 while not all(Path(p).exists() for p in sys.argv[3:]):
     time.sleep(0.005)
-print("STATE", b.run_shard(plan.shards[0]), flush=True)
+print("STATE", build_shards(b, plan.shards[:1])[plan.shards[0].shard_id], flush=True)
 """
 
 
@@ -285,9 +288,9 @@ def test_two_workers_on_one_shard(tmp_path):
     print(f"\ntwo workers on one shard: {states}")
     assert states in (["built", "locked"], ["built", "done"])  # never both trained it
     plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=2, epochs=5)
-    b = Build(out, plan)
+    b = open_build(out, plan)
     assert b.status() == {plan.shards[0].shard_id: "done"}
-    b.package()
+    package_shards(b)
     verify_folder(out)
 
 
@@ -301,23 +304,23 @@ def test_stale_claims_are_taken_over_live_ones_are_not(tmp_path, monkeypatch):
 
     # a live worker on another host (fresh heartbeat): locked
     claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "x"}))
-    assert b.run_shard(shard) == "locked"
+    assert build_shards(b, [shard])[shard.shard_id] == "locked"
     # the same claim with a heartbeat older than the TTL (a worker given a TTL of 5 s): taken over
     old = time.time() - 10
     os.utime(claim, (old, old))
-    assert b.run_shard(shard) == "locked"  # the default TTL is 600 s
-    assert Build(b.out, settings=Settings(claim_ttl_s=5.0)).run_shard(shard) == "built"
+    assert build_shards(b, [shard])[shard.shard_id] == "locked"  # the default TTL is 600 s
+    assert build_shards(open_build(b.out, settings=Settings(claim_ttl_s=5.0)), [shard])[shard.shard_id] == "built"
     assert not claim.exists()
     # a dead process on this host: taken over at once
     plan2, b2 = _tiny(tmp_path, name="z2", seeds=1, epochs=2)
     claim2 = b2.state / "claims" / shard.shard_id
     claim2.parent.mkdir(parents=True)
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "y"}))
-    assert b2.run_shard(shard) == "built"
+    assert build_shards(b2, [shard])[shard.shard_id] == "built"
     # a live process on this host (ourselves): locked
     claim2.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "z"}))
     (b2.state / "done" / f"{shard.shard_id}.json").unlink()
-    assert b2.run_shard(shard) == "locked"
+    assert build_shards(b2, [shard])[shard.shard_id] == "locked"
 
 
 def test_orphan_claim_temp_files_are_removed(tmp_path):
@@ -331,10 +334,10 @@ def test_orphan_claim_temp_files_are_removed(tmp_path):
     alive = claims / f".tmp-{os.getpid()}@{socket.gethostname()}@{plan.shards[0].shard_id}.def456"
     orphan.write_text("{}")
     alive.write_text("{}")
-    assert b.run_shard(plan.shards[0]) == "built"
+    assert build_shards(b, [plan.shards[0]])[plan.shards[0].shard_id] == "built"
     assert not orphan.exists() and alive.exists()
     alive.unlink()
     orphan.write_text("{}")
     run_local(b, plan.shards)
-    b.package()
+    package_shards(b)
     assert not orphan.exists() and not list(claims.iterdir())

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from zoo import store
-from zoo.build import Build
+from zoo.build import open_build
 from zoo.errors import ZooError
 from zoo.executors import import_ray, run_local, run_ray
 from zoo.manifest import verify_folder
 from zoo.plan import plan_build
+from zoo.release import package_shards
 from zoo.verify import compare_releases
 
 try:
@@ -41,18 +42,18 @@ def test_missing_ray_is_a_clear_error(monkeypatch, tmp_path):
         import_ray()
     plan = plan_build("smoke", **PLAN)
     with pytest.raises(ZooError, match="needs Ray"):
-        run_ray(Build(tmp_path / "z", plan), plan.shards)
+        run_ray(open_build(tmp_path / "z", plan), plan.shards)
 
 
 def _build(out: Path, executor, **kw) -> tuple[float, dict, list]:
     plan = plan_build("smoke", **PLAN)
-    b = Build(out, plan)
+    b = open_build(out, plan)
     epochs, finished = [], []
     t0 = time.perf_counter()
     states = executor(b, plan.shards, progress=epochs.append, on_shard=lambda s, st: finished.append((s.shard_id, st)),
                       **kw)
     seconds = time.perf_counter() - t0
-    b.package()
+    package_shards(b)
     assert sum(epochs) == plan.network_epochs  # progress from every worker adds up to the whole plan
     assert sorted(finished) == sorted(states.items())
     return seconds, states, epochs
@@ -119,7 +120,7 @@ def test_cli_build_with_ray_executor(cluster, tmp_path, local_release):
     assert store.read_info(out)["partial"] is False
     assert ray.is_initialized()  # a cluster we did not start is left running
     plan = plan_build("smoke", **PLAN)
-    assert set(run_ray(Build(out, plan), plan.shards).values()) == {"done"}  # a re-run trains nothing
+    assert set(run_ray(open_build(out, plan), plan.shards).values()) == {"done"}  # a re-run trains nothing
     print(f"\n`zoo build --executor ray --address auto` on a running 2-CPU cluster: {seconds:.1f} s "
           f"(local executor {local_release[1]:.1f} s)")
 
@@ -130,7 +131,7 @@ def test_ray_task_failure_is_reported(cluster, tmp_path):
     import json
 
     plan = plan_build("smoke", **PLAN)
-    b = Build(tmp_path / "z", plan)
+    b = open_build(tmp_path / "z", plan)
     other = plan_build("smoke", **{**PLAN, "epochs": 5})
     (b.state / "plan.json").write_text(json.dumps({"preset": "smoke", "overrides": other.overrides,
                                                    "shard_size": 1, "fingerprint": other.fingerprint()}))

@@ -12,12 +12,13 @@ from conftest import build_release
 from typer.testing import CliRunner
 
 from zoo import faults, load_zoo, store
-from zoo.build import Build
+from zoo.build import open_build
 from zoo.cli import app
 from zoo.errors import InvalidChoiceError, ZooError
 from zoo.executors import run_local
 from zoo.model import PARAM_NAMES, ModelConfig, init_state_dict
 from zoo.plan import plan_build
+from zoo.release import package_shards
 from zoo.trajectories import log_epochs
 
 EPOCHS = 12  # the smoke preset, shorter: epochs 0, 1, 2, 5, 10, 12 are stored
@@ -39,6 +40,20 @@ def test_plan_counts_the_snapshots():
         plan_build("sample", snapshots="linear")
     r = CliRunner().invoke(app, ["plan", "--preset", "sample", "--snapshots", "log"])
     assert r.exit_code == 0 and "snapshots" in r.output, r.output
+
+
+def test_a_snapshot_build_is_reopened_with_its_snapshots(tmp_path):
+    """`zoo label` / `zoo package` reopen a build from its plan.json: a --snapshots build keeps its snapshots
+    (before, the reopened plan lost them and was refused as another plan); folders started before plan.json
+    stored them are read from the fingerprint."""
+    plan = plan_build("smoke", lrs=[0.1], delays=[0], seeds=1, epochs=2, snapshots="log")
+    open_build(tmp_path / "z", plan)
+    assert open_build(tmp_path / "z").plan.fingerprint() == plan.fingerprint()
+    plan_file = tmp_path / "z" / ".build" / "plan.json"
+    old = json.loads(plan_file.read_text())
+    del old["snapshots"]
+    plan_file.write_text(json.dumps(old))
+    assert open_build(tmp_path / "z").plan.snapshots == "log"
 
 
 @pytest.mark.bitwise("c")
@@ -81,7 +96,7 @@ def test_snapshot_release(snap_zoo, monkeypatch):
 def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path):
     """Killed (here: an exception) after its first chunk, the build resumes from the chunk's saved snapshots."""
     plan = plan_build("smoke", snapshots="log", epochs=EPOCHS)
-    b = Build(tmp_path / "zoo", plan)
+    b = open_build(tmp_path / "zoo", plan)
 
     def boom(point, before_kill=None):
         if point == "chunk-written":
@@ -93,7 +108,7 @@ def test_resumed_build_stores_the_same_snapshots(snap_zoo, tmp_path):
     assert (work / "chunk-00000.snapshots").exists()
     assert json.loads((work / "chunk-00000.json").read_text())["snapshots"]["epochs"][0] == log_epochs(EPOCHS)
     run_local(b, plan.shards, batch_size=2)
-    b.package()
+    package_shards(b)
     for rel in ("snapshots/nopost/nopost-d000-000.safetensors", "snapshots/nopost/nopost-d040-000.safetensors"):
         w1, w2 = store.read_weights(snap_zoo / rel), store.read_weights(tmp_path / "zoo" / rel)
         assert all(torch.equal(w1[n], w2[n]) for n in PARAM_NAMES)

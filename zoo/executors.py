@@ -1,8 +1,8 @@
 """Where shards run: in this process (``local``), or as Ray tasks (``ray``, see :func:`run_ray`).
 
-Both executors only call :meth:`zoo.build.Build.run_shard` (or, for several shards of one trial shape trained
-in one batch on a GPU, :meth:`~zoo.build.Build.run_shards`), which claims each shard, trains it, writes its
-results atomically into the build folder and marks it done; so executors can be mixed on one build folder
+Both executors only call :func:`zoo.shard_build.build_shards` (with several shards of one trial shape, trained
+in one batch, on a GPU), which claims each shard, trains it, writes its results atomically into the build
+folder and marks it done; so executors can be mixed on one build folder
 (for example SLURM array tasks and a Ray cluster on the same shared filesystem) and re-running any of them
 resumes the build. Ray is optional: it is imported only when :func:`run_ray` is called.
 """
@@ -15,10 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from .build import Build
+from .build_folder import BuildFolder
 from .devices import parse_device, resolve_device
 from .errors import ZooError, check_choice
 from .log import logger
+from .shard_build import build_shards
 from .sharding import Shard
 
 RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[default]')"
@@ -28,18 +29,18 @@ RAY_INSTALL_HINT = "pip install 'rnn-stm-zoo[ray]'  (or: pip install 'ray[defaul
 EXECUTORS = ("local", "ray")
 
 
-def execute(build: Build, shards: Sequence[Shard], *, executor: str = "local", address: str | None = None,
+def execute(folder: BuildFolder, shards: Sequence[Shard], *, executor: str = "local", address: str | None = None,
             **options) -> dict[str, str]:
-    """Run ``shards`` of ``build`` on ``executor`` (:data:`EXECUTORS`): :func:`run_local`, or :func:`run_ray` on
+    """Run ``shards`` of the build in ``folder`` on ``executor`` (:data:`EXECUTORS`): :func:`run_local`, or :func:`run_ray` on
     the Ray cluster at ``address``; ``options`` are theirs (device, batch_size, label, progress, on_shard).
     Returns ``{shard_id: 'done' | 'built' | 'locked'}``."""
     check_choice("executor", executor, EXECUTORS)
     if executor == "ray":
-        return run_ray(build, shards, address=address, **options)
-    return run_local(build, shards, **options)
+        return run_ray(folder, shards, address=address, **options)
+    return run_local(folder, shards, **options)
 
 
-def run_local(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
+def run_local(folder: BuildFolder, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
               label: bool = True, progress: Callable[[int], None] | None = None,
               on_shard: Callable[[Shard, str], None] | None = None, combine: bool | None = None) -> dict[str, str]:
     """Run shards one after another in this process; returns ``{shard_id: 'done' | 'built' | 'locked'}``.
@@ -49,7 +50,7 @@ def run_local(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size
     one shard's 512."""
     out = {}
     for group in shard_batches(shards, device, batch_size, combine):
-        states = build.run_shards(group, device=device, batch_size=batch_size, label=label, progress=progress)
+        states = build_shards(folder, group, device=device, batch_size=batch_size, label=label, progress=progress)
         for s in group:
             out[s.shard_id] = states[s.shard_id]
             if on_shard is not None:
@@ -112,13 +113,13 @@ class _ProgressSink:
 
 def _shard_task(out: str, plan, shard_id: str, device: str, batch_size, label: bool, sink, threads: int,
                 wait_locked_s: float | None = None, report_every_s: float = 0.5) -> str:
-    """One shard, in a Ray worker: the same :meth:`Build.run_shard` as the local executor."""
+    """One shard, in a Ray worker: the same :func:`~zoo.shard_build.build_shards` as the local executor."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    b = Build(out, plan)
-    shard = b.plan.shard(shard_id)
+    folder = BuildFolder.open(out, plan)
+    shard = plan.shard(shard_id)
     done, last = [0], [0.0]
 
     def progress(n: int) -> None:
@@ -130,10 +131,11 @@ def _shard_task(out: str, plan, shard_id: str, device: str, batch_size, label: b
 
     # a shard locked by a worker that died on another node becomes free once its heartbeat is older than the
     # claim TTL; one that a live worker builds becomes done: wait for either (this is what retries need)
-    ttl = b.settings.claim_ttl_s
+    ttl = folder.settings.claim_ttl_s
     deadline = time.monotonic() + (ttl + 60 if wait_locked_s is None else wait_locked_s)
     while True:
-        state = b.run_shard(shard, device=device, batch_size=batch_size, label=label, progress=progress)
+        state = build_shards(folder, [shard], device=device, batch_size=batch_size, label=label,
+                             progress=progress)[shard_id]
         if state != "locked" or time.monotonic() >= deadline:
             break
         time.sleep(min(10.0, max(0.5, ttl / 20)))
@@ -142,7 +144,7 @@ def _shard_task(out: str, plan, shard_id: str, device: str, batch_size, label: b
     return state
 
 
-def run_ray(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
+def run_ray(folder: BuildFolder, shards: Sequence[Shard], *, device="cpu", batch_size: int | None = None,
             address: str | None = None, label: bool = True, progress: Callable[[int], None] | None = None,
             on_shard: Callable[[Shard, str], None] | None = None, cpus_per_task: int | None = None,
             max_retries: int = 3, num_cpus: int | None = None, runtime_env: dict | None = None,
@@ -151,7 +153,7 @@ def run_ray(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: 
 
     ``address``: a Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``); None starts a local cluster
     (``num_cpus``, default all CPUs of this machine) and shuts it down afterwards. If Ray is already
-    initialised in this process that cluster is used as is. Every task writes its shard into ``build.out``,
+    initialised in this process that cluster is used as is. Every task writes its shard into ``folder.out``,
     which must be the same path on a filesystem shared by all nodes (the done markers make a re-run skip
     finished shards, so tasks are idempotent).
 
@@ -180,7 +182,7 @@ def run_ray(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: 
             ray.init(address=address, configure_logging=False)
         started = True
     try:
-        return _run_ray_tasks(ray, build, shards, device=device, batch_size=batch_size, label=label,
+        return _run_ray_tasks(ray, folder, shards, device=device, batch_size=batch_size, label=label,
                               progress=progress, on_shard=on_shard, cpus_per_task=cpus_per_task,
                               max_retries=max_retries, runtime_env=runtime_env, wait_locked_s=wait_locked_s,
                               poll_s=poll_s)
@@ -191,7 +193,7 @@ def run_ray(build: Build, shards: Sequence[Shard], *, device="cpu", batch_size: 
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_ray_tasks(ray, build, shards, *, device, batch_size, label, progress, on_shard, cpus_per_task,
+def _run_ray_tasks(ray, folder, shards, *, device, batch_size, label, progress, on_shard, cpus_per_task,
                    max_retries, runtime_env, wait_locked_s, poll_s) -> dict[str, str]:
     shards = list(shards)
     if not shards:
@@ -207,8 +209,8 @@ def _run_ray_tasks(ray, build, shards, *, device, batch_size, label, progress, o
     sink = ray.remote(num_cpus=0)(_ProgressSink).remote()
     opts = {"runtime_env": runtime_env} if runtime_env else {}
     task = ray.remote(_shard_task).options(max_retries=max_retries, retry_exceptions=[OSError], **resources, **opts)
-    plan_ref = ray.put(build.plan)
-    out = str(build.out.resolve())
+    plan_ref = ray.put(folder.plan)
+    out = str(folder.out.resolve())
     refs = {task.remote(out, plan_ref, s.shard_id, task_device, batch_size, label, sink, threads, wait_locked_s): s
             for s in shards}
     totals = {s.shard_id: sum(c.epochs for c in s.configs) for s in shards}

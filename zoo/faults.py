@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 
 from . import settings as _settings
 
-#: named steps of a build (:mod:`zoo.build`) where a fault can be injected
+#: named steps of a build (:mod:`zoo.shard_build`, :mod:`zoo.chunks`, :mod:`zoo.build_folder`, packaging in
+#: :mod:`zoo.release`) where a fault can be injected
 BUILD_POINTS = ("epoch", "chunk-trained", "chunk-weights", "chunk-written", "shard-weights", "shard-part",
                 "shard-done", "package")
 #: points inside every atomic write

@@ -18,6 +18,7 @@ from .errors import InvalidChoiceError
 from .model import ModelConfig, param_shapes
 from .task import CURVES
 from .trajectories import SNAPSHOT_MODES, snapshot_epochs
+from .version import __version__
 
 # size estimate (see BuildPlan.estimate_bytes); float32 weights, curves before compression
 _BYTES_PER_NETWORK = 4 * sum(math.prod(s) for s in param_shapes(ModelConfig()).values())
@@ -95,6 +96,12 @@ class BuildPlan:
         """Which epoch rule each family of the plan trains with, and whether it is the paper's."""
         return grids.epoch_rules(grids.preset_grids(self.preset, self.changes))
 
+    def record(self) -> dict:
+        """The plan as a build folder stores it (``.build/plan.json``; read back by :func:`plan_from_dict`)."""
+        return {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
+                **({"snapshots": self.snapshots} if self.snapshots else {}),
+                "code_version": __version__, "fingerprint": self.fingerprint()}
+
     def fingerprint(self) -> dict:
         d = {"preset": self.preset, "overrides": self.overrides, "shard_size": self.shard_size,
              "shards": {s.shard_id: s.net_ids for s in self.shards}}
@@ -154,8 +161,10 @@ def plan_of(preset: str | grids.Preset, changes: grids.Overrides, shard_size: in
 
 
 def plan_from_dict(d: dict) -> BuildPlan:
-    """The plan stored in a build folder's ``plan.json``."""
-    return plan_of(d["preset"], grids.Overrides.from_dict(d.get("overrides", {})), d["shard_size"], d.get("snapshots"))
+    """The plan stored in a build folder's ``plan.json`` (builds started before it stored ``snapshots`` have it
+    in their fingerprint only)."""
+    snapshots = d.get("snapshots", d.get("fingerprint", {}).get("snapshots"))
+    return plan_of(d["preset"], grids.Overrides.from_dict(d.get("overrides", {})), d["shard_size"], snapshots)
 
 
 def plan_summary(plan: BuildPlan, out: str | os.PathLike | None = None, shards: bool = True) -> dict:

@@ -1,20 +1,27 @@
 """Packaging a release: the metadata table, ``zoo.json``, the LICENSE, the card and its phase-diagram picture, then
-the manifest over every data file. Used by ``zoo build`` / ``zoo package``, relabelling and the import of the
-authors' files; the file formats themselves are :mod:`zoo.store`'s, the paths :mod:`zoo.layout`'s.
+the manifest over every data file. Used by ``zoo build`` / ``zoo package`` (:func:`package_shards`: a build
+folder's finished shards into a release), relabelling and the import of the authors' files; the file formats
+themselves are :mod:`zoo.store`'s, the paths :mod:`zoo.layout`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from . import labels, publish
+from . import labels, layout, provenance, publish, store
+from .build_folder import BuildFolder
 from .card import license_text, render_card
 from .devices import resolve_device
+from .errors import MissingShardsError, ZooError
+from .faults import fault_point
 from .layout import (
     CARD_PATH,
     DIAGNOSTICS_PATH,
@@ -27,6 +34,7 @@ from .layout import (
 )
 from .metadata import label_frame
 from .store import FORMAT_VERSION, write_table
+from .version import __version__
 from .weightspace import with_split
 
 #: draws the card's picture at a path from the metadata; False (and no file) when there is nothing to draw.
@@ -90,7 +98,6 @@ def shard_files(metadata: pd.DataFrame) -> list[str]:
 def relabel_release(folder: str | os.PathLike, device="cpu", *, picture: PictureWriter | None = None) -> pd.DataFrame:
     """Recompute every label of a packaged release from its weights and curves (no retraining). Every file
     read is checked against the manifest first: a damaged release is refused, never relabelled."""
-    from . import store
     from .sources import LocalSource
 
     folder = Path(folder)
@@ -111,3 +118,82 @@ def relabel_release(folder: str | os.PathLike, device="cpu", *, picture: Picture
     info.pop("format_version", None)
     finalize_release(folder, new, info, verified=src.manifest, picture=picture)
     return new
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """What packaging a build gave: the release's metadata table, and whether the release was already complete
+    and current (then nothing was written)."""
+
+    metadata: pd.DataFrame
+    unchanged: bool
+
+
+def package_shards(folder: BuildFolder, *, partial: bool = False, picture: PictureWriter | None = None) -> Packaged:
+    """Merge the finished shards of a build folder into its release: metadata, card (its picture drawn by
+    ``picture``, e.g. :func:`zoo.figures.write_phase_picture`), zoo.json and manifest (:func:`finalize_release`).
+
+    Refuses (:class:`MissingShardsError`, listing them) if a shard is not finished or fails verification,
+    unless ``partial``: then only the finished shards are released (the files of the others are removed) and
+    ``zoo.json`` / the card say so. A release already packaged from exactly these shards is left as it is."""
+    folder.remove_orphan_claim_files()  # litter of workers killed while claiming
+    publish.recover(folder.out)  # a packaging killed in its switch is finished first
+    problems = {s.shard_id: folder.marker_problem(s) for s in folder.plan.shards}
+    missing = [sid for sid, p in problems.items() if p is not None]
+    if missing and not partial:
+        bad = [f"{sid} ({p})" for sid, p in problems.items() if p not in (None, "not finished")]
+        hint = ("finish them with `zoo build --out DIR` (it resumes and retrains damaged shards), or package "
+                "what exists with `zoo package DIR --partial`")
+        raise MissingShardsError(missing, (f"damaged: {'; '.join(bad[:10])}. " if bad else "") + hint)
+    finished = [s for s in folder.plan.shards if problems[s.shard_id] is None]
+    parts = [_finished_part(folder, s) for s in finished]
+    if not parts:
+        raise MissingShardsError(missing, "nothing to package yet")
+    verified = {rel: d for s in finished for rel, d in folder.marker(s.shard_id).get("files", {}).items()}
+    digest = hashlib.sha256(json.dumps({"files": verified, "missing": missing}, sort_keys=True).encode()).hexdigest()
+    if release_is_current(folder.out, digest):
+        return Packaged(store.read_table(folder.path(METADATA_PATH)), unchanged=True)
+    fault_point("package")
+    df = pd.concat(parts, ignore_index=True)
+    if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
+        raise ZooError(f"duplicate networks in the build: {df.loc[df['net_id'].duplicated(), 'net_id'].tolist()[:5]}")
+    remove_unlisted_shard_files(folder.out, df)  # a partial release: no files of unfinished shards
+    plan = folder.plan
+    info = {"preset": plan.preset, "overrides": plan.overrides, "built_from": plan.describe(),
+            "epoch_rules": plan.epoch_rules(), "code_version": __version__, "label_version": labels.LABEL_VERSION,
+            "partial": bool(missing), "missing_shards": missing, "n_shards": len(plan.shards),
+            "n_networks_planned": len(plan.configs), **({"snapshots": plan.snapshots} if plan.snapshots else {}),
+            "provenance": provenance.summarize(provenance.environment("cpu"),
+                                               (folder.marker(s.shard_id).get("provenance") for s in finished), df),
+            "parts_sha256": digest}
+    finalize_release(folder.out, df, info, verified=verified, picture=picture)
+    for s in finished:  # leftovers of workers killed after finishing their shard
+        shutil.rmtree(folder.path(layout.work_dir(s.shard_id)), ignore_errors=True)
+        folder.clear_stale_claim(s.shard_id)
+    return Packaged(df, unchanged=False)
+
+
+def _finished_part(folder: BuildFolder, shard) -> pd.DataFrame:
+    """The metadata rows of a finished shard, which must be labelled and list the shard's networks."""
+    if not folder.marker(shard.shard_id).get("labelled"):
+        raise ZooError(f"shard {shard.shard_id} is trained but not labelled; run `zoo label {folder.out}`")
+    part = store.read_table(folder.path(layout.part_path(shard.shard_id)))
+    if part["net_id"].tolist() != shard.net_ids:
+        raise ZooError(f"the metadata part of shard {shard.shard_id} does not list its networks; "
+                       f"delete {folder.path(layout.done_path(shard.shard_id))} and re-run the build")
+    return part
+
+
+def release_is_current(folder: str | os.PathLike, digest: str) -> bool:
+    """True if ``folder`` holds a whole release (every core file matching its manifest) packaged from exactly
+    the shards whose done markers hash to ``digest``; re-packaging it would change nothing."""
+    from .sources import LocalSource
+
+    try:
+        src = LocalSource(folder)
+        if src.read_info().get("parts_sha256") != digest:
+            return False
+        src.local_paths([r for r in src.manifest if not layout.is_shard(r)])
+    except (ZooError, OSError, ValueError):
+        return False
+    return True

@@ -33,62 +33,84 @@ def _size_fact(est: dict) -> str:
     return f"{format_bytes(est['total'])} ({', '.join(parts)}; before compression)"
 
 
-def _card_picture():
-    """The card's picture (the phase diagram), drawn with matplotlib at packaging."""
+def _card_picture(path: Path, metadata) -> bool:
+    """The card's picture (the phase diagram), drawn with matplotlib (imported only when packaging draws it)."""
     from ..figures import write_phase_picture
 
-    return write_phase_picture
+    return write_phase_picture(path, metadata)
 
 
-def _train(out: Path, plan, shard, device, batch_size, executor, address, label: bool, force: bool = False):
-    from ..build import Build
-    from ..errors import InvalidChoiceError
-    from ..executors import EXECUTORS, execute
-    from ..plan import format_bytes, free_bytes
+class _BuildDisplay:
+    """What `zoo build` / `zoo train` print around :func:`zoo.build.run_build`: the facts of the run, a warning
+    if the disk looks too small, the progress bar while shards train, and which shards other workers hold."""
 
-    # every option is checked before the build folder is touched: a rejected command leaves nothing behind
-    check_choice("executor", executor, EXECUTORS)
-    if batch_size is not None and batch_size < 1:
-        raise InvalidChoiceError("--batch-size", batch_size, hint="give a positive number of networks")
-    shards = plan.select(shard)
-    b = Build(out, plan, force=force)
-    est = plan.estimate_bytes()
-    total_nets = sum(len(s) for s in shards)
-    where = device
-    if executor == "local":  # which kernels train here (the Triton kernels are checked now, on a GPU)
-        import torch
+    def __init__(self, plan, out: Path, device, executor: str):
+        self.plan, self.out, self.device, self.executor = plan, out, device, executor
+        self.prog = None
 
-        from .. import kernels
-        from ..devices import resolve_device
+    def start(self, shards) -> None:
+        from ..plan import format_bytes, free_bytes
 
-        where = f"{device} ({kernels.backend_for(torch.empty(0, device=resolve_device(device)))} kernels)"
-    report.print_facts(f"[bold]{plan.describe()}[/]", [
-        ("networks", f"{len(plan.configs):,} in {len(plan.shards)} shards"),
-        ("this run", f"{len(shards)} shard(s), {total_nets:,} networks, on {where}, executor {executor}"),
-        ("release size", _size_fact(est)),
-        *(("epochs", rule) for rule in plan.epoch_rules())])
-    if free_bytes(out) < est["total"]:
-        report.console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(out))} free at {out}")
-    total_epochs = sum(c.epochs for s in shards for c in s.configs)
-    with report.training_progress() as prog:
-        task = prog.add_task("training", total=total_epochs, nets=f"0/{total_nets}")
-        done_nets = [0]
+        self.total_nets, self.left = sum(len(s) for s in shards), len(shards)
+        self.done_nets, self.locked = 0, []
+        where = self.device
+        if self.executor == "local":  # which kernels train here (the Triton kernels are checked now, on a GPU)
+            import torch
 
-        def on_shard(s, state):
-            done_nets[0] += len(s)
-            if state == "done":
-                prog.advance(task, sum(c.epochs for c in s.configs))
-            prog.update(task, nets=f"{done_nets[0]}/{total_nets}")
+            from .. import kernels
+            from ..devices import resolve_device
 
-        def progress(n):
-            prog.advance(task, n)
+            where = f"{self.device} ({kernels.backend_for(torch.empty(0, device=resolve_device(self.device)))} kernels)"
+        est = self.plan.estimate_bytes()
+        report.print_facts(f"[bold]{self.plan.describe()}[/]", [
+            ("networks", f"{len(self.plan.configs):,} in {len(self.plan.shards)} shards"),
+            ("this run", f"{len(shards)} shard(s), {self.total_nets:,} networks, on {where}, executor {self.executor}"),
+            ("release size", _size_fact(est)),
+            *(("epochs", rule) for rule in self.plan.epoch_rules())])
+        if free_bytes(self.out) < est["total"]:
+            report.console.print(f"[yellow]warning:[/] only {format_bytes(free_bytes(self.out))} free at {self.out}")
+        self.prog = report.training_progress()
+        self.prog.start()
+        self.task = self.prog.add_task("training", total=sum(c.epochs for s in shards for c in s.configs),
+                                       nets=f"0/{self.total_nets}")
+        if not shards:
+            self.stop()
 
-        states = execute(b, shards, executor=executor, address=address, device=device, batch_size=batch_size,
-                         label=label, progress=progress, on_shard=on_shard)
-    locked = [k for k, v in states.items() if v == "locked"]
-    if locked:
-        report.console.print(f"[yellow]{len(locked)} shard(s) are being built by another worker:[/] {', '.join(locked[:10])}")
-    return b
+    def advance(self, n: int) -> None:
+        self.prog.advance(self.task, n)
+
+    def shard_done(self, s, state: str) -> None:
+        self.done_nets += len(s)
+        if state == "done":
+            self.prog.advance(self.task, sum(c.epochs for c in s.configs))
+        elif state == "locked":
+            self.locked.append(s.shard_id)
+        self.prog.update(self.task, nets=f"{self.done_nets}/{self.total_nets}")
+        self.left -= 1
+        if self.left == 0:  # training is over (packaging may follow)
+            self.stop()
+
+    def stop(self) -> None:
+        if self.prog is None:
+            return
+        self.prog.stop()
+        self.prog = None
+        if self.locked:
+            report.console.print(f"[yellow]{len(self.locked)} shard(s) are being built by another worker:[/] "
+                                 f"{', '.join(self.locked[:10])}")
+
+
+def _run(out: Path, plan, shard, device, batch_size, executor, address, *, label: bool, force: bool):
+    """`zoo build` (``label``) or `zoo train`: :func:`zoo.build.run_build`, shown."""
+    from ..build import run_build
+
+    show = _BuildDisplay(plan, out, device, executor)
+    try:
+        return run_build(plan, out, shards=shard, executor=executor, address=address, device=device,
+                         batch_size=batch_size, label=label, package=label, picture=_card_picture, force=force,
+                         progress=show.advance, on_shard=show.shard_done, on_start=show.start)
+    finally:
+        show.stop()
 
 
 def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
@@ -101,13 +123,12 @@ def build(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           snapshots: Snapshots = None, force: Force = False):
     """Train -> label -> package a zoo (resumable: re-run the same command to finish an interrupted build)."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
-    b = _train(out, plan, shard, device, batch_size, executor, address, label=True, force=force)
+    res = _run(out, plan, shard, device, batch_size, executor, address, label=True, force=force)
     if shard is not None:
         report.console.print(f"shard(s) {shard} finished; when all are, run `zoo package {out}`")
         return
-    df = b.package(picture=_card_picture())
-    report.print_outcomes(df, f"{plan.describe()}: {len(df)} networks")
-    if b.unchanged:
+    report.print_outcomes(res.metadata, f"{plan.describe()}: {len(res.metadata)} networks")
+    if res.unchanged:
         report.console.print(f"nothing to do: the release in [bold]{out}[/] is complete and up to date")
     else:
         report.console.print(f"release written to [bold]{out}[/]")
@@ -121,21 +142,21 @@ def train(preset: Preset = None, family: Family = None, lr: Lr = None, delay: De
           force: Force = False):
     """Train shards only (no labels); then `zoo label` and `zoo package`."""
     plan = _plan(preset, family, lr, delay, seeds, epochs, shard_size, snapshots)
-    _train(out, plan, shard, device, batch_size, executor, address, label=False, force=force)
+    _run(out, plan, shard, device, batch_size, executor, address, label=False, force=force)
 
 
 def label(source: Annotated[Path, typer.Argument(help="a build folder or a packaged release")],
           device: Device = "cpu", force: Annotated[bool, typer.Option(help="relabel labelled shards too")] = False):
     """Label trained networks (a build's shards, or re-label a packaged release without retraining)."""
-    from ..build import Build
+    from ..build import label_build
     from ..layout import METADATA_PATH, PLAN_PATH
     from ..release import relabel_release
 
     if (source / PLAN_PATH).exists() and not (source / METADATA_PATH).exists():
-        n = Build(source).label_shards(device, force=force)
+        n = label_build(source, device=device, force=force)
         report.console.print(f"labelled {n} shard(s)")
     elif (source / METADATA_PATH).exists():
-        df = relabel_release(source, device, picture=_card_picture())
+        df = relabel_release(source, device, picture=_card_picture)
         report.print_outcomes(df, f"relabelled {len(df)} networks")
     else:
         raise ZooError(f"{source} is neither a build folder nor a zoo release")
@@ -144,14 +165,12 @@ def label(source: Annotated[Path, typer.Argument(help="a build folder or a packa
 def package(out: Annotated[Path, typer.Argument(help="the build folder")],
             partial: Annotated[bool, typer.Option(help="package even if some shards are missing")] = False):
     """Merge finished shards into the release (metadata, dataset card, manifest)."""
-    from ..build import Build
+    from ..build import package_build
 
-    b = Build(out)
-    df = b.package(partial=partial, picture=_card_picture())
-    report.print_outcomes(df, f"{len(df)} networks packaged")
-    if b.unchanged:
+    res = package_build(out, partial=partial, picture=_card_picture)
+    report.print_outcomes(res.metadata, f"{len(res.metadata)} networks packaged")
+    if res.unchanged:
         report.console.print(f"nothing to do: the release in {out} is complete and up to date")
-
 
 
 def plan_(preset: Preset = None, family: Family = None, lr: Lr = None, delay: Delay = None, seeds: Seeds = None,
@@ -213,7 +232,7 @@ def import_reference_(src: Annotated[Path, typer.Argument(help="the authors' res
     """Import the authors' original per-network files into a release (their label kept as reference_outcome)."""
     from ..reference import import_reference
 
-    rep = import_reference(src, family, out, label=label, device=device, picture=_card_picture(),
+    rep = import_reference(src, family, out, label=label, device=device, picture=_card_picture,
                            progress=lambda sid, n: report.console.print(f"  {sid}: {n} networks"))
     report.console.print(rep.summary(), soft_wrap=True)
     if rep.problems:  # one block per problem, the folder's full relative path on its own line (never cut)
