@@ -105,3 +105,34 @@ def test_bundled_sample_retrains_bitwise():
     rep = verify_zoo(None, net_ids=["nopost-d040-01656889-s001", "nopost-d040-04327897-s003"])
     assert rep.ok, rep.summary()
     assert all(c.weights_bitwise and c.labels_checked for c in rep.checks)
+
+
+@pytest.mark.slow
+@pytest.mark.bitwise("c")
+def test_validation_networks_retrain_to_their_recorded_values():
+    """The committed validation zoo (docs/validation/networks.parquet, 1,232 networks; its weights are not in the
+    repository) records each network's configuration, final curve values and labels: two of its networks
+    trained with our own products retrain from the recorded configuration to the same final loss, accuracy,
+    reliability and epoch count, bit for bit, and to the same labels (psd_ratio within zoo verify's 1e-9)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from zoo.config import NetConfig
+    from zoo.metadata import label_frame
+    from zoo.train import train_networks
+
+    recorded = pd.read_parquet(Path(__file__).parents[1] / "docs" / "validation" / "networks.parquet")
+    rows = recorded.set_index("net_id").loc[["nopost-d000-fc407fe6-s005", "nopost-d000-e452d9a5-s002"]]
+    assert (rows["c_gemm"] == "own").all()  # trained with our own products: the same bits on every CPU
+    configs = [NetConfig.from_dict(json.loads(c)) for c in rows["config"]]
+    assert [c.net_id for c in configs] == rows.index.tolist()
+    res = train_networks(configs)
+    assert res.epochs_run.tolist() == rows["epochs_run"].tolist()
+    for name in ("loss", "accuracy", "reliability"):
+        assert [float(c[-1]) for c in res.curves[name]] == rows[f"final_{name}"].tolist(), name
+    labelled = label_frame(rows.reset_index()[["net_id", "config"]], res.weights, res.curves["accuracy"],
+                           res.curves["reliability"])
+    for col in ("outcome", "mechanism", "learned", "stable", "first_learned_epoch"):
+        assert labelled[col].tolist() == rows[col].tolist(), col
+    assert (labelled["psd_ratio"] - rows["psd_ratio"].to_numpy()).abs().max() <= 1e-9
