@@ -35,4 +35,4 @@ def data_folder(name: str) -> Traversable:
         return resources.files(f"zoo.{name}")
     except ModuleNotFoundError as e:
         raise ZooError(f"the package's {name} are missing: neither {checkout} (a source checkout) nor "
-                                f"the installed package zoo.{name} exists; reinstall rnn-stm-zoo") from e
+                       f"the installed package zoo.{name} exists; reinstall rnn-stm-zoo") from e
