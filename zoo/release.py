@@ -146,13 +146,13 @@ def package_shards(folder: BuildFolder, *, partial: bool = False, picture: Pictu
                 "what exists with `zoo package DIR --partial`")
         raise MissingShardsError(missing, (f"damaged: {'; '.join(bad[:10])}. " if bad else "") + hint)
     finished = [s for s in folder.plan.shards if problems[s.shard_id] is None]
-    parts = [_finished_part(folder, s) for s in finished]
-    if not parts:
+    if not finished:
         raise MissingShardsError(missing, "nothing to package yet")
     verified = {rel: d for s in finished for rel, d in folder.marker(s.shard_id).get("files", {}).items()}
     digest = hashlib.sha256(json.dumps({"files": verified, "missing": missing}, sort_keys=True).encode()).hexdigest()
-    if release_is_current(folder.out, digest):
+    if release_is_current(folder.out, digest):  # packaged from these very shards: no part needs reading
         return Packaged(store.read_table(folder.path(METADATA_PATH)), unchanged=True)
+    parts = [_finished_part(folder, s) for s in finished]
     fault_point("package")
     df = pd.concat(parts, ignore_index=True)
     if df["net_id"].duplicated().any():  # cannot happen with a valid plan; never release duplicates
