@@ -357,6 +357,57 @@ def test_paper_settings_skip_and_drop_rates():
         scaling_exponent(df, method="authors")
 
 
+def _figure4_script(df, kind, *, p0, min_fraction, dropped=(), largest=None):
+    """Figure 4's scripts restated: fractions per (rate, delay) over T_all = linspace(0, 400, 21) ms, curve_fit
+    of the onset or the logistic from p0 per rate (largest rate first), the hand mask, then curve_fit of the
+    line log(lr) = B log(D0) + c. Returns (D0 per rate, 0 where skipped; B; its standard error)."""
+    from scipy.optimize import curve_fit
+
+    T_all = np.linspace(0, 400, 21)
+    lrs = np.sort(df["lr"].unique())[::-1]
+    onset = lambda x, x0, a: np.where(x < x0, 0, 1 - np.exp(-a * (x - x0)))  # noqa: E731
+    sigmoid = lambda x, x0, k: 1 / (1 + np.exp(-k * (x - x0)))  # noqa: E731
+    hit = df["outcome"].isin(["no_learning", "unstable"]) if kind == "critical_delay" else df["outcome"] == "slow_point"
+    met = df.assign(hit=hit).pivot_table(index="lr", columns="delay_ms", values="hit", aggfunc="mean")
+    met = met.loc[lrs, T_all.astype(int)].to_numpy()
+    a_all = np.zeros(len(lrs))
+    for k in range(len(lrs)):
+        if met[k].max() < min_fraction:
+            continue
+        with np.errstate(over="ignore"):
+            popt, _ = curve_fit(onset if kind == "critical_delay" else sigmoid, T_all, met[k], p0=p0)
+        a_all[k] = popt[0]
+    ns = largest or len(lrs)
+    mask = a_all[:ns] > 0
+    for i in dropped:
+        mask[i] = False
+    (B, _), pcov = curve_fit(lambda t, B, c: B * t + c, np.log(a_all[:ns][mask]), np.log(lrs[:ns][mask]))
+    return a_all, B, np.sqrt(pcov[0, 0])
+
+
+@pytest.mark.parametrize("panel", ["post", "nopost"])
+def test_paper_method_matches_the_figure4_scripts_in_ms(panel):
+    """The scripts fit on delays in ms (their initial guesses D0 = 0.1 or 0.5 and a = 0.1 are in ms and per
+    ms); post also leaves its second-largest rate out of both exponents. Fitted in seconds, the post guess
+    D0 = 0.5 s lies beyond every delay and curve_fit never leaves it."""
+    df = _synthetic(beta=2.5, d0_top=60.0, seeds=40, lrs=np.logspace(-1, -3, 15), slow_beta=4.5,
+                    slow_mid_top=60.0).assign(family=panel)
+    post = panel == "post"
+    p0, floor, dropped = ((0.5, 0.1), 0.2, (1,)) if post else ((0.1, 0.1), 0.1, ())
+    for kind, p0_kind in (("critical_delay", p0), ("slow_point", (0.1, 0.1))):
+        d0, B, se = _figure4_script(df, kind, p0=p0_kind, min_fraction=floor, dropped=dropped)
+        fit = scaling_exponent(df, kind=kind, method="paper")
+        table = fit.rates
+        col = "d0_ms" if kind == "critical_delay" else "midpoint_ms"
+        fitted = np.where(table["max_fraction"] < floor, 0.0, table[col].to_numpy())
+        assert np.allclose(fitted, d0, rtol=1e-6, atol=1e-6), (kind, fitted, d0)
+        assert fit.beta == pytest.approx(-B, rel=1e-6) and fit.slope_se == pytest.approx(se, rel=1e-4)
+        assert (not table["used"].iloc[1]) == post
+    crit = critical_delays(df, method="paper")
+    assert crit["used"].sum() >= 10 and crit.loc[crit["used"], "d0_ms"].between(0, 400).all()
+    assert abs(scaling_exponent(df, method="paper").beta - 2.5) < 0.4
+
+
 def test_pooled_no_post_panel():
     """nopost-narrow (large rates) and nopost (small rates) pooled as the paper's "no post" panel."""
     df = _synthetic(beta=2.5)

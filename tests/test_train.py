@@ -37,8 +37,9 @@ def spec_train(seed, lr, delay_steps, epochs, *, noise, random_init, post=0, nom
                resp=10, diverge=None):
     """One network, autograd + torch.optim.SGD, straight from the paper-method page.
 
-    Returns the per-epoch loss, accuracy and reliability (computed here from their definitions), the final
-    weights, and the number of epochs run (a run whose loss exceeds ``diverge`` stops before that update).
+    Returns the per-epoch loss, accuracy and reliability (computed here as the authors' scripts do: argmax of
+    the prediction against argmax of the target over ``[start, end)`` with the scripts' bounds), the final
+    weights, and the number of epochs run (a run whose loss exceeds ``diverge`` stops after that update).
     """
     params = [p.double().requires_grad_() for p in spec_init(seed)]
     W_in, b_in, W_rec, b_rec, W_out, b_out = params
@@ -62,7 +63,10 @@ def spec_train(seed, lr, delay_steps, epochs, *, noise, random_init, post=0, nom
         w[T - R:] = 1 - R / T
     a = 5.0 / tau
     key = rng.keys_tensor([seed])
-    lo = 6 + delay_steps - 1  # metric window: the reaction steps, one step early (readout lags the state)
+    # the scripts' window: int((cue + delay) / dt) - 1 .. int((cue + delay + reaction) / dt) - 1, where the
+    # nomemory script passes its response length as the delay (and the slice stops at the trial's end)
+    lo = 6 + (resp if nomemory else delay_steps) - 1
+    hi = min(lo + resp, T)
     losses, accs, rels = [], [], []
     for e in range(epochs):
         r = torch.zeros(B, 100, dtype=torch.float64)
@@ -79,16 +83,17 @@ def spec_train(seed, lr, delay_steps, epochs, *, noise, random_init, post=0, nom
         o = torch.stack(outs)
         loss = (w[:, None, None] * (o - y) ** 2).mean()
         with torch.no_grad():
-            ow = o[lo:lo + resp]
+            ow = o[lo:hi]
             prob = torch.nan_to_num(ow / ow.sum(-1, keepdim=True), nan=0.0)
-            accs.append((prob.argmax(-1) == label.argmax(-1)).double().mean().item())
-            rels.append((prob * label).sum(-1).mean().item())
+            gt = y[lo:hi].argmax(-1)  # channel 0 where the target is still 0 (the window's first step)
+            accs.append((prob.argmax(-1) == gt).double().mean().item())
+            rels.append(prob.gather(-1, gt[..., None]).mean().item())
         losses.append(loss.item())
-        if diverge is not None and loss.item() > diverge:
-            break
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if diverge is not None and loss.item() > diverge:
+            break
     names = ["W_in.weight", "W_in.bias", "W_rec.weight", "W_rec.bias", "W_out.weight", "W_out.bias"]
     curves = {"loss": np.array(losses), "accuracy": np.array(accs), "reliability": np.array(rels)}
     return curves, {n: p.detach() for n, p in zip(names, params, strict=True)}, len(losses)
@@ -151,7 +156,8 @@ def test_spec_catches_a_swapped_leak():
 
 @pytest.mark.slow
 def test_nomemory_divergence_matches_spec():
-    """A run stops (kept, marked diverged) at the first epoch whose loss exceeds 100, before that update."""
+    """A run stops (kept, marked diverged) at the first epoch whose loss exceeds 100, after that epoch's update:
+    the script steps, then checks the loss list and saves the weights."""
     cfg = NetConfig("nomemory", seed=1, lr=1.0, delay_ms=0, epochs=20, nomemory=True, response_ms=40,
                     diverge_loss=100.0)
     ref_curves, ref_w, n = spec_train(1, 1.0, 0, 20, noise=True, random_init=True, nomemory=True, resp=8,
@@ -200,3 +206,35 @@ def test_divergence_leaves_the_rest_of_the_batch_untouched():
             assert torch.equal(mixed.weights[n][k], alone.weights[n][0]), n
         for c in alone.curves:
             np.testing.assert_array_equal(mixed.curves[c][k], alone.curves[c][0])
+
+
+def test_scoring_is_the_scripts_argmax_of_the_target():
+    """The window's first step comes before the target turns on: argmax([0, 0]) = channel 0 is what the
+    scripts score there, so a network that answers its label perfectly scores 0.95 (type-0 trials miss that
+    step), 1.0 with ``scoring="label"``; nomemory scores the last step only (the scripts' slice)."""
+    from dataclasses import replace
+
+    from zoo.task import TaskSpec, accuracy_reliability
+
+    spec = TaskSpec.from_ms(delay_ms=40)
+    T, B = spec.n_steps, spec.batch_size
+    perfect = torch.zeros(T, B, 2)
+    perfect[torch.arange(T)[:, None], torch.arange(B)[None, :], spec.correct_channel()[None, :]] = 1.0
+    acc, rel = accuracy_reliability(perfect, spec)
+    assert spec.metric_window == (13, 23) and acc.item() == pytest.approx(0.95) and rel.item() == pytest.approx(0.95)
+    acc, rel = accuracy_reliability(perfect, replace(spec, scoring="label"))
+    assert acc.item() == 1.0 and rel.item() == 1.0
+    ch = spec.metric_channels()
+    assert ch.shape == (10, B) and (ch[0] == 0).all() and torch.equal(ch[1], spec.correct_channel())
+
+    nm = TaskSpec.from_ms(response_ms=40, nomemory=True)
+    assert nm.n_steps == 14 and nm.metric_window == (13, 14)
+    assert replace(nm, scoring="label").metric_window == (5, 13)
+    wrong_last = perfect[:14].clone()
+    wrong_last[-1] = 1.0 - wrong_last[-1]
+    assert accuracy_reliability(wrong_last, nm)[0].item() == 0.0
+    assert accuracy_reliability(wrong_last, replace(nm, scoring="label"))[0].item() == 1.0
+    with pytest.raises(ValueError, match="scoring.*'reference', 'label'"):
+        TaskSpec(scoring="argmax")
+    with pytest.raises(ValueError, match="scoring"):
+        train_networks([NetConfig("nopost", seed=0, lr=0.1, delay_ms=0, epochs=1)], scoring="labels")

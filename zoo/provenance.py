@@ -30,13 +30,17 @@ import numpy as np
 import torch
 
 from . import kernels
+from .errors import ZooError
+from .task import SCORINGS
 from .version import __version__
 
 _DEVICE_KEYS = ("build_device", "train_device", "device")
 _BACKEND_KEYS = ("build_kernels", "kernels", "train_backend", "backend")
 _GEMM_KEYS = ("c_gemm", "gemm")
 _TF32_KEYS = ("tf32",)
-NETWORK_COLUMNS = ("train_device", "train_device_name", "train_backend", "c_gemm", "tf32")
+NETWORK_COLUMNS = ("train_device", "train_device_name", "train_backend", "c_gemm", "tf32", "scoring")
+#: the scoring of releases without a ``scoring`` column (written before 0.2; :data:`zoo.task.SCORINGS`)
+SCORING_BEFORE_COLUMN = "label"
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,7 +125,19 @@ def network_columns(device: str | torch.device = "cpu") -> dict:
     dev = resolve_device(device)
     k = _kernels(dev)
     return {"train_device": dev.type, "train_device_name": device_name(dev), "train_backend": k["kernels"],
-            "c_gemm": k["c_gemm"], "tf32": _tf32(dev)}
+            "c_gemm": k["c_gemm"], "tf32": _tf32(dev), "scoring": SCORINGS[0]}
+
+
+def scoring_of(metadata) -> str:
+    """How the accuracy and reliability curves of ``metadata``'s networks were scored (its ``scoring`` column;
+    :data:`SCORING_BEFORE_COLUMN` for releases written before it), to retrain them to the same curves."""
+    if "scoring" not in metadata:
+        return SCORING_BEFORE_COLUMN
+    found = set(metadata["scoring"].fillna(SCORING_BEFORE_COLUMN))
+    if len(found) > 1:
+        raise ZooError(f"these networks' curves were scored in different ways ({sorted(found)}): select networks "
+                       f"of one scoring (filter scoring=...)")
+    return found.pop() if found else SCORINGS[0]
 
 
 def _key(env: Mapping) -> tuple:

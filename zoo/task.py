@@ -21,6 +21,12 @@ REACTION_STEPS = 10
 N_COPIES = 64
 #: the per-epoch training curves of every network, in their stored order
 CURVES = ("loss", "accuracy", "reliability", "grad_norm")
+#: how accuracy and reliability score the metric window. ``"reference"`` (default): as the authors' scripts,
+#: against ``argmax`` of the target at each step, so channel 0 where the target is still 0 (the window's first
+#: step), and, for ``nomemory``, on the steps the scripts' slice leaves (the last one); ``"label"``: against the
+#: trial's label at every step of the window, nomemory on ``[cue - 1, cue - 1 + response)`` (this package
+#: before 0.2; the committed validation zoo was scored so)
+SCORINGS = ("reference", "label")
 
 
 def ms_to_steps(ms, name: str = "duration", dt_ms: float = DT_MS):
@@ -54,6 +60,11 @@ class TaskSpec:
     n_copies: int = N_COPIES
     nomemory: bool = False
     dt_ms: float = DT_MS
+    scoring: str = "reference"  # one of SCORINGS
+
+    def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise InvalidChoiceError("scoring", self.scoring, SCORINGS)
 
     @classmethod
     def from_ms(cls, delay_ms: float = 0, post_ms: float = 0, response_ms: float = 50, nomemory: bool = False,
@@ -78,9 +89,22 @@ class TaskSpec:
     @property
     def metric_window(self) -> tuple[int, int]:
         """Steps ``[start, stop)`` scored by accuracy and reliability: the reaction window one step early,
-        because the readout at step t sees the state before the update of step t (integer arithmetic)."""
+        because the readout at step t sees the state before the update of step t (integer arithmetic).
+        ``nomemory`` with the reference scoring: the scripts compute the window with the response length in the
+        delay's place, ``[cue + response - 1, cue + 2 response - 1)``, which the trial cuts to its last step."""
         start = self.reaction_start - 1
-        return start, start + self.reaction_steps
+        if self.nomemory and self.scoring == "reference":
+            start += self.reaction_steps
+        return start, min(start + self.reaction_steps, self.n_steps)
+
+    def metric_channels(self, device=None) -> torch.Tensor:
+        """(W, B) the channel scored as correct at each step of the metric window (``scoring``): ``argmax`` of
+        the target (channel 0 where the target is 0, as ``torch.argmax`` gives it) or the trial's label."""
+        lo, hi = self.metric_window
+        if self.scoring == "label":
+            return self.correct_channel(device).expand(hi - lo, self.batch_size)
+        y = self.targets(device)[lo:hi]
+        return (y[..., 1] > y[..., 0]).long()
 
     @property
     def weighted_steps(self) -> int:
@@ -126,15 +150,16 @@ def accuracy_reliability(outputs: torch.Tensor, spec: TaskSpec) -> tuple[torch.T
     """Accuracy and reliability on the metric window. outputs: (..., T, B, 2) -> two tensors of shape (...).
 
     p = o / sum(o) over channels (NaN -> 0); accuracy = fraction of (trial, step) where argmax p is the
-    correct channel; reliability = mean p on the correct channel.
+    correct channel; reliability = mean p on the correct channel. The correct channel of each step is
+    ``spec.metric_channels()`` (the target's argmax with the default ``scoring="reference"``).
     """
     lo, hi = spec.metric_window
     o = outputs[..., lo:hi, :, :]
     p = torch.nan_to_num(o / o.sum(-1, keepdim=True), nan=0.0)
-    ch = spec.correct_channel(outputs.device)  # (B,)
+    ch = spec.metric_channels(outputs.device)  # (W, B)
     if p.shape[-1] == 2:  # argmax of two channels (the first on a tie), without argmax's cost
         correct = ((p[..., 1] > p[..., 0]).long() == ch).to(outputs.dtype)
     else:
         correct = (p.argmax(-1) == ch).to(outputs.dtype)
-    p_correct = p.gather(-1, ch.view(*([1] * (p.dim() - 2)), -1, 1).expand(*p.shape[:-1], 1)).squeeze(-1)
+    p_correct = p.gather(-1, ch.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)
     return correct.mean(dim=(-2, -1)), p_correct.mean(dim=(-2, -1))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .loss import element_weights, weighted_mse, weighted_mse_grad
 from .model import PARAM_NAMES, ModelConfig, init_state_dict
-from .task import CURVES, TaskSpec, accuracy_reliability
+from .task import CURVES, SCORINGS, TaskSpec, accuracy_reliability
 
 _B, _N, _OUT = TaskSpec().batch_size, ModelConfig().n_units, ModelConfig().n_out  # 128 trials, 100 units, 2
 #: bytes kept per network per time step of a trial, float32: the states R and tanh values Z (B x N each)
@@ -77,7 +77,8 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
                    batch_size: int | None = None, dtype: torch.dtype = torch.float32, tf32: bool = False,
                    init_weights: dict[str, torch.Tensor] | None = None,
                    progress: Callable[[int], None] | None = None,
-                   snapshot_epochs: Sequence[int] | Sequence[Sequence[int]] | None = None) -> TrainResult:
+                   snapshot_epochs: Sequence[int] | Sequence[Sequence[int]] | None = None,
+                   scoring: str = "reference") -> TrainResult:
     """Train ``configs`` (any mix of families) and return their weights and curves.
 
     Networks are grouped by trial shape (``NetConfig.batch_key``) and trained ``batch_size`` at a time.
@@ -87,7 +88,11 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
     ``snapshot_epochs`` (one list for all networks, or one per network) copies the weights after those many
     epochs (0: the initial weights) into ``TrainResult.snapshots``; it only reads the weights (same bits).
     Epochs a network does not reach (diverged, or beyond its ``epochs``) are not in its snapshots.
+    ``scoring`` (:data:`zoo.task.SCORINGS`) is how the accuracy and reliability curves score the metric window;
+    it changes those two curves only, never the weights.
     """
+    if scoring not in SCORINGS:
+        raise InvalidChoiceError("scoring", scoring, SCORINGS)
     configs = list(configs)
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -110,7 +115,8 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
                 chunk = idx[s:s + bs]
                 init = None if init_weights is None else {n: w[chunk] for n, w in init_weights.items()}
                 want = None if snaps is None else [snaps[i] for i in chunk]
-                w, cv, er, dv, sn = _train_batch([configs[i] for i in chunk], dev, dtype, init, progress, want)
+                w, cv, er, dv, sn = _train_batch([configs[i] for i in chunk], dev, dtype, init, progress, want,
+                                                   scoring)
                 if snapshots is not None:
                     for j, i in enumerate(chunk):
                         snapshots[i] = sn[j]
@@ -243,7 +249,7 @@ class Readout:
         return value, acc, rel, dlogit.view(K, T, B, 2)
 
 
-def _train_batch(configs, dev, dtype, init, progress, want=None):
+def _train_batch(configs, dev, dtype, init, progress, want=None, scoring="reference"):
     b = NetworkBatch(configs, dev, dtype, init)
     snaps = _Snapshots(want) if want is not None else None
     if snaps is not None:
@@ -251,7 +257,7 @@ def _train_batch(configs, dev, dtype, init, progress, want=None):
     task, mc = b.task, b.mc
     T, B, N, C = task.n_steps, task.batch_size, mc.n_units, task.cue_steps
     a = mc.alpha
-    readout = Readout(task, mc.readout == "sigmoid", dev, dtype)
+    readout = Readout(replace(task, scoring=scoring), mc.readout == "sigmoid", dev, dtype)
     ch = task.correct_channel(dev)  # (B,) input channel active during the cue = correct output channel
     onehot = torch.nn.functional.one_hot(ch, 2).to(dtype)  # (B, 2)
     Kc, E = len(configs), int(b.epochs.max())
@@ -286,11 +292,11 @@ def _train_batch(configs, dev, dtype, init, progress, want=None):
         gnorm = torch.linalg.vector_norm(g_Wrec, dim=(1, 2))
         hist[b.pos_cpu, e] = torch.stack((loss, acc, rel, gnorm), 1).float().cpu()
         # ---- SGD
-        ok = loss <= b.diverge  # a diverging network stops before its update (NaN loss is not divergence)
-        ok |= torch.isnan(loss)
-        b.sgd_step(grads, ok)
+        # a diverging network stops after this epoch's update, as the scripts save it (NaN is not divergence)
+        ok = (loss <= b.diverge) | torch.isnan(loss)
+        b.sgd_step(grads, torch.ones_like(ok))
         if snaps is not None:
-            snaps.take(e + 1, b)  # the weights after e + 1 epochs (a diverged network's: unchanged)
+            snaps.take(e + 1, b)  # the weights after e + 1 epochs
         if progress is not None:
             progress(K)
         done = (~ok) | (b.epochs <= e + 1)

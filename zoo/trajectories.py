@@ -33,7 +33,7 @@ from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .layout import snapshots_table_path
 from .model import PARAM_NAMES
-from .provenance import expected_reproducibility
+from .provenance import expected_reproducibility, scoring_of
 from .task import CURVES
 from .train import train_networks
 
@@ -233,7 +233,8 @@ def retrain(zoo, epochs=None, *, curves: bool = False, device: str | torch.devic
     try:
         if bar is not None:
             bar.start()
-        res = train_networks(short, device=dev, batch_size=batch_size, progress=callback, snapshot_epochs=want)
+        res = train_networks(short, device=dev, batch_size=batch_size, progress=callback, snapshot_epochs=want,
+                             scoring=scoring_of(meta))
     finally:
         if bar is not None:
             bar.stop()

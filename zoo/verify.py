@@ -36,6 +36,7 @@ from .devices import resolve_device
 from .errors import InvalidChoiceError
 from .metadata import label_frame
 from .model import PARAM_NAMES
+from .provenance import scoring_of
 from .task import CURVES
 from .train import train_networks
 
@@ -168,7 +169,7 @@ def verify_zoo(source: str | os.PathLike | None, *, sample: int | None = 4, seed
     for c, nid in zip(configs, rows["net_id"], strict=True):
         if c.net_id != nid:
             report.notes.append(f"{nid}: its config describes network {c.net_id}")
-    res = train_networks(configs, device=dev, batch_size=batch_size)
+    res = train_networks(configs, device=dev, batch_size=batch_size, scoring=scoring_of(rows))
     new_w = {n: res.weights[n].float().cpu() for n in PARAM_NAMES}
 
     do_labels = check_labels and "outcome" in rows

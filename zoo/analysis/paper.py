@@ -9,22 +9,22 @@ step                               ``method="paper"`` (the authors)        ``met
 =================================  =====================================  ========================================
 cell fractions in the fit          every delay weighs the same            weighted by the networks of the cell
 onset fit (critical delay D0)      ``scipy.optimize.curve_fit`` from a    grid search over (D0, a), then least
-                                   fixed initial guess (D0 = 0.1 s,       squares; a flat optimum (a step between
-                                   a = 0.1 /s; D0 = 0.5 s for post):      two delays) gives the middle of the gap
+                                   fixed initial guess (D0 = 0.1 ms,      squares; a flat optimum (a step between
+                                   a = 0.1 /ms; D0 = 0.5 ms for post):    two delays) gives the middle of the gap
                                    a local optimum near the guess
 slow-point boundary                increasing logistic                    decreasing logistic with a free
                                    ``1 / (1 + exp(-k (D - D0)))``,        amplitude; midpoints outside the
                                    amplitude 1, any midpoint > 0          sampled delays are not used
 rates fitted                       largest fraction >= 0.1 (0.2 post);    largest fraction >= 0.1 for every
                                    post drops its 2nd-largest rate from   family; every usable rate
-                                   D0; the no-post slow-point exponent
-                                   uses the 25 largest rates only
+                                   both exponents; the no-post slow-point
+                                   exponent uses the 25 largest rates
 exponent                           ``curve_fit`` of a line, beta = |B|,   OLS, beta = -slope; 95% interval from a
                                    +- 1 standard error, R^2               bootstrap over seeds
 =================================  =====================================  ========================================
 
-Delays enter the paper's fits in seconds, as in the scripts (the initial guesses are in seconds); results are
-reported in ms. ``beta`` here is ``-B`` (the signed slope's negative), which is the paper's ``|B|`` whenever
+Delays enter the paper's fits in ms, as in the Figure 4 scripts (their delay axis is
+``np.linspace(0, 400, 21)``, so the initial guesses are in ms and per ms). ``beta`` here is ``-B`` (the signed slope's negative), which is the paper's ``|B|`` whenever
 the boundary moves to shorter delays as the rate grows; a positive slope shows as a negative beta instead of
 being hidden by the absolute value.
 """
@@ -47,9 +47,9 @@ class PaperSettings:
     """The figure scripts' constants for one panel."""
 
     min_fraction: float = 0.1  # rates whose largest fraction is below this are skipped
-    p0_onset: tuple[float, float] = (0.1, 0.1)  # initial (D0 in s, a per s) of the onset fit
-    p0_logistic: tuple[float, float] = (0.1, 0.1)  # initial (D0 in s, k per s) of the logistic fit
-    onset_drop: tuple[int, ...] = ()  # positions (0 = largest rate) left out of the critical-delay fit
+    p0_onset: tuple[float, float] = (0.1, 0.1)  # initial (D0 in ms, a per ms) of the onset fit
+    p0_logistic: tuple[float, float] = (0.1, 0.1)  # initial (D0 in ms, k per ms) of the logistic fit
+    dropped: tuple[int, ...] = ()  # positions (0 = largest rate) left out of both exponents by hand
     slow_point_largest: int | None = None  # only the N largest rates enter the slow-point exponent
 
 
@@ -57,7 +57,7 @@ class PaperSettings:
 #: 25-rate cut, which the authors applied to their 30-rate pooled panel only
 PAPER_SETTINGS = {
     "no-post": PaperSettings(slow_point_largest=25),
-    "post": PaperSettings(min_fraction=0.2, p0_onset=(0.5, 0.1), onset_drop=(1,)),
+    "post": PaperSettings(min_fraction=0.2, p0_onset=(0.5, 0.1), dropped=(1,)),
 }
 DEFAULT_SETTINGS = PaperSettings()
 
@@ -91,7 +91,8 @@ def paper_rates(metadata, family: str | None = None, *, kind: str = "critical_de
     or of the slow-point logistic (``kind="slow_point"``) to the fractions of all networks of each cell.
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``value_ms`` (D0), ``value_steps``,
-    ``param`` (a or k, per second), ``used`` (enters the exponent fit), ``reason`` (why not)."""
+    ``param`` (a or k, per ms), ``used`` (enters the exponent fit), ``reason`` (why not). A rate the
+    scripts leave out by hand (``settings.dropped``) is still fitted, and shown unused."""
     df, panel = family_rows(as_metadata(metadata), family)
     st = settings or settings_for(panel)
     cells = cell_counts(df, kind, "all", x)
@@ -99,14 +100,11 @@ def paper_rates(metadata, family: str | None = None, *, kind: str = "critical_de
     rows = []
     for i, lr in enumerate(cells.lrs):
         ok = np.isfinite(frac[i])
-        D, f = cells.delays[ok] / 1000.0, frac[i][ok]
+        D, f = cells.delays[ok].astype(float), frac[i][ok]
         row = {"lr": float(lr), "n_delays": int(ok.sum()), "n_networks": int(n[i][ok].sum()),
                "max_fraction": float(f.max()) if f.size else np.nan, "value_ms": np.nan, "param": np.nan,
                "used": False, "reason": ""}
         rows.append(row)
-        if kind == "critical_delay" and i in st.onset_drop:
-            row["reason"] = "left out by hand in the authors' script"
-            continue
         if f.size == 0 or f.max() < st.min_fraction:
             row["reason"] = f"largest fraction < {st.min_fraction:g}"
             continue
@@ -116,11 +114,13 @@ def paper_rates(metadata, family: str | None = None, *, kind: str = "critical_de
             row["reason"] = "curve_fit did not converge"
             continue
         d0, p = fit[0]
-        row.update(value_ms=float(d0) * 1000.0, param=float(p))
-        if d0 > 0:
-            row["used"] = True
-        else:
+        row.update(value_ms=float(d0), param=float(p))
+        if d0 <= 0:
             row["reason"] = "D0 <= 0"
+        elif i in st.dropped:
+            row["reason"] = "left out by hand in the authors' script"
+        else:
+            row["used"] = True
     out = pd.DataFrame(rows)
     if kind == "slow_point" and st.slow_point_largest is not None and len(out):
         beyond = out.index >= st.slow_point_largest
@@ -151,7 +151,7 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     if len(used) < 2:
         fit.reason = f"only {len(used)} learning rate(s) with a usable fit (need 2)"
         return fit
-    X, Y = np.log(used["value_ms"].to_numpy() / 1000.0), np.log(used["lr"].to_numpy())
+    X, Y = np.log(used["value_ms"].to_numpy()), np.log(used["lr"].to_numpy())
     line = _curve_fit(lambda t, B, c: B * t + c, X, Y, (1.0, 0.0))
     if line is None:  # pragma: no cover - a straight line always fits
         fit.reason = "curve_fit of the line did not converge"
@@ -159,7 +159,7 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     (B, c), pcov = line
     se = float(np.sqrt(pcov[0, 0])) if np.isfinite(pcov[0, 0]) else np.nan
     fit.beta = -float(B)
-    fit.intercept = float(c - B * np.log(1000.0))  # the same line with D0 in ms
+    fit.intercept = float(c)
     fit.slope_se = se
     fit.ci = (fit.beta - se, fit.beta + se)
     fit.ci_regression = fit.ci

@@ -288,7 +288,7 @@ def critical_delays(metadata, family: str | None = None, *, min_fraction: float 
     :mod:`zoo.analysis.paper` (both ignore ``min_fraction`` but ``package``).
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``d0_ms``, ``d0_steps``,
-    ``rate_per_ms`` (a; ``param``, a per second, for the paper's fit), ``used`` (enters the regression; for
+    ``rate_per_ms`` (a; ``param``, a per ms, for the paper's fit), ``used`` (enters the regression; for
     the joint fit: bounded by the sampled delays), ``reason`` (why not)."""
     check_method(method)
     if method == "joint":
@@ -311,7 +311,7 @@ def slow_point_boundaries(metadata, family: str | None = None, *, among: str = "
     ones; ``"paper"``: the authors' logistic fit (fractions of all networks), :mod:`zoo.analysis.paper`.
 
     Columns: ``lr``, ``n_delays``, ``n_networks``, ``max_fraction``, ``midpoint_ms``, ``midpoint_steps``,
-    ``width_ms``, ``amplitude`` (``param``, k per second, for the paper's fit), ``used``, ``reason``."""
+    ``width_ms``, ``amplitude`` (``param``, k per ms, for the paper's fit), ``used``, ``reason``."""
     check_method(method)
     if method == "joint":
         return joint_exponent(metadata, family, kind="slow_point", ci="none", x=x).rates
