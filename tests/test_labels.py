@@ -43,7 +43,7 @@ def _curve(*segments):
 
 
 def test_constants():
-    assert LABEL_VERSION == "1"
+    assert LABEL_VERSION == "2"
     assert OUTCOMES == ("no_learning", "unstable", "limit_cycle", "slow_point")
     assert MECHANISMS == ("limit_cycle", "slow_point")
 
@@ -156,10 +156,25 @@ def test_curve_validation_and_nan():
     assert not is_learned(acc, np.full(20, GOOD))
 
 
+def test_nomemory_is_labelled_by_final_performance_alone():
+    """The control family's sort script has no stability clause and two classes: a network that learns,
+    collapses and recovers is learned there (unstable, so not learned, for the memory families), and one that
+    never learns is no_learning even if its curves are unstable."""
+    collapse = _curve((GOOD, 100), (0.1, 300), (GOOD, 600))
+    mem = label_curves(collapse, collapse)
+    assert not mem.stable and not mem.learned and mem.outcome == "unstable"
+    nm = label_curves(collapse, collapse, nomemory=True)
+    assert not nm.stable and nm.learned and nm.outcome is None
+    assert label_curves(collapse, collapse, psd_ratio=0.2, nomemory=True).outcome == "limit_cycle"
+    flicker = _curve((GOOD, 100), (0.1, 300), (GOOD, 500), (0.1, 100))
+    assert label_curves(flicker, flicker).outcome == "unstable"
+    assert label_curves(flicker, flicker, nomemory=True).outcome == "no_learning"
+
+
 def test_label_to_dict():
     d = label_curves(_curve((GOOD, 10)), _curve((GOOD, 10)), psd_ratio=0.25).to_dict()
     assert d == {"outcome": "limit_cycle", "mechanism": "limit_cycle", "learned": True, "stable": True,
-                 "psd_ratio": 0.25, "first_learned_epoch": 0, "label_version": "1"}
+                 "psd_ratio": 0.25, "first_learned_epoch": 0, "label_version": "2"}
     assert isinstance(label_curves([0.1], [0.1]), Label)
 
 

@@ -276,13 +276,20 @@ def test_nomemory_axis_and_errors(tmp_path):
     # a diverged run: stopped early with a loss above diverge_loss
     cv = _curves("none", 120, 3)
     cv["loss_list"][-1] = 1e4
-    _write_net(root, repr(lr), repr(0.02 * 3), 3, state=_state(3, 0), curves=cv, cls=3)
+    _write_net(root, repr(lr), repr(0.02 * 3), 3, state=_state(3, 0), curves=cv, cls=0)
+    # learned at the end after a collapse: its sort script (final performance alone) wrote 1 = learned
+    cv = _curves("unstable", 3000, 4)
+    cv["reaction_accuracy_list"][-400:] = cv["reaction_reliability_list"][-400:] = 0.95
+    _write_net(root, repr(lr), repr(0.02 * 3), 4, state=_state(4, 0), curves=cv, cls=1)  # no psd_ratio.txt
     rep = import_reference(tmp_path, "nomemory", tmp_path / "zoo", label=False)
-    assert rep.imported == 2 and not rep.problems
+    assert rep.imported == 3 and not rep.problems  # nomemory's learned networks have no psd_ratio.txt
     meta = load_zoo(tmp_path / "zoo").metadata.sort_values("seed")
-    assert list(meta.delay_ms) == [0, 0] and list(meta.response_ms) == [60, 60]
-    assert list(meta.epochs) == [3000, 3000] and list(meta.epochs_run) == [3000, 120]
-    assert list(meta.diverged) == [False, True] and list(meta.nomemory) == [True, True]
+    assert list(meta.delay_ms) == [0, 0, 0] and list(meta.response_ms) == [60, 60, 60]
+    assert list(meta.epochs) == [3000, 3000, 3000] and list(meta.epochs_run) == [3000, 120, 3000]
+    assert list(meta.diverged) == [False, True, False] and list(meta.nomemory) == [True, True, True]
+    assert list(meta.reference_outcome) == ["no_learning", "no_learning", "learned"]
+    assert list(meta.learned) == [False, False, True] and not meta.stable.iloc[2]  # the script's rule: learned
+    assert list(meta.outcome.iloc[:2]) == ["no_learning", "no_learning"] and pd.isna(meta.outcome.iloc[2])
     assert json.loads(meta.config.iloc[0])["diverge_loss"] == nm.diverge_loss
 
     with pytest.raises(ZooError, match="no network folders"):

@@ -1,4 +1,4 @@
-"""The reference outcome labels: no_learning, unstable, limit_cycle, slow_point (label version "1").
+"""The reference outcome labels: no_learning, unstable, limit_cycle, slow_point (label version "2").
 
 From the per-epoch accuracy (acc) and reliability (rel) curves (epochs counted from 0):
 
@@ -10,6 +10,9 @@ From the per-epoch accuracy (acc) and reliability (rel) curves (epochs counted f
    stable. ``ceil`` is what the reference's ``acc[int(0.9 * n):]`` selects for every n (``int(0.9 * n)`` is
    exactly ``floor(9n / 10)`` in float64), and it keeps at least one epoch for short curves (n < 10).
 3. Not learned: "no_learning" if stable, else "unstable".
+   The nomemory control family is labelled as its own script labels it: learned = rule 2's final performance
+   alone (no stability clause), and a network that did not learn is "no_learning" (the script has classes 0
+   and 1 only); ``stable`` is still recorded. Label version "1" (before 0.2) applied rules 1-3 to it too.
 4. Learned: the mechanism from :func:`psd_ratio` of trial 0's rates on a 9x extended trial (noise on, random
    initial state, drawn from the network's stream at ``rng.ANALYSIS_EPOCH``, so labels are deterministic):
    ratio < 0.5 -> "limit_cycle", otherwise "slow_point".
@@ -41,7 +44,7 @@ from .model import PARAM_NAMES, ModelConfig
 from .simulate import extended_inputs, nominal_steps, simulate_stacked
 from .task import TaskSpec
 
-LABEL_VERSION = "1"
+LABEL_VERSION = "2"
 OUTCOMES = ("no_learning", "unstable", "limit_cycle", "slow_point")
 MECHANISMS = ("limit_cycle", "slow_point")
 OUTCOME_DISPLAY_ORDER = ("slow_point", "limit_cycle", "no_learning", "unstable")  # solutions first, as the figures
@@ -204,13 +207,14 @@ class Label:
         return replace(self, outcome=mech, mechanism=mech, psd_ratio=float(ratio))
 
 
-def label_curves(acc, rel, psd_ratio: float | None = None) -> Label:
-    """Label from the curves alone (rules 1-3). A learned network gets its mechanism from ``psd_ratio`` if
-    given, otherwise outcome = mechanism = None (to fill with :meth:`Label.with_psd_ratio`)."""
+def label_curves(acc, rel, psd_ratio: float | None = None, *, nomemory: bool = False) -> Label:
+    """Label from the curves alone (rules 1-3; ``nomemory``: the control family's rule, final performance
+    alone). A learned network gets its mechanism from ``psd_ratio`` if given, otherwise outcome = mechanism =
+    None (to fill with :meth:`Label.with_psd_ratio`)."""
     acc, rel = _curves(acc, rel)
     stable = is_stable(acc, rel)
-    learned = stable and final_performance_ok(acc, rel)
-    label = Label(outcome=None if learned else ("no_learning" if stable else "unstable"), mechanism=None,
+    learned = (nomemory or stable) and final_performance_ok(acc, rel)
+    label = Label(outcome=None if learned else ("no_learning" if stable or nomemory else "unstable"), mechanism=None,
                   learned=learned, stable=stable, psd_ratio=float("nan"),
                   first_learned_epoch=first_learned_epoch(acc, rel))
     if learned and psd_ratio is not None:
@@ -253,7 +257,7 @@ def label_networks(state: dict, cfg: ModelConfig, task: TaskSpec, seeds: Sequenc
     if not (len(seeds) == len(curves_acc) == len(curves_rel) == K):
         raise ValueError(f"{K} networks but {len(seeds)} seeds, {len(curves_acc)} acc and "
                          f"{len(curves_rel)} rel curves")
-    labels = [label_curves(a, r) for a, r in zip(curves_acc, curves_rel, strict=True)]
+    labels = [label_curves(a, r, nomemory=task.nomemory) for a, r in zip(curves_acc, curves_rel, strict=True)]
     learned = [k for k, lab in enumerate(labels) if lab.learned]
     step = max(1, int(chunk_size))
     for lo in range(0, len(learned), step):

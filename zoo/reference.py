@@ -7,13 +7,15 @@ The reference scripts wrote, per network (``/work/shared/reference/paper-method.
                                  W_out.weight, W_out.bias
         training_details.npz     loss_list, reaction_accuracy_list, reaction_reliability_list,
                                  W_rec_grad_list (one value per epoch)
-        class.txt                0 no learning, 1 limit cycle, 2 slow point, 3 unstable (after labelling)
+        class.txt                0 no learning, 1 limit cycle, 2 slow point, 3 unstable (after labelling);
+                                 nomemory (its own sort script): 0 not learned, 1 learned
         psd_ratio.txt            learned networks only
 
 :func:`import_reference` turns such a tree (one family's results folder) into a release folder with the same
 files as a build (docs/format.md): weight shards of up to 512 networks per (family, delay) group cut like
 :func:`zoo.grids.shards`, curve files, the metadata table, card, ``zoo.json`` and manifest. The authors' label
-is kept as ``reference_outcome`` (no_learning / limit_cycle / slow_point / unstable) and ``reference_psd_ratio``;
+is kept as ``reference_outcome`` (no_learning / limit_cycle / slow_point / unstable; nomemory: no_learning /
+learned) and ``reference_psd_ratio``;
 our own labels are recomputed from the imported weights and curves (``label=True``), or from the curves only
 (``label=False``: learned networks then have outcome/mechanism null and psd_ratio NaN).
 
@@ -71,6 +73,8 @@ REFERENCE_FOLDERS = {
 }
 #: class.txt code -> outcome
 REFERENCE_CLASSES = {0: "no_learning", 1: "limit_cycle", 2: "slow_point", 3: "unstable"}
+#: the nomemory family's codes: its sort script writes 1 for every learned network (no mechanism, no psd_ratio)
+NOMEMORY_CLASSES = {0: "no_learning", 1: "learned"}
 WEIGHTS_NAME = "model_final.pt"
 CURVES_NAME = "training_details.npz"
 CLASS_NAME = "class.txt"
@@ -290,8 +294,9 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _load_reference_label(e: _Entry, report: ImportReport) -> tuple[str | None, float]:
+def _load_reference_label(e: _Entry, report: ImportReport, nomemory: bool) -> tuple[str | None, float]:
     outcome, ratio = None, float("nan")
+    classes = NOMEMORY_CLASSES if nomemory else REFERENCE_CLASSES
     cpath, ppath = e.path / CLASS_NAME, e.path / PSD_NAME
     if not cpath.exists():
         report.problem(e.rel, f"no {CLASS_NAME}: reference_outcome is null", IMPORTED)
@@ -300,16 +305,16 @@ def _load_reference_label(e: _Entry, report: ImportReport) -> tuple[str | None, 
         code = None
         try:
             v = float(text)  # None (unreadable) -> TypeError
-            if v.is_integer() and int(v) in REFERENCE_CLASSES:
+            if v.is_integer() and int(v) in classes:
                 code = int(v)
         except (TypeError, ValueError):
             pass
         if code is None:
             shown = (text[:40] + "...") if text and len(text) > 40 else text
-            report.problem(e.rel, f"unreadable {CLASS_NAME} ({shown!r}; expected 0, 1, 2 or 3): reference_outcome "
-                                  "is null", IMPORTED)
+            report.problem(e.rel, f"unreadable {CLASS_NAME} ({shown!r}; expected {', '.join(map(str, classes))}): "
+                                  "reference_outcome is null", IMPORTED)
         else:
-            outcome = REFERENCE_CLASSES[code]
+            outcome = classes[code]
     if ppath.exists():
         try:
             ratio = float(_read_text(ppath))  # None (unreadable) -> TypeError
@@ -335,9 +340,9 @@ def _final_config(base: NetConfig, grid: grids.FamilyGrid, curves: dict[str, np.
     return dataclasses.replace(base, epochs=n), False
 
 
-def _curve_only_labels(df: pd.DataFrame, acc, rel) -> pd.DataFrame:
+def _curve_only_labels(df: pd.DataFrame, acc, rel, nomemory: bool) -> pd.DataFrame:
     df = df.copy()
-    labs = [labels.label_curves(a, r).to_dict() for a, r in zip(acc, rel, strict=True)]
+    labs = [labels.label_curves(a, r, nomemory=nomemory).to_dict() for a, r in zip(acc, rel, strict=True)]
     for k in labs[0]:
         df[k] = [lab[k] for lab in labs]
     df["first_learned_epoch"] = df["first_learned_epoch"].astype("int64")
@@ -386,7 +391,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
             weights.append(w)
             curves.append(c)
             diverged.append(div)
-            refs.append(_load_reference_label(e, report))
+            refs.append(_load_reference_label(e, report, grid.nomemory))
         if not configs:
             continue
         ids = [c.net_id for c in configs]
@@ -400,7 +405,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         if label:
             df = label_frame(df, stacked, cv["accuracy"], cv["reliability"], device)
         else:
-            df = _curve_only_labels(df, cv["accuracy"], cv["reliability"])
+            df = _curve_only_labels(df, cv["accuracy"], cv["reliability"], grid.nomemory)
         df["reference_outcome"] = pd.Series([r[0] for r in refs], dtype="object")
         df["reference_psd_ratio"] = np.array([r[1] for r in refs], dtype=np.float64)
         parts.append(df)
