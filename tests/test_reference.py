@@ -17,7 +17,7 @@ from zoo.cli import app
 from zoo.errors import ZooError
 from zoo.manifest import verify_folder
 from zoo.model import PARAM_NAMES, RNN
-from zoo.reference import REFERENCE_CLASSES, import_reference
+from zoo.reference import REFERENCE_CLASSES, find_results_folder, import_reference
 from zoo.store import read_info
 
 NOPOST = grids.family_grid("nopost")
@@ -298,3 +298,35 @@ def test_nomemory_axis_and_errors(tmp_path):
     _write_net(empty, repr(LR0), repr(0.0), 0, cls=0)
     with pytest.raises(ZooError, match="no network could be imported"):
         import_reference(empty, "nopost", tmp_path / "none")
+
+
+def test_results_folder_is_the_one_the_sort_scripts_labelled(tmp_path):
+    """post trained into results_post_longer_epoch and results_post, and its sort script labelled results_post;
+    nopost's sort script labelled results_nopost: the folder holding class.txt files is chosen."""
+    post = grids.family_grid("post")
+    lr = post.lrs[0]
+    _write_net(tmp_path / "results_post_longer_epoch", repr(lr), "0.1", 0, state=_state(0, 0),
+               curves=_curves("none", 10, 0))
+    _write_net(tmp_path / "results_post", repr(lr), "0.1", 0, state=_state(0, 0), curves=_curves("none", 10, 0),
+               cls=0)
+    assert find_results_folder(tmp_path, "post") == tmp_path / "results_post"
+    (tmp_path / "results_post" / f"lr{lr!r}_delay_0.1" / "process_0" / "class.txt").unlink()
+    assert find_results_folder(tmp_path, "post") == tmp_path / "results_post_longer_epoch"  # none labelled
+    _write_net(tmp_path / "results_nopost", repr(LR0), "0.04", 1, cls=0)
+    assert find_results_folder(tmp_path, "nopost") == tmp_path / "results_nopost"
+
+
+def test_narrow_folder_holding_the_broad_rates_imports_them_as_nopost(tmp_path):
+    """results_finetune holds all 30 pooled no-post rates (the narrow scripts read them all from it): a broad
+    rate there is a nopost network (its grid value, epoch rule and net_id), not an off-grid nopost-narrow one."""
+    root = tmp_path / "results_finetune"
+    narrow = grids.family_grid("nopost-narrow")
+    _write_net(root, repr(narrow.lrs[0]), "0.04", 0, state=_state(0, 0), curves=_curves("none", 1000, 0), cls=0)
+    broad_lr = NOPOST.lrs[-1]  # 0.001: 30,000 epochs by the rule; this run has 1,000
+    _write_net(root, repr(broad_lr), "0.04", 1, state=_state(1, 0), curves=_curves("none", 1000, 1), cls=0)
+    rep = import_reference(tmp_path, "nopost-narrow", tmp_path / "zoo", label=False)
+    assert rep.imported == 2 and rep.lr_off_grid == []
+    meta = load_zoo(tmp_path / "zoo").metadata.set_index("seed")
+    assert meta.loc[0, "family"] == "nopost-narrow" and meta.loc[1, "family"] == "nopost"
+    assert meta.loc[1, "lr"] == broad_lr and meta.loc[1, "net_id"].startswith("nopost-d040-")
+    assert read_info(tmp_path / "zoo")["imported_from"]["networks_per_family"] == {"nopost": 1, "nopost-narrow": 1}

@@ -25,6 +25,8 @@ How each network's :class:`~zoo.config.NetConfig` is made:
   :func:`zoo.grids.family_grid`;
 - ``lr`` parsed from the folder name and replaced by the family's grid value when they agree to a relative
   tolerance of 1e-9 (so the net_id is the one a rebuild would give); otherwise the parsed value is kept;
+  ``results_finetune`` (nopost-narrow) also holds nopost's rates, and those networks are imported as nopost
+  (``ALSO_HOLDS``; ``zoo.json`` counts ``networks_per_family``);
 - ``delay_ms = round(D_seconds * 1000)``; for the nomemory family (no delay) the folder's value is taken as the
   response length (``response_ms``) and ``delay_ms = 0``;
 - ``seed`` from ``process_{seed}``;
@@ -65,12 +67,16 @@ from .version import __version__
 
 #: results folder names of the reference scripts, per family (searched when ``src`` is their parent)
 REFERENCE_FOLDERS = {
-    "nopost": ("results",),
+    "nopost": ("results", "results_nopost"),  # trained into results/, labelled in results_nopost/ (sort script)
     "nopost-narrow": ("results_finetune",),
     "post": ("results_post_longer_epoch", "results_post"),
     "longtau": ("results_longertau",),
     "nomemory": ("results_fixed",),
 }
+#: families whose results folder also holds other families' networks: the nopost-narrow sort and figure scripts
+#: read all 30 pooled no-post rates from results_finetune, so it holds nopost's rates too; those are imported
+#: as nopost networks (their own grid, epoch rule and net_id), not as off-grid nopost-narrow ones
+ALSO_HOLDS = {"nopost-narrow": ("nopost",)}
 #: class.txt code -> outcome
 REFERENCE_CLASSES = {0: "no_learning", 1: "limit_cycle", 2: "slow_point", 3: "unstable"}
 #: the nomemory family's codes: its sort script writes 1 for every learned network (no mechanism, no psd_ratio)
@@ -133,19 +139,24 @@ class _Entry:
     lr: float  # grid value if matched, else parsed
     sweep_ms: int  # delay (or response length for nomemory)
     seed: int
+    grid: grids.FamilyGrid  # the family it belongs to (the imported one, or one it also holds: ALSO_HOLDS)
 
 
 def find_results_folder(src: str | os.PathLike, family: str) -> Path:
     """``src`` itself if it holds ``lr*_delay_*`` folders, else its subfolder named as the reference scripts
-    named the family's results folder (``results``, ``results_finetune``, ...)."""
+    named the family's results folder (``results``, ``results_finetune``, ...); where several exist, the first
+    that holds labels (a ``class.txt``), as the sort scripts wrote them into one of them only."""
     src = Path(src).expanduser()
     if not src.is_dir():
         raise ZooError(f"{src} is not a folder")
     if any(_NET_DIR.match(p.name) for p in src.iterdir() if p.is_dir()):
         return src
-    for name in REFERENCE_FOLDERS.get(family, ()):
-        if (src / name).is_dir():
-            return src / name
+    found = [src / name for name in REFERENCE_FOLDERS.get(family, ()) if (src / name).is_dir()]
+    for folder in found:
+        if next(folder.glob(f"lr*_delay_*/process_*/{CLASS_NAME}"), None) is not None:
+            return folder
+    if found:
+        return found[0]
     raise ZooError(f"{src} holds no network folders (lr<LR>_delay_<D>/process_<SEED>/) and no results folder of "
                    f"family {family!r} ({', '.join(REFERENCE_FOLDERS.get(family, ()))})")
 
@@ -162,6 +173,7 @@ def _scan(root: Path, grid: grids.FamilyGrid, report: ImportReport) -> list[_Ent
     entries: list[_Entry] = []
     off_grid: set[float] = set()
     lr_order = {lr: i for i, lr in enumerate(grid.lrs)}
+    others = [grids.family_grid(f) for f in ALSO_HOLDS.get(grid.family, ())]
     for d in sorted(root.iterdir(), key=lambda p: p.name):
         if not d.is_dir():
             continue
@@ -177,7 +189,10 @@ def _scan(root: Path, grid: grids.FamilyGrid, report: ImportReport) -> list[_Ent
         if not (math.isfinite(lr_parsed) and lr_parsed > 0 and math.isfinite(seconds) and seconds >= 0):
             report.problem(d.name, f"invalid learning rate {lr_parsed!r} or delay {seconds!r}", "ignored")
             continue
-        lr = _match_lr(lr_parsed, grid.lrs)
+        owner, lr = grid, _match_lr(lr_parsed, grid.lrs)
+        for other in others:
+            if lr is None and (lr := _match_lr(lr_parsed, other.lrs)) is not None:
+                owner = other
         if lr is None:
             lr = lr_parsed
             off_grid.add(lr)
@@ -189,11 +204,12 @@ def _scan(root: Path, grid: grids.FamilyGrid, report: ImportReport) -> list[_Ent
                 report.problem(rel, "not a network folder (expected process_<SEED>)", "ignored")
                 continue
             report.found += 1
-            entries.append(_Entry(rel, p, lr, sweep_ms, int(pm["seed"])))
-    entries.sort(key=lambda e: (e.sweep_ms, lr_order.get(e.lr, len(lr_order)), -e.lr, e.seed, e.rel))
+            entries.append(_Entry(rel, p, lr, sweep_ms, int(pm["seed"]), owner))
+    entries.sort(key=lambda e: (e.grid.family != grid.family, e.sweep_ms, lr_order.get(e.lr, len(lr_order)), -e.lr,
+                                e.seed, e.rel))
     out, seen = [], {}
     for e in entries:
-        key = (e.sweep_ms, e.lr, e.seed)
+        key = (e.grid.family, e.sweep_ms, e.lr, e.seed)
         if key in seen:
             report.problem(e.rel, f"same network (lr {e.lr!r}, {grid.sweep} {e.sweep_ms}, seed {e.seed}) as "
                                   f"{seen[key]}", SKIPPED)
@@ -369,7 +385,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
     entries = _scan(root, grid, report)
     by_id = {}
     for e in entries:
-        by_id.setdefault(_base_config(e, grid), e)
+        by_id.setdefault(_base_config(e, e.grid), e)
     parts, written = [], {}
     for shard in grids.shards(list(by_id), shard_size):
         configs, weights, curves, refs, diverged = [], [], [], [], []
@@ -386,18 +402,18 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
             c = _load_curves(e, report)
             if c is None:
                 continue
-            cfg, div = _final_config(base, grid, c, report)
+            cfg, div = _final_config(base, e.grid, c, report)
             configs.append(cfg)
             weights.append(w)
             curves.append(c)
             diverged.append(div)
-            refs.append(_load_reference_label(e, report, grid.nomemory))
+            refs.append(_load_reference_label(e, report, e.grid.nomemory))
         if not configs:
             continue
         ids = [c.net_id for c in configs]
         stacked = {n: torch.stack([w[n] for w in weights]) for n in PARAM_NAMES}
         cv = {name: [c[name] for c in curves] for name in CURVE_ARRAYS.values()}
-        wf, cf = layout.weights_path(family, shard.shard_id), layout.curves_path(family, shard.shard_id)
+        wf, cf = layout.weights_path(shard.family, shard.shard_id), layout.curves_path(shard.family, shard.shard_id)
         store.write_weights(out / wf, stacked, ids)
         store.write_curves(out / cf, ids, cv)
         written.update({rel: sha256_file(out / rel) for rel in (wf, cf)})  # the release keeps what we just wrote
@@ -405,7 +421,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         if label:
             df = label_frame(df, stacked, cv["accuracy"], cv["reliability"], device)
         else:
-            df = _curve_only_labels(df, cv["accuracy"], cv["reliability"], grid.nomemory)
+            df = _curve_only_labels(df, cv["accuracy"], cv["reliability"], shard.configs[0].nomemory)
         df["reference_outcome"] = pd.Series([r[0] for r in refs], dtype="object")
         df["reference_psd_ratio"] = np.array([r[1] for r in refs], dtype=np.float64)
         parts.append(df)
@@ -426,6 +442,7 @@ def import_reference(src: str | os.PathLike, family: str, out: str | os.PathLike
         "label_version": labels.LABEL_VERSION, "mechanisms_labelled": bool(label), "partial": False,
         "imported_from": {
             "path": report.source, "results_folder": root.name, "family": family,
+            "networks_per_family": {str(k): int(v) for k, v in meta["family"].value_counts().sort_index().items()},
             "network_folders": report.found, "networks_imported": report.imported,
             "networks_skipped": report.skipped, "lr_off_grid": report.lr_off_grid,
             "lr_rule": f"matched to the family grid with rel tol {LR_REL_TOL:g}, else the parsed value",
