@@ -374,7 +374,7 @@ def scaling_exponent(metadata, family: str | None = None, *, kind: str = "critic
         failed = 0
         for _ in range(int(n_boot)):
             wts = rng.multinomial(S, np.full(S, 1.0 / S)).astype(float)
-            vals, ok = _fit_rates(cells, kind, min_fraction, wts, table=False, polish=False)
+            vals, ok = _fit_rates(cells, kind, min_fraction, wts, table=False)  # the point estimate's fit
             b = loglog_regression(cells.lrs[ok], vals[ok])["beta"] if ok.sum() >= 2 else np.nan
             if np.isfinite(b):
                 betas.append(b)
