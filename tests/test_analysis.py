@@ -22,6 +22,7 @@ from zoo.analysis import (
     critical_delay_steps,
     critical_delays,
     critical_lr,
+    critical_lr_tr_equals_t,
     diagnose_network,
     diagnose_stacked,
     diagnose_zoo,
@@ -156,9 +157,12 @@ def test_analyse_tail_vocabulary():
 def test_theory_curves_and_units():
     assert eta_c_slow_point(10, 10) == pytest.approx(math.pi**4 / 4 * 10 * 10**-5)
     assert eta_c_limit_cycle(10, 10) == pytest.approx(10 * 10**-3 / 4)
-    # with T_r = T: (3 pi^4 / 32) T^-4 is not the same formula; check the paper's reduction numerically
+    # with T_r = T the paper states its own closed forms, not the substitution into the T_r formulas
     T = 20.0
     assert critical_lr(T, "limit_cycle", response_steps=T) == pytest.approx(T**-2 / 4)
+    assert critical_lr_tr_equals_t(T, "slow_point") == pytest.approx(3 * math.pi**4 / 32 * T**-4)
+    assert critical_lr_tr_equals_t(T, "limit_cycle") == pytest.approx(T**-2 / 24)
+    assert np.isinf(critical_lr_tr_equals_t(0, "limit_cycle"))
     for mech in ("slow_point", "limit_cycle"):
         lr = critical_lr(30.0, mech)
         assert critical_delay_steps(lr, mech) == pytest.approx(30.0)

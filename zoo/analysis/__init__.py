@@ -76,6 +76,7 @@ from .theory import (
     THEORY_BETA,
     critical_delay_steps,
     critical_lr,
+    critical_lr_tr_equals_t,
     eta_c_limit_cycle,
     eta_c_slow_point,
 )
@@ -87,7 +88,7 @@ __all__ = [
     "paper_rates", "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
     "SUMMARY_COLUMNS", "THEORY_BETA", "DiagnosticsConfig", "FitError", "FixedPoints", "NetworkDiagnosis",
     "ScalingFit", "analyse_tail", "autonomous_trajectories", "critical_delay_steps", "critical_delays",
-    "critical_lr", "diagnose_network", "diagnose_stacked", "diagnose_zoo", "eta_c_limit_cycle",
+    "critical_lr", "critical_lr_tr_equals_t", "diagnose_network", "diagnose_stacked", "diagnose_zoo", "eta_c_limit_cycle",
     "eta_c_slow_point", "find_fixed_points", "fit_critical_delay", "fit_slow_point_midpoint", "jacobian",
     "logistic_curve", "loglog_regression", "mechanism_agreement", "mechanism_confusion", "ms_to_steps",
     "onset_curve", "phase_diagram", "psd_ratio_histogram", "read_diagnostics", "scaling_exponent",

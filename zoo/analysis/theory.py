@@ -7,7 +7,9 @@ Both the delay T and the response length T_r are in time steps (dt = 5 ms):
 
 so with T_r fixed the critical delay scales as ``T_c ~ eta^(-1/beta)`` with beta = 5 (slow point) and
 beta = 3 (limit cycle); with T_r = T the exponents are 4 and 2 (the paper's range beta_SP in [4, 5],
-beta_LC in [2, 3]). Below both curves both mechanisms can appear, between them only limit cycles, above the
+beta_LC in [2, 3]). For T_r = T the paper states its own closed forms, ``(3 pi^4 / 32) T^-4`` and
+``T^-2 / 24`` (:func:`critical_lr_tr_equals_t`), 3/8 and 1/6 of what ``response_steps=T`` substitutes into the
+formulas above. Below both curves both mechanisms can appear, between them only limit cycles, above the
 limit-cycle curve no learning. The constants come from a reduced model: compare exponents with a zoo, not
 absolute positions.
 """
@@ -27,6 +29,8 @@ THEORY_BETA = {"slow_point": 5.0, "limit_cycle": 3.0}
 #: the paper's range of beta: T_r = T gives the lower end, T_r fixed the upper
 THEORY_BETA_RANGE = {"slow_point": (4.0, 5.0), "limit_cycle": (2.0, 3.0)}
 _PREFACTOR = {"slow_point": math.pi**4 / 4.0, "limit_cycle": 0.25}
+#: the paper's closed forms for T_r = T: eta_c = prefactor * T^-(beta - 1)
+_PREFACTOR_TR_EQUALS_T = {"slow_point": 3 * math.pi**4 / 32.0, "limit_cycle": 1.0 / 24.0}
 
 
 def _check(mechanism: str) -> None:
@@ -41,6 +45,17 @@ def critical_lr(delay_steps, mechanism: str, response_steps: float = RESPONSE_ST
     T = np.asarray(delay_steps, dtype=float)
     with np.errstate(divide="ignore"):
         out = np.where(T > 0, _PREFACTOR[mechanism] * response_steps * np.abs(T) ** -THEORY_BETA[mechanism],
+                       np.inf)
+    return out if out.ndim else float(out)
+
+
+def critical_lr_tr_equals_t(delay_steps, mechanism: str):
+    """The paper's closed forms for a response as long as the delay (T_r = T): ``(3 pi^4 / 32) T^-4`` (slow
+    point) and ``T^-2 / 24`` (limit cycle). T <= 0 gives +inf."""
+    _check(mechanism)
+    T = np.asarray(delay_steps, dtype=float)
+    with np.errstate(divide="ignore"):
+        out = np.where(T > 0, _PREFACTOR_TR_EQUALS_T[mechanism] * np.abs(T) ** -(THEORY_BETA[mechanism] - 1.0),
                        np.inf)
     return out if out.ndim else float(out)
 
