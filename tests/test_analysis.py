@@ -449,3 +449,49 @@ def test_regression_helpers_are_scipy_stats_formulas():
     code = "import sys, zoo.figures, zoo.release, zoo.build; print('scipy.stats' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False"], out.stderr[-2000:]
+
+
+def test_paper_psd_ratio_panel_is_the_scripts():
+    """49 bins (np.linspace(0, 1, 50) as edges) of densities, expon with scale = the limit cycles' mean, and
+    norm.fit of the slow points, over the learned networks."""
+    from scipy import stats
+
+    from zoo.analysis import PSD_BIN_EDGES, paper_psd_ratio_fits
+
+    df = _synthetic(seeds=10)
+    fits = paper_psd_ratio_fits(df)
+    lc = df.loc[df["mechanism"] == "limit_cycle", "psd_ratio"].to_numpy()
+    sp = df.loc[df["mechanism"] == "slow_point", "psd_ratio"].to_numpy()
+    assert len(fits.histogram) == 49 and np.allclose(PSD_BIN_EDGES, np.linspace(0, 1, 50))
+    assert np.allclose(fits.histogram["limit_cycle"], np.histogram(lc, bins=np.linspace(0, 1, 50), density=True)[0])
+    assert np.allclose(fits.histogram["slow_point"], np.histogram(sp, bins=np.linspace(0, 1, 50), density=True)[0])
+    assert fits.lc_scale == pytest.approx(1 / (1 / np.mean(lc)))
+    assert (fits.sp_mean, fits.sp_std) == pytest.approx(stats.norm.fit(sp))
+    assert fits.sp_std == pytest.approx(np.std(sp))  # maximum likelihood: ddof 0
+    x = np.linspace(0, 1, 5)
+    assert np.allclose(fits.pdf(x)["limit_cycle"], stats.expon.pdf(x, scale=np.mean(lc)))
+    assert (fits.n_limit_cycle, fits.n_slow_point) == (lc.size, sp.size)
+
+
+def test_paper_loss_curves_per_class():
+    """Figure 4's loss panel: at one rate, the last 1,000 losses of every network (aligned at the end), per
+    class with unstable merged into not learned, nanmean and nanstd / sqrt(n)."""
+    from zoo import load_zoo
+    from zoo.analysis import PaperSettings, paper_loss_curves
+
+    zoo = load_zoo()
+    with pytest.raises(ValueError, match=r"no network at lr 0.07; valid: \[0.3, 0.2, 0.1, 0.05, 0.03\]"):
+        paper_loss_curves(zoo, lr=0.07)
+    with pytest.raises(ValueError, match="5 learning rates, so no rate at position 7"):
+        paper_loss_curves(zoo, settings=PaperSettings(loss_curve_rate=7))
+    assert paper_loss_curves(zoo).attrs["lr"] == 0.3  # a panel without a script's pick: the largest rate
+    t = paper_loss_curves(zoo, lr=0.1)
+    assert t.attrs["lr"] == 0.1 and set(t["class"]) == {"not_learned", "limit_cycle", "slow_point"}
+    sel = zoo.filter(lr=0.1)
+    meta = sel.metadata
+    for name, outcomes in (("not_learned", ("no_learning", "unstable")), ("slow_point", ("slow_point",))):
+        ids = meta.loc[meta["outcome"].isin(outcomes), "net_id"].tolist()
+        losses = np.stack([sel.filter(net_id=[i])[0].curves()["loss"].to_numpy()[-1000:] for i in ids])
+        part = t[t["class"] == name]
+        assert part["n"].iloc[0] == len(ids) and len(part) == 1000 and part["epoch"].iloc[-1] == 1000
+        assert np.allclose(part["mean"], losses.mean(0)) and np.allclose(part["se"], losses.std(0) / np.sqrt(len(ids)))

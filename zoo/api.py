@@ -278,6 +278,14 @@ class Zoo:
         self.source.local_paths(files)
         return files
 
+    def curves(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every selected network's per-epoch curves, ``{net_id: {curve: (epochs_run,)}}`` (one read per curve
+        file; from the Hub, only the curve files holding the selection are downloaded)."""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for cf, grp in self.metadata.groupby("curves_file", sort=False):
+            out.update(store.read_curves(self.source.local_path(cf), grp["net_id"].tolist()))
+        return {nid: out[nid] for nid in self.metadata["net_id"]}
+
     def weights(self) -> dict[str, torch.Tensor]:
         """Stacked weights of every selected network, in the order of ``.metadata`` (name -> (K, ...))."""
         out = {n: np.empty((len(self), *s), dtype=np.float32) for n, s in _shapes(self).items()}

@@ -162,9 +162,7 @@ def verify_zoo(source: str | os.PathLike | None, *, sample: int | None = 4, seed
     sub = zoo.filter(net_id=list(rows["net_id"]))
     rows = sub.metadata
     released_w = sub.weights()
-    released_c: dict[str, dict[str, np.ndarray]] = {}
-    for cf, grp in rows.groupby("curves_file", sort=False):
-        released_c.update(store.read_curves(zoo.source.local_path(cf), grp["net_id"].tolist()))
+    released_c = sub.curves()
     configs = [NetConfig.from_dict(json.loads(s)) for s in rows["config"]]
     for c, nid in zip(configs, rows["net_id"], strict=True):
         if c.net_id != nid:

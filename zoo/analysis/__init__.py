@@ -60,7 +60,16 @@ from .outcomes import (
     phase_diagram,
     psd_ratio_histogram,
 )
-from .paper import PAPER_SETTINGS, PaperSettings, paper_exponent, paper_rates
+from .paper import (
+    PAPER_SETTINGS,
+    PSD_BIN_EDGES,
+    PaperSettings,
+    PsdRatioFits,
+    paper_exponent,
+    paper_loss_curves,
+    paper_psd_ratio_fits,
+    paper_rates,
+)
 from .phases import (
     FitError,
     critical_delays,
@@ -84,8 +93,8 @@ from .theory import (
 __all__ = [
     "CI_METHODS", "DEFAULT_METHOD", "Design", "Truth", "calibrate", "calibration_table", "design_from_configs",
     "joint_exponent", "paper_design", "power", "synthetic_zoo", "validation_design",
-    "METHODS", "PANELS", "PAPER_SETTINGS", "PaperSettings", "family_rows", "panels_of", "paper_exponent",
-    "paper_rates", "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
+    "METHODS", "PANELS", "PAPER_SETTINGS", "PSD_BIN_EDGES", "PaperSettings", "PsdRatioFits", "family_rows",
+    "panels_of", "paper_exponent", "paper_loss_curves", "paper_psd_ratio_fits", "paper_rates", "DEFAULT_CONFIG", "DIAGNOSTICS_VERSION", "DT_MS", "DYN_MECHANISM", "DYN_STATES", "RESPONSE_STEPS",
     "SUMMARY_COLUMNS", "THEORY_BETA", "DiagnosticsConfig", "FitError", "FixedPoints", "NetworkDiagnosis",
     "ScalingFit", "analyse_tail", "autonomous_trajectories", "critical_delay_steps", "critical_delays",
     "critical_lr", "critical_lr_tr_equals_t", "diagnose_network", "diagnose_stacked", "diagnose_zoo", "eta_c_limit_cycle",

@@ -51,12 +51,13 @@ class PaperSettings:
     p0_logistic: tuple[float, float] = (0.1, 0.1)  # initial (D0 in ms, k per ms) of the logistic fit
     dropped: tuple[int, ...] = ()  # positions (0 = largest rate) left out of both exponents by hand
     slow_point_largest: int | None = None  # only the N largest rates enter the slow-point exponent
+    loss_curve_rate: int = 0  # position (0 = largest) of the rate whose loss curves per class are drawn
 
 
 #: the scripts' settings per panel; families not listed (e.g. longtau) use the no-post ones without its
 #: 25-rate cut, which the authors applied to their 30-rate pooled panel only
 PAPER_SETTINGS = {
-    "no-post": PaperSettings(slow_point_largest=25),
+    "no-post": PaperSettings(slow_point_largest=25, loss_curve_rate=7),
     "post": PaperSettings(min_fraction=0.2, p0_onset=(0.5, 0.1), dropped=(1,)),
 }
 DEFAULT_SETTINGS = PaperSettings()
@@ -165,3 +166,93 @@ def paper_exponent(metadata, family: str | None = None, *, kind: str = "critical
     fit.ci_regression = fit.ci
     fit.r2 = r_squared(X, Y) if len(used) >= 3 else np.nan
     return fit
+
+
+#: Figure 4's psd_ratio histogram: ``np.linspace(0, 1, 50)`` as the bin edges (49 bins), as densities
+PSD_BIN_EDGES = np.linspace(0.0, 1.0, 50)
+#: Figure 4's loss curves: the last this many epochs of each network, aligned at the end
+LOSS_CURVE_EPOCHS = 1000
+#: the classes of Figure 4's loss panel: the scripts merge unstable into not learned (class 3 -> 0)
+LOSS_CLASSES = {"not_learned": ("no_learning", "unstable"), "limit_cycle": ("limit_cycle",),
+                "slow_point": ("slow_point",)}
+
+
+@dataclass
+class PsdRatioFits:
+    """Figure 4's psd_ratio panel: densities over :data:`PSD_BIN_EDGES` per mechanism, an exponential fit to
+    the limit cycles' ratios (``expon`` with loc 0 and scale = their mean) and a Gaussian maximum-likelihood
+    fit to the slow points' (``scipy.stats.norm.fit``: mean and the standard deviation with ddof 0)."""
+
+    histogram: pd.DataFrame  # bin_lo, bin_hi, bin_center, limit_cycle, slow_point (densities; 0 if none)
+    lc_scale: float
+    sp_mean: float
+    sp_std: float
+    n_limit_cycle: int
+    n_slow_point: int
+
+    def pdf(self, x) -> dict[str, np.ndarray]:
+        """The two fitted densities at ``x``."""
+        from scipy import stats
+
+        x = np.asarray(x, dtype=float)
+        return {"limit_cycle": stats.expon.pdf(x, scale=self.lc_scale),
+                "slow_point": stats.norm.pdf(x, self.sp_mean, self.sp_std)}
+
+
+def paper_psd_ratio_fits(metadata, family: str | None = None) -> PsdRatioFits:
+    """The psd_ratio histograms and fits of Figure 4 over the learned networks of ``family`` (the paper: the
+    pooled ``"no-post"`` panel)."""
+    from scipy import stats
+
+    df, _ = family_rows(as_metadata(metadata), family)
+    edges = PSD_BIN_EDGES
+    hist = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2})
+    values = {}
+    for mech in ("limit_cycle", "slow_point"):
+        v = df.loc[df.get("mechanism", pd.Series(index=df.index, dtype=object)) == mech, "psd_ratio"]
+        values[mech] = v.to_numpy(dtype=float)[np.isfinite(v.to_numpy(dtype=float))]
+        n_in = ((values[mech] >= edges[0]) & (values[mech] <= edges[-1])).sum()
+        hist[mech] = np.histogram(values[mech], bins=edges, density=True)[0] if n_in else 0.0
+    lc, sp = values["limit_cycle"], values["slow_point"]
+    sp_mean, sp_std = stats.norm.fit(sp) if sp.size else (np.nan, np.nan)
+    return PsdRatioFits(hist, float(lc.mean()) if lc.size else np.nan, float(sp_mean), float(sp_std), int(lc.size),
+                        int(sp.size))
+
+
+def paper_loss_curves(zoo, family: str | None = None, *, lr: float | None = None,
+                      settings: PaperSettings | None = None) -> pd.DataFrame:
+    """Figure 4's loss curves per class at one learning rate (default: the panel's, position 7 of the pooled
+    no-post rates = 0.1, the largest for post): every network of that rate (all delays and seeds) gives its last
+    :data:`LOSS_CURVE_EPOCHS` losses aligned at the end (shorter runs padded with NaN at the start), and each
+    class (:data:`LOSS_CLASSES`) their ``nanmean`` and ``nanstd / sqrt(n)`` per epoch, n counting every network
+    of the class, as the scripts do. ``zoo``: a :class:`zoo.Zoo` (its curves are read).
+
+    Columns: ``class``, ``epoch`` (1..1000), ``mean``, ``se``, ``n``; ``attrs["lr"]`` is the rate."""
+    df, panel = family_rows(as_metadata(zoo.metadata), family)
+    st = settings or settings_for(panel)
+    lrs = np.sort(df["lr"].unique())[::-1]
+    if lr is None:
+        if st.loss_curve_rate >= len(lrs):
+            raise ValueError(f"the panel has {len(lrs)} learning rates, so no rate at position {st.loss_curve_rate} "
+                             f"(the scripts' pick): pass lr= (one of {[float(x) for x in lrs]})")
+        lr = float(lrs[st.loss_curve_rate])
+    rows = df[np.isclose(df["lr"], lr, rtol=1e-9, atol=0)]
+    if rows.empty:
+        raise ValueError(f"no network at lr {lr!r}; valid: {[float(x) for x in lrs]}")
+    curves = zoo.filter(net_id=rows["net_id"].tolist()).curves()
+    E = LOSS_CURVE_EPOCHS
+    out = []
+    for name, outcomes_ in LOSS_CLASSES.items():
+        ids = rows.loc[rows["outcome"].isin(outcomes_), "net_id"]
+        block = np.full((len(ids), E), np.nan)
+        for i, nid in enumerate(ids):
+            loss = np.asarray(curves[nid]["loss"], dtype=float)[-E:]
+            block[i, E - loss.size:] = loss
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every network is NaN
+            mean, se = np.nanmean(block, 0), np.nanstd(block, 0) / np.sqrt(len(ids))
+        out.append(pd.DataFrame({"class": name, "epoch": np.arange(1, E + 1), "mean": mean, "se": se,
+                                 "n": len(ids)}))
+    table = pd.concat(out, ignore_index=True)
+    table.attrs["lr"] = float(lr)
+    return table
