@@ -285,7 +285,7 @@ def plot_scaling(metadata, family: str | None = None, *, n_boot: int = 200,
 
 # ---------------------------------------------------------------- psd ratio
 @_styled
-def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 25) -> Figure:
+def plot_psd_ratio(metadata, family: str | None = None, *, bins: int = 20) -> Figure:
     """Histogram of the reference spectral index per mechanism, with the 0.5 threshold."""
     df, family = _family_rows(_meta(metadata), family)
     h = outcomes.psd_ratio_histogram(df.drop(columns="family", errors="ignore"), bins=bins)
