@@ -44,7 +44,9 @@ from .outcomes import ScalingFit, as_metadata, cell_counts, family_rows, r_squar
 
 @dataclass(frozen=True)
 class PaperSettings:
-    """The figure scripts' constants for one panel."""
+    """The figure scripts' constants for one panel. Rates are picked by position in the zoo's own rate list,
+    largest first, as the scripts index theirs: on the paper's grids these are the scripts' rates; on a zoo
+    with other rates, pass ``settings`` (or ``lr=``) to choose."""
 
     min_fraction: float = 0.1  # rates whose largest fraction is below this are skipped
     p0_onset: tuple[float, float] = (0.1, 0.1)  # initial (D0 in ms, a per ms) of the onset fit
