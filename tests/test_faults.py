@@ -226,6 +226,37 @@ def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     verify_folder(b.out)
 
 
+def test_chunk_scored_by_an_earlier_version_is_retrained(tmp_path, monkeypatch, capsys):
+    """A chunk saved before 0.2 (no ``scoring`` in its json: its curves were scored with the label rule) is not
+    mixed into a shard scored the scripts' way: it is discarded and its networks trained again, nothing else."""
+    plan, b = _tiny(tmp_path, seeds=3)
+    (shard,) = plan.shards
+    trained: list[str] = []
+    real = zoo.shard_build.train_networks
+
+    def crash_after_two(configs, **kw):
+        if len(trained) >= 2:
+            raise KeyboardInterrupt
+        trained.extend(c.net_id for c in configs)
+        return real(configs, **kw)
+
+    monkeypatch.setattr(zoo.shard_build, "train_networks", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        build_shards(b, [shard], batch_size=1)
+    metas = sorted((b.state / "work" / shard.shard_id).glob("chunk-*.json"))
+    assert len(metas) == 2 and all(json.loads(m.read_text())["scoring"] == "reference" for m in metas)
+    old, kept = json.loads(metas[0].read_text()), json.loads(metas[1].read_text())["net_ids"]
+    old.pop("scoring")
+    metas[0].write_text(json.dumps(old))
+    trained.clear()
+    monkeypatch.setattr(zoo.shard_build, "train_networks", lambda cfgs, **kw: (trained.extend(c.net_id for c in cfgs),
+                                                                         real(cfgs, **kw))[1])
+    assert build_shards(b, [shard], batch_size=1)[shard.shard_id] == "built"
+    err = capsys.readouterr().err
+    assert "scored with 'label'" in err and err.count("discarding") == 1
+    assert sorted(trained) == sorted(set(shard.net_ids) - set(kept))  # the old chunk's and the untrained ones
+
+
 @pytest.mark.bitwise("c")
 def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys):
     plan, b = _tiny(tmp_path, seeds=3)

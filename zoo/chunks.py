@@ -19,8 +19,9 @@ from .faults import fault_point
 from .log import logger
 from .manifest import atomic_write_text, file_matches, sha256_file
 from .model import PARAM_NAMES
+from .provenance import SCORING_BEFORE_COLUMN
 from .sharding import Shard
-from .task import CURVES
+from .task import CURVES, SCORINGS
 from .trajectories import write_snapshots
 
 
@@ -60,12 +61,20 @@ class ShardWork:
 def resume(shard: Shard, folder: Path, snapshots: bool) -> ShardWork:
     """The valid saved chunks of ``shard`` in its work folder ``folder`` (``snapshots``: the build stores
     them, so each chunk must have its own). A chunk that fails its checksums, or holds networks of another
-    shard, is deleted with a warning."""
+    shard, is deleted with a warning; so is a chunk whose curves were scored otherwise than builds score now
+    (:data:`zoo.task.SCORINGS`; saved by a version before 0.2): its networks are trained again."""
     work = ShardWork(shard, folder)
     ids = set(shard.net_ids)
     for meta_file in sorted(folder.glob("chunk-*.json")):
         try:
             meta = json.loads(meta_file.read_text())
+            scored = meta.get("scoring", SCORING_BEFORE_COLUMN)
+            if scored != SCORINGS[0]:
+                logger().warning(f"warning: discarding chunk {meta_file.name} of {shard.shard_id}: its curves were "
+                                 f"scored with {scored!r} (an earlier version), builds score with {SCORINGS[0]!r}")
+                for p in folder.glob(meta_file.stem + ".*"):
+                    p.unlink(missing_ok=True)
+                continue
             wf, cf = meta_file.with_suffix(".safetensors"), meta_file.with_suffix(".parquet")
             for kind, f in (("weights", wf), ("curves", cf)):
                 if not f.exists():
@@ -100,6 +109,7 @@ def save_chunk(work: ShardWork, res, rows: list[int]) -> None:
     fault_point("chunk-weights")
     store.write_curves(stem.with_suffix(".parquet"), ids, curves)
     meta = {"net_ids": ids, "epochs_run": res.epochs_run[rows].tolist(), "diverged": res.diverged[rows].tolist(),
+            "scoring": res.extra.get("scoring", SCORINGS[0]),
             "sha256": {"weights": sha256_file(stem.with_suffix(".safetensors")),
                        "curves": sha256_file(stem.with_suffix(".parquet"))}}
     if res.snapshots is not None:  # rows over (network, epoch), in the order of ids and sorted epochs

@@ -132,7 +132,7 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     backend = kernels.backend_for(torch.empty(0, dtype=dtype, device=dev))
     return TrainResult(configs, out_w, curves, epochs_run, diverged, time.perf_counter() - t0, str(dev),
-                       extra={"kernels": backend}, snapshots=snapshots)
+                       extra={"kernels": backend, "scoring": scoring}, snapshots=snapshots)
 
 
 def _snapshot_sets(epochs, K: int) -> list[frozenset[int]] | None:
