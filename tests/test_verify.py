@@ -113,8 +113,8 @@ def test_validation_networks_retrain_to_their_recorded_values():
     """The committed validation zoo (docs/validation/networks.parquet, 1,232 networks; its weights are not in the
     repository) records each network's configuration, final curve values and labels: two of its networks
     trained with our own products retrain from the recorded configuration to the same final loss, accuracy,
-    reliability and epoch count, bit for bit, and to the same labels (psd_ratio within zoo verify's 1e-9). The
-    table has no ``scoring`` column: it was scored with ``"label"``, which ``scoring_of`` reads from that."""
+    reliability and epoch count, bit for bit, and to the same labels (psd_ratio within zoo verify's 1e-9), each
+    scored as the table records (``scoring_of``)."""
     from pathlib import Path
 
     import pandas as pd
@@ -129,7 +129,6 @@ def test_validation_networks_retrain_to_their_recorded_values():
     assert (rows["c_gemm"] == "own").all()  # trained with our own products: the same bits on every CPU
     configs = [NetConfig.from_dict(json.loads(c)) for c in rows["config"]]
     assert [c.net_id for c in configs] == rows.index.tolist()
-    assert scoring_of(rows) == "label"
     res = train_networks(configs, scoring=scoring_of(rows))
     assert res.epochs_run.tolist() == rows["epochs_run"].tolist()
     for name in ("loss", "accuracy", "reliability"):
