@@ -226,9 +226,9 @@ def test_corrupt_or_truncated_done_shard_is_detected_and_retrained(tmp_path):
     verify_folder(b.out)
 
 
-def test_chunk_scored_by_an_earlier_version_is_retrained(tmp_path, monkeypatch, capsys):
-    """A chunk saved before 0.2 (no ``scoring`` in its json: its curves were scored with the label rule) is not
-    mixed into a shard scored the scripts' way: it is discarded and its networks trained again, nothing else."""
+def _two_chunks_then_crash(tmp_path, monkeypatch):
+    """A 3-network shard built one network per chunk, interrupted after two chunks: (plan, build, shard,
+    the list that records what trains, the real train_networks)."""
     plan, b = _tiny(tmp_path, seeds=3)
     (shard,) = plan.shards
     trained: list[str] = []
@@ -243,6 +243,13 @@ def test_chunk_scored_by_an_earlier_version_is_retrained(tmp_path, monkeypatch, 
     monkeypatch.setattr(zoo.shard_build, "train_networks", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         build_shards(b, [shard], batch_size=1)
+    return plan, b, shard, trained, real
+
+
+def test_chunk_scored_by_an_earlier_version_is_retrained(tmp_path, monkeypatch, capsys):
+    """A chunk saved before 0.2 (no ``scoring`` in its json: its curves were scored with the label rule) is not
+    mixed into a shard scored the scripts' way: it is discarded and its networks trained again, nothing else."""
+    plan, b, shard, trained, real = _two_chunks_then_crash(tmp_path, monkeypatch)
     metas = sorted((b.state / "work" / shard.shard_id).glob("chunk-*.json"))
     assert len(metas) == 2 and all(json.loads(m.read_text())["scoring"] == "reference" for m in metas)
     old, kept = json.loads(metas[0].read_text()), json.loads(metas[1].read_text())["net_ids"]
@@ -259,20 +266,7 @@ def test_chunk_scored_by_an_earlier_version_is_retrained(tmp_path, monkeypatch, 
 
 @pytest.mark.bitwise("c")
 def test_damaged_chunk_is_discarded_and_retrained(tmp_path, monkeypatch, capsys):
-    plan, b = _tiny(tmp_path, seeds=3)
-    (shard,) = plan.shards
-    trained: list[str] = []
-    real = zoo.shard_build.train_networks
-
-    def crash_after_two(configs, **kw):
-        if len(trained) >= 2:
-            raise KeyboardInterrupt
-        trained.extend(c.net_id for c in configs)
-        return real(configs, **kw)
-
-    monkeypatch.setattr(zoo.shard_build, "train_networks", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        build_shards(b, [shard], batch_size=1)
+    plan, b, shard, trained, real = _two_chunks_then_crash(tmp_path, monkeypatch)
     chunks = sorted((b.state / "work" / shard.shard_id).glob("chunk-*.safetensors"))
     assert len(chunks) == 2
     data = chunks[0].read_bytes()
