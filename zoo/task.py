@@ -25,7 +25,7 @@ CURVES = ("loss", "accuracy", "reliability", "grad_norm")
 #: against ``argmax`` of the target at each step, so channel 0 where the target is still 0 (the window's first
 #: step), and, for ``nomemory``, on the steps the scripts' slice leaves (the last one); ``"label"``: against the
 #: trial's label at every step of the window, nomemory on ``[cue - 1, cue - 1 + response)`` (this package
-#: before 0.2; the committed validation zoo was scored so)
+#: before 0.2)
 SCORINGS = ("reference", "label")
 
 
@@ -60,7 +60,7 @@ class TaskSpec:
     n_copies: int = N_COPIES
     nomemory: bool = False
     dt_ms: float = DT_MS
-    scoring: str = "reference"  # one of SCORINGS
+    scoring: str = SCORINGS[0]  # one of SCORINGS
 
     def __post_init__(self):
         if self.scoring not in SCORINGS:
