@@ -8,6 +8,7 @@ No I/O here; every function is a pure function of a :class:`TaskSpec`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,12 +100,9 @@ class TaskSpec:
 
     def metric_channels(self, device=None) -> torch.Tensor:
         """(W, B) the channel scored as correct at each step of the metric window (``scoring``): ``argmax`` of
-        the target (channel 0 where the target is 0, as ``torch.argmax`` gives it) or the trial's label."""
-        lo, hi = self.metric_window
-        if self.scoring == "label":
-            return self.correct_channel(device).expand(hi - lo, self.batch_size)
-        y = self.targets(device)[lo:hi]
-        return (y[..., 1] > y[..., 0]).long()
+        the target (channel 0 where the target is 0, as ``torch.argmax`` gives it) or the trial's label.
+        Made once per (task, device): the trainer scores every epoch with it (read only)."""
+        return _metric_channels(self, None if device is None else torch.device(device))
 
     @property
     def weighted_steps(self) -> int:
@@ -144,6 +142,15 @@ class TaskSpec:
         w = torch.full((T,), R / T, device=device, dtype=dtype)
         w[T - R:] = 1.0 - R / T
         return w
+
+
+@functools.lru_cache(maxsize=64)
+def _metric_channels(spec: TaskSpec, device: torch.device | None) -> torch.Tensor:
+    lo, hi = spec.metric_window
+    if spec.scoring == "label":
+        return spec.correct_channel(device).expand(hi - lo, spec.batch_size)
+    y = spec.targets(device)[lo:hi]
+    return (y[..., 1] > y[..., 0]).long()
 
 
 def accuracy_reliability(outputs: torch.Tensor, spec: TaskSpec) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,7 +78,7 @@ def train_networks(configs: Sequence[NetConfig], *, device: str | torch.device |
                    init_weights: dict[str, torch.Tensor] | None = None,
                    progress: Callable[[int], None] | None = None,
                    snapshot_epochs: Sequence[int] | Sequence[Sequence[int]] | None = None,
-                   scoring: str = "reference") -> TrainResult:
+                   scoring: str = SCORINGS[0]) -> TrainResult:
     """Train ``configs`` (any mix of families) and return their weights and curves.
 
     Networks are grouped by trial shape (``NetConfig.batch_key``) and trained ``batch_size`` at a time.
@@ -249,7 +249,7 @@ class Readout:
         return value, acc, rel, dlogit.view(K, T, B, 2)
 
 
-def _train_batch(configs, dev, dtype, init, progress, want=None, scoring="reference"):
+def _train_batch(configs, dev, dtype, init, progress, want=None, scoring=SCORINGS[0]):
     b = NetworkBatch(configs, dev, dtype, init)
     snaps = _Snapshots(want) if want is not None else None
     if snaps is not None:

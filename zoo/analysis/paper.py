@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import optimize
 
 from ..task import DT_MS
-from .outcomes import ScalingFit, as_metadata, cell_counts, family_rows, r_squared
+from .outcomes import ScalingFit, as_metadata, cell_counts, family_rows, psd_ratio_histogram, r_squared
 
 
 @dataclass(frozen=True)
@@ -207,14 +207,14 @@ def paper_psd_ratio_fits(metadata, family: str | None = None) -> PsdRatioFits:
     from scipy import stats
 
     df, _ = family_rows(as_metadata(metadata), family)
-    edges = PSD_BIN_EDGES
-    hist = pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2})
+    hist = psd_ratio_histogram(df, bins=PSD_BIN_EDGES)  # counts per mechanism -> densities, as density=True
+    width = hist["bin_hi"] - hist["bin_lo"]
     values = {}
     for mech in ("limit_cycle", "slow_point"):
-        v = df.loc[df.get("mechanism", pd.Series(index=df.index, dtype=object)) == mech, "psd_ratio"]
-        values[mech] = v.to_numpy(dtype=float)[np.isfinite(v.to_numpy(dtype=float))]
-        n_in = ((values[mech] >= edges[0]) & (values[mech] <= edges[-1])).sum()
-        hist[mech] = np.histogram(values[mech], bins=edges, density=True)[0] if n_in else 0.0
+        n = hist[mech].sum()
+        hist[mech] = hist[mech] / (n * width) if n else 0.0
+        v = df.loc[df["mechanism"] == mech, "psd_ratio"].to_numpy(dtype=float) if "mechanism" in df else np.empty(0)
+        values[mech] = v[np.isfinite(v)]
     lc, sp = values["limit_cycle"], values["slow_point"]
     sp_mean, sp_std = stats.norm.fit(sp) if sp.size else (np.nan, np.nan)
     return PsdRatioFits(hist, float(lc.mean()) if lc.size else np.nan, float(sp_mean), float(sp_std), int(lc.size),
